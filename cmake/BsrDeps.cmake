@@ -1,0 +1,18 @@
+# Finds the Debian-packaged libraries bsr builds on (installed by scripts/install-deps).
+find_package(PkgConfig REQUIRED)
+find_package(Threads REQUIRED)
+find_package(OpenSSL REQUIRED)
+find_package(fmt REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(nlohmann_json REQUIRED)
+find_package(CLI11 CONFIG REQUIRED)
+pkg_check_modules(URING REQUIRED IMPORTED_TARGET liburing)
+pkg_check_modules(FUSE3 REQUIRED IMPORTED_TARGET fuse3)
+if(NOT BSR_FUZZ)
+  find_package(GTest REQUIRED)
+  include(GoogleTest)
+endif()
+# Standalone Asio is header-only (libasio-dev).
+add_library(bsr_asio INTERFACE)
+target_compile_definitions(bsr_asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED)
+target_link_libraries(bsr_asio INTERFACE Threads::Threads)

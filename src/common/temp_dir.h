@@ -1,0 +1,23 @@
+// Temporary directory removed (recursively) on destruction; for tests and tools.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace bsr {
+
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace bsr

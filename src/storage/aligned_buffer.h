@@ -1,0 +1,38 @@
+// Heap buffer aligned for O_DIRECT I/O (4 KiB). Move-only; owned by whichever thread
+// holds it, and it must outlive any I/O submitted on it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <span>
+
+namespace bsr::storage {
+
+class AlignedBuffer {
+ public:
+  // Alignment of address and capacity; covers every logical block size Linux uses.
+  static constexpr size_t kAlignment = 4096;
+
+  AlignedBuffer() = default;
+  // Uninitialised contents; capacity is `size` rounded up to kAlignment. Out of memory
+  // throws std::bad_alloc, as operator new does.
+  explicit AlignedBuffer(size_t size);
+
+  uint8_t* data() { return data_.get(); }
+  const uint8_t* data() const { return data_.get(); }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  std::span<uint8_t> span() { return {data_.get(), size_}; }
+  std::span<const uint8_t> span() const { return {data_.get(), size_}; }
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  std::unique_ptr<uint8_t, Free> data_;
+  size_t size_ = 0;
+};
+
+}  // namespace bsr::storage

@@ -1,0 +1,405 @@
+#include "storage/backing_device.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <asio/post.hpp>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace bsr::storage {
+namespace {
+
+constexpr size_t kZeroChunk = 1 << 20;
+constexpr uint64_t kMaxSegment = 1u << 30;  // io_uring lengths are 32-bit
+
+}  // namespace
+
+struct BackingDevice::Op {
+  enum class Kind { kRead, kWrite, kFlush, kFallocate, kZeroWrite };
+  Kind kind = Kind::kRead;
+  const char* name = "";
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  uint64_t done = 0;  // bytes finished so far (short reads/writes continue)
+  uint8_t* buffer = nullptr;
+  bool fua = false;
+  int mode = 0;                 // fallocate mode
+  bool unsupported_ok = false;  // discard: EOPNOTSUPP counts as success
+  bool zero_fallback = false;   // write zeroes: EOPNOTSUPP falls back to writing zeroes
+  IoCallback done_cb;
+};
+
+BackingDevice::BackingDevice(asio::io_context& io, std::string path)
+    : io_(io), path_(std::move(path)), event_stream_(io) {}
+
+Result<std::unique_ptr<BackingDevice>> BackingDevice::Open(asio::io_context& io,
+                                                           const std::string& path,
+                                                           const BackingOptions& options) {
+  std::unique_ptr<BackingDevice> dev(new BackingDevice(io, path));
+  Status status = dev->Setup(options);
+  if (!status.ok()) return status.WithContext(fmt::format("open backing device {}", path));
+  return dev;
+}
+
+Status BackingDevice::Setup(const BackingOptions& options) {
+  read_only_ = options.read_only;
+  queue_depth_ = options.queue_depth == 0 ? 1 : options.queue_depth;
+  int access = read_only_ ? O_RDONLY : O_RDWR;
+  fd_.Reset(::open(path_.c_str(), access | O_CLOEXEC));
+  if (!fd_.valid()) return Error(Errc::kIo, "open: {} (errno {})", std::strerror(errno), errno);
+  struct stat st {};
+  if (::fstat(fd_.get(), &st) != 0) {
+    return Error(Errc::kIo, "fstat: {} (errno {})", std::strerror(errno), errno);
+  }
+  if (S_ISBLK(st.st_mode)) {
+    is_block_device_ = true;
+    uint64_t bytes = 0;
+    if (::ioctl(fd_.get(), BLKGETSIZE64, &bytes) != 0) {
+      return Error(Errc::kIo, "BLKGETSIZE64: {} (errno {})", std::strerror(errno), errno);
+    }
+    int sector = 0;
+    if (::ioctl(fd_.get(), BLKSSZGET, &sector) != 0 || sector <= 0) sector = 512;
+    size_ = bytes;
+    block_size_ = static_cast<uint32_t>(sector);
+  } else if (S_ISREG(st.st_mode)) {
+    size_ = static_cast<uint64_t>(st.st_size);
+    // 4 KiB satisfies the direct-I/O alignment of every local file system.
+    block_size_ = 4096;
+  } else {
+    return Error(Errc::kInvalidArgument, "not a regular file or block device");
+  }
+
+  if (options.direct) {
+    UniqueFd direct(::open(path_.c_str(), access | O_CLOEXEC | O_DIRECT));
+    if (!direct.valid()) {
+      spdlog::warn("{}: O_DIRECT refused ({}), using buffered I/O", path_, std::strerror(errno));
+    } else if (size_ >= block_size_) {
+      // Some file systems accept O_DIRECT at open and refuse it on the first I/O.
+      AlignedBuffer probe(block_size_);
+      if (::pread(direct.get(), probe.data(), block_size_, 0) < 0) {
+        spdlog::warn("{}: O_DIRECT read failed ({}), using buffered I/O", path_,
+                     std::strerror(errno));
+      } else {
+        direct_fd_ = std::move(direct);
+      }
+    } else {
+      direct_fd_ = std::move(direct);
+    }
+  }
+
+  int ret = io_uring_queue_init(queue_depth_, &ring_, 0);
+  if (ret < 0) {
+    return Error(Errc::kIo, "io_uring_queue_init({}): {} (errno {})", queue_depth_,
+                 std::strerror(-ret), -ret);
+  }
+  ring_ready_ = true;
+  int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (efd < 0) return Error(Errc::kIo, "eventfd: {} (errno {})", std::strerror(errno), errno);
+  asio::error_code ec;
+  event_stream_.assign(efd, ec);
+  if (ec) {
+    ::close(efd);
+    return Error(Errc::kIo, "watch eventfd: {}", ec.message());
+  }
+  ret = io_uring_register_eventfd(&ring_, efd);
+  if (ret < 0) {
+    return Error(Errc::kIo, "io_uring_register_eventfd: {} (errno {})", std::strerror(-ret), -ret);
+  }
+  ArmCompletions();
+  spdlog::debug("{}: size {} block {} direct {} block device {}", path_, size_, block_size_,
+                direct(), is_block_device_);
+  return Status::Ok();
+}
+
+BackingDevice::~BackingDevice() {
+  *alive_ = false;
+  asio::error_code ec;
+  event_stream_.close(ec);
+  for (Op* op : waiting_) delete op;
+  waiting_.clear();
+  if (!ring_ready_) return;
+  if (unsubmitted_ > 0) io_uring_submit(&ring_);
+  while (inflight_ > 0) {
+    io_uring_cqe* cqe = nullptr;
+    int ret = io_uring_wait_cqe(&ring_, &cqe);
+    if (ret == -EINTR) continue;
+    if (ret < 0) break;  // the ring is broken; leaking beats freeing a live buffer
+    delete static_cast<Op*>(io_uring_cqe_get_data(cqe));
+    io_uring_cqe_seen(&ring_, cqe);
+    --inflight_;
+  }
+  if (inflight_ == 0) io_uring_queue_exit(&ring_);
+}
+
+IoResult BackingDevice::ErrnoResult(const Op& op, int err) const {
+  IoResult r;
+  r.err = err;
+  r.status = Error(Errc::kIo, "{} {} offset {} length {}: {} (errno {})", op.name, path_, op.offset,
+                   op.length, std::strerror(err), err);
+  return r;
+}
+
+void BackingDevice::CompleteSoon(IoCallback done, IoResult result) {
+  asio::post(io_, [alive = alive_, done = std::move(done), result = std::move(result)]() mutable {
+    if (*alive) done(std::move(result));
+  });
+}
+
+bool BackingDevice::CheckRange(const char* what, uint64_t offset, uint64_t length,
+                               const IoCallback& done) {
+  if (offset <= size_ && length <= size_ - offset) return true;
+  IoResult r;
+  r.err = EINVAL;
+  r.status = Error(Errc::kInvalidArgument, "{} {} offset {} length {}: beyond the end ({} bytes)",
+                   what, path_, offset, length, size_);
+  CompleteSoon(done, std::move(r));
+  return false;
+}
+
+void BackingDevice::Read(uint64_t offset, std::span<uint8_t> buffer, IoCallback done) {
+  if (!CheckRange("read", offset, buffer.size(), done)) return;
+  if (buffer.empty()) return CompleteSoon(std::move(done), IoResult::Ok());
+  auto op = std::make_unique<Op>();
+  op->kind = Op::Kind::kRead;
+  op->name = "read";
+  op->offset = offset;
+  op->length = buffer.size();
+  op->buffer = buffer.data();
+  op->done_cb = std::move(done);
+  Start(std::move(op));
+}
+
+void BackingDevice::Write(uint64_t offset, std::span<const uint8_t> data, bool fua,
+                          IoCallback done) {
+  if (read_only_) {
+    IoResult r;
+    r.err = EROFS;
+    r.status = Error(Errc::kPermission, "write {} offset {}: device is read-only", path_, offset);
+    return CompleteSoon(std::move(done), std::move(r));
+  }
+  if (!CheckRange("write", offset, data.size(), done)) return;
+  if (data.empty() && !fua) return CompleteSoon(std::move(done), IoResult::Ok());
+  if (data.empty()) return Flush(std::move(done));
+  auto op = std::make_unique<Op>();
+  op->kind = Op::Kind::kWrite;
+  op->name = "write";
+  op->offset = offset;
+  op->length = data.size();
+  // io_uring only reads from this buffer for a write.
+  op->buffer = const_cast<uint8_t*>(data.data());
+  op->fua = fua;
+  op->done_cb = std::move(done);
+  Start(std::move(op));
+}
+
+void BackingDevice::Flush(IoCallback done) {
+  auto op = std::make_unique<Op>();
+  op->kind = Op::Kind::kFlush;
+  op->name = "flush";
+  op->done_cb = std::move(done);
+  Start(std::move(op));
+}
+
+void BackingDevice::Discard(uint64_t offset, uint64_t length, IoCallback done) {
+  if (read_only_) {
+    IoResult r;
+    r.err = EROFS;
+    r.status = Error(Errc::kPermission, "discard {} offset {}: device is read-only", path_, offset);
+    return CompleteSoon(std::move(done), std::move(r));
+  }
+  if (!CheckRange("discard", offset, length, done)) return;
+  if (length == 0) return CompleteSoon(std::move(done), IoResult::Ok());
+  auto op = std::make_unique<Op>();
+  op->kind = Op::Kind::kFallocate;
+  op->name = "discard";
+  op->offset = offset;
+  op->length = length;
+  // On a block device PUNCH_HOLE discards and guarantees zeroes; on a file it
+  // deallocates. BLKDISCARD would block this thread, fallocate runs in io_uring.
+  op->mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+  op->unsupported_ok = true;
+  op->done_cb = std::move(done);
+  Start(std::move(op));
+}
+
+void BackingDevice::WriteZeroes(uint64_t offset, uint64_t length, bool may_unmap, IoCallback done) {
+  if (read_only_) {
+    IoResult r;
+    r.err = EROFS;
+    r.status =
+        Error(Errc::kPermission, "write-zeroes {} offset {}: device is read-only", path_, offset);
+    return CompleteSoon(std::move(done), std::move(r));
+  }
+  if (!CheckRange("write-zeroes", offset, length, done)) return;
+  if (length == 0) return CompleteSoon(std::move(done), IoResult::Ok());
+  auto op = std::make_unique<Op>();
+  op->kind = Op::Kind::kFallocate;
+  op->name = "write-zeroes";
+  op->offset = offset;
+  op->length = length;
+  op->mode = may_unmap ? (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)
+                       : (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE);
+  op->zero_fallback = true;
+  op->done_cb = std::move(done);
+  Start(std::move(op));
+}
+
+void BackingDevice::Start(std::unique_ptr<Op> op) {
+  if (inflight_ < queue_depth_ && waiting_.empty()) {
+    Submit(op.release());
+  } else {
+    waiting_.push_back(op.release());  // back-pressure: wait for a free slot
+  }
+}
+
+void BackingDevice::Prep(Op* op, io_uring_sqe* sqe) {
+  uint64_t pos = op->offset + op->done;
+  uint64_t remaining = op->length - op->done;
+  switch (op->kind) {
+    case Op::Kind::kRead:
+    case Op::Kind::kWrite: {
+      uint8_t* buf = op->buffer + op->done;
+      unsigned len = static_cast<unsigned>(std::min(remaining, kMaxSegment));
+      bool aligned = direct_fd_.valid() && pos % block_size_ == 0 && len % block_size_ == 0 &&
+                     reinterpret_cast<uintptr_t>(buf) % block_size_ == 0;
+      int fd = aligned ? direct_fd_.get() : fd_.get();
+      if (op->kind == Op::Kind::kRead) {
+        io_uring_prep_read(sqe, fd, buf, len, pos);
+      } else {
+        io_uring_prep_write(sqe, fd, buf, len, pos);
+        if (op->fua) sqe->rw_flags = RWF_DSYNC;
+      }
+      break;
+    }
+    case Op::Kind::kZeroWrite: {
+      unsigned len = static_cast<unsigned>(std::min<uint64_t>(remaining, kZeroChunk));
+      bool aligned = direct_fd_.valid() && pos % block_size_ == 0 && len % block_size_ == 0;
+      io_uring_prep_write(sqe, aligned ? direct_fd_.get() : fd_.get(), zeroes_.data(), len, pos);
+      break;
+    }
+    case Op::Kind::kFlush: io_uring_prep_fsync(sqe, fd_.get(), IORING_FSYNC_DATASYNC); break;
+    case Op::Kind::kFallocate:
+      io_uring_prep_fallocate(sqe, fd_.get(), op->mode, op->offset, op->length);
+      break;
+  }
+  io_uring_sqe_set_data(sqe, op);
+}
+
+void BackingDevice::Submit(Op* op) {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (sqe == nullptr) {
+    // The submission queue is full of prepared entries: hand them to the kernel.
+    io_uring_submit(&ring_);
+    unsubmitted_ = 0;
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  if (sqe == nullptr) {
+    waiting_.push_front(op);
+    return;
+  }
+  Prep(op, sqe);
+  ++inflight_;
+  ++unsubmitted_;
+  ScheduleSubmit();
+}
+
+// Submission is deferred to the end of the current batch of handlers, so requests
+// parsed from one socket read share one io_uring_enter.
+void BackingDevice::ScheduleSubmit() {
+  if (submit_scheduled_) return;
+  submit_scheduled_ = true;
+  asio::post(io_, [this, alive = alive_] {
+    if (!*alive) return;
+    submit_scheduled_ = false;
+    if (unsubmitted_ == 0) return;
+    int ret = io_uring_submit(&ring_);
+    if (ret >= 0) {
+      unsubmitted_ = 0;
+    } else {
+      // EAGAIN/EBUSY: the kernel is short of resources; completions will free them.
+      spdlog::debug("{}: io_uring_submit: {}", path_, std::strerror(-ret));
+      ScheduleSubmit();
+    }
+  });
+}
+
+void BackingDevice::ArmCompletions() {
+  event_stream_.async_read_some(asio::buffer(&event_value_, sizeof(event_value_)),
+                                [this, alive = alive_](const asio::error_code& ec, size_t) {
+                                  if (!*alive || ec == asio::error::operation_aborted) return;
+                                  if (ec && ec != asio::error::would_block) {
+                                    spdlog::error("{}: completion eventfd: {}", path_,
+                                                  ec.message());
+                                  }
+                                  ReapCompletions();
+                                  ArmCompletions();
+                                });
+}
+
+void BackingDevice::ReapCompletions() {
+  std::shared_ptr<bool> alive = alive_;
+  io_uring_cqe* cqe = nullptr;
+  while (*alive && io_uring_peek_cqe(&ring_, &cqe) == 0) {
+    Op* op = static_cast<Op*>(io_uring_cqe_get_data(cqe));
+    int res = cqe->res;
+    io_uring_cqe_seen(&ring_, cqe);
+    --inflight_;
+    Complete(op, res);
+  }
+  if (!*alive) return;
+  while (!waiting_.empty() && inflight_ < queue_depth_) {
+    Op* op = waiting_.front();
+    waiting_.pop_front();
+    Submit(op);
+  }
+}
+
+void BackingDevice::Complete(Op* op, int res) {
+  if (res == -EAGAIN || res == -EINTR) return Submit(op);
+  if (res < 0) {
+    if (op->kind == Op::Kind::kFallocate && (res == -EOPNOTSUPP || res == -ENODEV)) {
+      if (op->unsupported_ok) return Finish(op, IoResult::Ok());
+      if (op->zero_fallback) {
+        if (zeroes_.empty()) {
+          zeroes_ = AlignedBuffer(kZeroChunk);
+          std::memset(zeroes_.data(), 0, kZeroChunk);
+        }
+        op->kind = Op::Kind::kZeroWrite;
+        op->done = 0;
+        return Submit(op);
+      }
+    }
+    return Finish(op, ErrnoResult(*op, -res));
+  }
+  switch (op->kind) {
+    case Op::Kind::kRead:
+    case Op::Kind::kWrite:
+    case Op::Kind::kZeroWrite:
+      if (res == 0) {
+        // Nothing moved: the file shrank under us or the device refuses more.
+        return Finish(op, ErrnoResult(*op, EIO));
+      }
+      op->done += static_cast<uint64_t>(res);
+      if (op->done < op->length) return Submit(op);
+      return Finish(op, IoResult::Ok());
+    case Op::Kind::kFlush:
+    case Op::Kind::kFallocate: return Finish(op, IoResult::Ok());
+  }
+}
+
+void BackingDevice::Finish(Op* op, IoResult result) {
+  std::unique_ptr<Op> owned(op);
+  IoCallback done = std::move(owned->done_cb);
+  owned.reset();
+  done(std::move(result));
+}
+
+}  // namespace bsr::storage

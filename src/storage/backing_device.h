@@ -1,0 +1,120 @@
+// BackingDevice: asynchronous I/O on a backing file or block device through io_uring.
+// Owned by one asio io_context thread: call every method on it; callbacks run on it.
+#pragma once
+
+#include <liburing.h>
+
+#include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "common/status.h"
+#include "common/unique_fd.h"
+#include "storage/aligned_buffer.h"
+
+namespace bsr::storage {
+
+// Outcome of one I/O. `err` is 0 or a positive errno; `status` carries what failed
+// where ("write /path offset 4096 length 512: Input/output error (errno 5)").
+struct IoResult {
+  int err = 0;
+  Status status;
+  bool ok() const { return err == 0; }
+  static IoResult Ok() { return {}; }
+};
+using IoCallback = std::function<void(IoResult)>;
+
+struct BackingOptions {
+  bool read_only = false;
+  // Try O_DIRECT; falls back to buffered I/O (with a logged reason) when refused.
+  bool direct = true;
+  // Requests in the kernel at once; more wait in a FIFO inside the device. Callers
+  // bound their own memory (the NBD server caps requests per connection).
+  unsigned queue_depth = 128;
+};
+
+class BackingDevice {
+ public:
+  // Opens `path` (regular file or block device) and sets up its io_uring with its
+  // completions delivered on `io`. Blocks briefly (open, ioctl, one probe read): call
+  // it while setting up, not from a busy I/O loop.
+  static Result<std::unique_ptr<BackingDevice>> Open(asio::io_context& io, const std::string& path,
+                                                     const BackingOptions& options);
+
+  // Waits (blocking) for requests still in the kernel so that no buffer is written
+  // after it is freed; their callbacks are dropped, queued requests are never sent.
+  ~BackingDevice();
+  BackingDevice(const BackingDevice&) = delete;
+  BackingDevice& operator=(const BackingDevice&) = delete;
+
+  const std::string& path() const { return path_; }
+  uint64_t size() const { return size_; }
+  // Logical block size: offsets, lengths and buffer addresses aligned to it take the
+  // O_DIRECT path; anything else goes through the page cache (same file, coherent).
+  uint32_t logical_block_size() const { return block_size_; }
+  bool is_block_device() const { return is_block_device_; }
+  bool direct() const { return direct_fd_.valid(); }
+  bool read_only() const { return read_only_; }
+  unsigned queue_depth() const { return queue_depth_; }
+  size_t inflight() const { return inflight_; }
+  size_t queued() const { return waiting_.size(); }
+
+  // All ranges must lie inside [0, size()); a range outside fails with EINVAL.
+  // Buffers must stay valid until the callback runs.
+  void Read(uint64_t offset, std::span<uint8_t> buffer, IoCallback done);
+  // fua: the data is on stable storage when `done` runs (RWF_DSYNC).
+  void Write(uint64_t offset, std::span<const uint8_t> data, bool fua, IoCallback done);
+  // fdatasync: everything completed before reaches stable storage.
+  void Flush(IoCallback done);
+  // Deallocates (punch hole; zeroing on block devices). Advisory: a device that
+  // cannot discard reports success.
+  void Discard(uint64_t offset, uint64_t length, IoCallback done);
+  // Range reads back as zeroes afterwards. may_unmap lets it punch a hole; otherwise
+  // the blocks stay allocated (ZERO_RANGE, or written zeroes when that is refused).
+  void WriteZeroes(uint64_t offset, uint64_t length, bool may_unmap, IoCallback done);
+
+ private:
+  struct Op;
+  BackingDevice(asio::io_context& io, std::string path);
+
+  Status Setup(const BackingOptions& options);
+  void Start(std::unique_ptr<Op> op);
+  void Submit(Op* op);
+  void Prep(Op* op, io_uring_sqe* sqe);
+  void ScheduleSubmit();
+  void ArmCompletions();
+  void ReapCompletions();
+  void Complete(Op* op, int res);
+  void Finish(Op* op, IoResult result);
+  bool CheckRange(const char* what, uint64_t offset, uint64_t length, const IoCallback& done);
+  void CompleteSoon(IoCallback done, IoResult result);
+  IoResult ErrnoResult(const Op& op, int err) const;
+
+  asio::io_context& io_;
+  std::string path_;
+  UniqueFd fd_;                                  // buffered (page cache) access
+  UniqueFd direct_fd_;                           // O_DIRECT access when the device allows it
+  asio::posix::stream_descriptor event_stream_;  // the ring's eventfd
+  uint64_t event_value_ = 0;
+  io_uring ring_{};
+  bool ring_ready_ = false;
+  uint64_t size_ = 0;
+  uint32_t block_size_ = 512;
+  bool is_block_device_ = false;
+  bool read_only_ = false;
+  unsigned queue_depth_ = 128;
+  size_t inflight_ = 0;
+  bool submit_scheduled_ = false;
+  unsigned unsubmitted_ = 0;
+  std::deque<Op*> waiting_;
+  AlignedBuffer zeroes_;  // source for written zeroes, allocated on first use
+  // Shared flag the posted handlers check, so none runs after destruction.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace bsr::storage

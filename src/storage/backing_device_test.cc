@@ -1,0 +1,212 @@
+#include "storage/backing_device.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <vector>
+
+#include "common/temp_dir.h"
+
+namespace bsr::storage {
+namespace {
+
+constexpr uint64_t kSize = 4 << 20;
+
+std::vector<uint8_t> RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> v(n);
+  for (auto& b : v) b = static_cast<uint8_t>(rng());
+  return v;
+}
+
+std::vector<uint8_t> ReadFileRange(const std::string& path, uint64_t offset, size_t n) {
+  std::vector<uint8_t> out(n);
+  int fd = ::open(path.c_str(), O_RDONLY);
+  EXPECT_GE(fd, 0);
+  EXPECT_EQ(::pread(fd, out.data(), n, static_cast<off_t>(offset)), static_cast<ssize_t>(n));
+  ::close(fd);
+  return out;
+}
+
+class BackingDeviceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = (dir_ / "disk.img").string();
+    auto data = RandomBytes(kSize, 1);
+    std::ofstream(path_, std::ios::binary).write(reinterpret_cast<const char*>(data.data()), kSize);
+    original_ = data;
+  }
+
+  std::unique_ptr<BackingDevice> OpenDevice(BackingOptions options = {}) {
+    auto dev = BackingDevice::Open(io_, path_, options);
+    EXPECT_TRUE(dev.ok()) << dev.status().ToString();
+    return dev.ok() ? std::move(dev).value() : nullptr;
+  }
+
+  // Runs the loop until `pending` callbacks have fired.
+  void RunUntil(const int& pending) {
+    io_.restart();
+    while (pending > 0) {
+      ASSERT_GT(io_.run_one_for(std::chrono::seconds(10)), 0u) << "I/O did not complete";
+    }
+  }
+
+  TempDir dir_;
+  std::string path_;
+  std::vector<uint8_t> original_;
+  asio::io_context io_;
+};
+
+TEST_F(BackingDeviceTest, ReportsGeometryAndUsesDirectIo) {
+  auto dev = OpenDevice();
+  ASSERT_NE(dev, nullptr);
+  EXPECT_EQ(dev->size(), kSize);
+  EXPECT_FALSE(dev->is_block_device());
+  EXPECT_EQ(dev->logical_block_size() % 512, 0u);
+  EXPECT_TRUE(dev->direct());  // /tmp here is a local file system that allows it
+}
+
+TEST_F(BackingDeviceTest, WriteThenReadAlignedAndUnaligned) {
+  auto dev = OpenDevice();
+  ASSERT_NE(dev, nullptr);
+  AlignedBuffer aligned(64 * 1024);
+  auto payload = RandomBytes(aligned.size(), 2);
+  std::memcpy(aligned.data(), payload.data(), payload.size());
+  auto odd = RandomBytes(777, 3);
+
+  int pending = 2;
+  IoResult r1, r2;
+  dev->Write(8192, aligned.span(), /*fua=*/true, [&](IoResult r) { r1 = r, --pending; });
+  dev->Write(100001, odd, false, [&](IoResult r) { r2 = r, --pending; });
+  RunUntil(pending);
+  ASSERT_TRUE(r1.ok()) << r1.status.ToString();
+  ASSERT_TRUE(r2.ok()) << r2.status.ToString();
+  EXPECT_EQ(ReadFileRange(path_, 8192, payload.size()), payload);
+  EXPECT_EQ(ReadFileRange(path_, 100001, odd.size()), odd);
+
+  AlignedBuffer back(64 * 1024);
+  std::vector<uint8_t> back_odd(777);
+  pending = 2;
+  dev->Read(8192, back.span(), [&](IoResult r) { r1 = r, --pending; });
+  dev->Read(100001, back_odd, [&](IoResult r) { r2 = r, --pending; });
+  RunUntil(pending);
+  ASSERT_TRUE(r1.ok() && r2.ok());
+  EXPECT_EQ(0, std::memcmp(back.data(), payload.data(), payload.size()));
+  EXPECT_EQ(back_odd, odd);
+}
+
+TEST_F(BackingDeviceTest, OutOfRangeFailsWithEinvalAndOffset) {
+  auto dev = OpenDevice();
+  ASSERT_NE(dev, nullptr);
+  AlignedBuffer buf(4096);
+  IoResult r;
+  int pending = 1;
+  dev->Read(kSize - 512, buf.span(), [&](IoResult x) { r = x, --pending; });
+  RunUntil(pending);
+  EXPECT_EQ(r.err, EINVAL);
+  EXPECT_NE(r.status.message().find(std::to_string(kSize - 512)), std::string::npos)
+      << r.status.message();
+  // Nothing was written past the end.
+  struct stat st {};
+  ASSERT_EQ(::stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), kSize);
+}
+
+TEST_F(BackingDeviceTest, FlushDiscardAndWriteZeroes) {
+  auto dev = OpenDevice();
+  ASSERT_NE(dev, nullptr);
+  IoResult a, b, c;
+  int pending = 3;
+  dev->Discard(0, 65536, [&](IoResult r) { a = r, --pending; });
+  dev->WriteZeroes(1 << 20, 12345, /*may_unmap=*/false, [&](IoResult r) { b = r, --pending; });
+  dev->WriteZeroes(2 << 20, 1 << 20, /*may_unmap=*/true, [&](IoResult r) { c = r, --pending; });
+  RunUntil(pending);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok())
+      << a.status.ToString() << b.status.ToString() << c.status.ToString();
+  EXPECT_EQ(ReadFileRange(path_, 0, 65536), std::vector<uint8_t>(65536, 0));
+  EXPECT_EQ(ReadFileRange(path_, 1 << 20, 12345), std::vector<uint8_t>(12345, 0));
+  EXPECT_EQ(ReadFileRange(path_, 2 << 20, 1 << 20), std::vector<uint8_t>(1 << 20, 0));
+  // The byte after the zeroed range is untouched.
+  EXPECT_EQ(ReadFileRange(path_, (1 << 20) + 12345, 1)[0], original_[(1 << 20) + 12345]);
+  pending = 1;
+  dev->Flush([&](IoResult r) { a = r, --pending; });
+  RunUntil(pending);
+  EXPECT_TRUE(a.ok()) << a.status.ToString();
+}
+
+TEST_F(BackingDeviceTest, QueueDepthBoundsInflightAndAllComplete) {
+  BackingOptions options;
+  options.queue_depth = 4;
+  auto dev = OpenDevice(options);
+  ASSERT_NE(dev, nullptr);
+  constexpr int kOps = 64;
+  std::vector<AlignedBuffer> bufs;
+  for (int i = 0; i < kOps; ++i) {
+    bufs.emplace_back(4096);
+    std::memset(bufs.back().data(), i + 1, 4096);
+  }
+  int pending = kOps;
+  int failures = 0;
+  size_t max_inflight = 0;
+  for (int i = 0; i < kOps; ++i) {
+    dev->Write(uint64_t(i) * 4096, bufs[i].span(), false, [&](IoResult r) {
+      if (!r.ok()) ++failures;
+      --pending;
+    });
+    max_inflight = std::max(max_inflight, dev->inflight());
+  }
+  EXPECT_LE(max_inflight, 4u);
+  EXPECT_EQ(dev->queued(), size_t(kOps - 4));
+  RunUntil(pending);
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(dev->inflight(), 0u);
+  for (int i = 0; i < kOps; ++i) {
+    EXPECT_EQ(ReadFileRange(path_, uint64_t(i) * 4096, 1)[0], i + 1);
+  }
+}
+
+TEST_F(BackingDeviceTest, ReadOnlyRefusesWrites) {
+  BackingOptions options;
+  options.read_only = true;
+  auto dev = OpenDevice(options);
+  ASSERT_NE(dev, nullptr);
+  std::vector<uint8_t> data(512, 7);
+  IoResult r;
+  int pending = 1;
+  dev->Write(0, data, false, [&](IoResult x) { r = x, --pending; });
+  RunUntil(pending);
+  EXPECT_EQ(r.err, EROFS);
+  EXPECT_EQ(ReadFileRange(path_, 0, 512),
+            std::vector<uint8_t>(original_.begin(), original_.begin() + 512));
+}
+
+TEST_F(BackingDeviceTest, OpenErrorsNameThePath) {
+  auto missing = BackingDevice::Open(io_, (dir_ / "nope").string(), {});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("nope"), std::string::npos);
+  auto directory = BackingDevice::Open(io_, dir_.path().string(), {});
+  ASSERT_FALSE(directory.ok());
+}
+
+TEST_F(BackingDeviceTest, BufferedModeWorksToo) {
+  BackingOptions options;
+  options.direct = false;
+  auto dev = OpenDevice(options);
+  ASSERT_NE(dev, nullptr);
+  EXPECT_FALSE(dev->direct());
+  std::vector<uint8_t> data = RandomBytes(5000, 9);
+  IoResult r;
+  int pending = 1;
+  dev->Write(3, data, true, [&](IoResult x) { r = x, --pending; });
+  RunUntil(pending);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(ReadFileRange(path_, 3, data.size()), data);
+}
+
+}  // namespace
+}  // namespace bsr::storage

@@ -14,5 +14,12 @@ if(NOT BSR_FUZZ)
 endif()
 # Standalone Asio is header-only (libasio-dev).
 add_library(bsr_asio INTERFACE)
-target_compile_definitions(bsr_asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED)
+# ASIO_DISABLE_STD_ALIGNED_ALLOC: asio 1.22 otherwise pairs operator new with free()
+# across translation units (ASan alloc-dealloc-mismatch).
+target_compile_definitions(bsr_asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED
+                                             ASIO_DISABLE_STD_ALIGNED_ALLOC)
 target_link_libraries(bsr_asio INTERFACE Threads::Threads)
+# GCC 12 misreports asio's coroutine frame allocator as mismatched new/delete.
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  target_compile_options(bsr_asio INTERFACE -Wno-mismatched-new-delete)
+endif()

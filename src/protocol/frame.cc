@@ -1,0 +1,181 @@
+#include "protocol/frame.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/bytes.h"
+#include "common/crc32c.h"
+
+namespace bsr::protocol {
+
+namespace {
+
+void StoreHeader(uint8_t* p, PacketType type, uint16_t volume, uint32_t payload_length,
+                 uint32_t payload_crc) {
+  StoreBe32(p, kFrameMagic);
+  StoreBe16(p + 4, kFrameVersion);
+  StoreBe16(p + 6, static_cast<uint16_t>(type));
+  StoreBe16(p + 8, 0);
+  StoreBe16(p + 10, volume);
+  StoreBe32(p + 12, payload_length);
+  StoreBe32(p + 16, payload_crc);
+  StoreBe32(p + 20, Crc32c({p, 20}));
+}
+
+}  // namespace
+
+std::array<uint8_t, kFrameHeaderSize> EncodeFrameHeader(PacketType type, uint16_t volume,
+                                                        uint32_t payload_length,
+                                                        uint32_t payload_crc) {
+  std::array<uint8_t, kFrameHeaderSize> h{};
+  StoreHeader(h.data(), type, volume, payload_length, payload_crc);
+  return h;
+}
+
+void AppendFrame(std::vector<uint8_t>* out, PacketType type, uint16_t volume,
+                 std::span<const uint8_t> payload) {
+  auto h = EncodeFrameHeader(type, volume, static_cast<uint32_t>(payload.size()), Crc32c(payload));
+  out->insert(out->end(), h.begin(), h.end());
+  out->insert(out->end(), payload.begin(), payload.end());
+}
+
+std::vector<uint8_t> EncodeFrame(PacketType type, uint16_t volume,
+                                 std::span<const uint8_t> payload) {
+  std::vector<uint8_t> out;
+  out.reserve(kFrameHeaderSize + payload.size());
+  AppendFrame(&out, type, volume, payload);
+  return out;
+}
+
+void SealFrame(std::span<uint8_t> frame, PacketType type, uint16_t volume, uint32_t extra_length,
+               std::span<const uint8_t> extra) {
+  auto payload = frame.subspan(kFrameHeaderSize);
+  uint32_t crc = Crc32c(extra, Crc32c(payload));
+  StoreHeader(frame.data(), type, volume, static_cast<uint32_t>(payload.size()) + extra_length,
+              crc);
+}
+
+Result<FrameHeader> DecodeFrameHeader(std::span<const uint8_t, kFrameHeaderSize> bytes,
+                                      uint32_t max_payload) {
+  const uint8_t* p = bytes.data();
+  uint32_t magic = LoadBe32(p);
+  if (magic != kFrameMagic) {
+    return Error(Errc::kProtocol, "bad frame magic 0x{:08x} (expected 0x{:08x})", magic,
+                 kFrameMagic);
+  }
+  uint32_t want_crc = LoadBe32(p + 20);
+  uint32_t got_crc = Crc32c(bytes.first(20));
+  if (want_crc != got_crc) {
+    return Error(Errc::kProtocol,
+                 "frame header crc mismatch: header says 0x{:08x}, computed 0x{:08x}", want_crc,
+                 got_crc);
+  }
+  FrameHeader h;
+  h.version = LoadBe16(p + 4);
+  if (h.version != kFrameVersion) {
+    return Error(Errc::kProtocol, "unsupported frame version {} (this build speaks {})", h.version,
+                 kFrameVersion);
+  }
+  uint16_t type = LoadBe16(p + 6);
+  const PacketTypeInfo* info = FindPacketTypeInfo(type);
+  if (info == nullptr) return Error(Errc::kProtocol, "unknown packet type {}", type);
+  h.type = info->type;
+  h.flags = LoadBe16(p + 8);
+  if (h.flags != 0) {
+    return Error(Errc::kProtocol, "{} frame has unknown header flags 0x{:04x}", info->name,
+                 h.flags);
+  }
+  h.volume = LoadBe16(p + 10);
+  h.payload_length = LoadBe32(p + 12);
+  uint32_t limit = std::min(max_payload, info->max_payload);
+  if (h.payload_length > limit) {
+    return Error(Errc::kProtocol, "{} frame payload of {} bytes exceeds the limit of {} bytes",
+                 info->name, h.payload_length, limit);
+  }
+  h.payload_crc = LoadBe32(p + 16);
+  return h;
+}
+
+void StreamDecoder::Compact() {
+  if (start_ == 0) return;
+  if (start_ == buffer_.size()) {
+    buffer_.clear();
+  } else if (start_ > buffer_.size() / 2 || start_ > (1u << 20)) {
+    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<ptrdiff_t>(start_));
+  } else {
+    return;
+  }
+  start_ = 0;
+}
+
+void StreamDecoder::Feed(std::span<const uint8_t> bytes) {
+  Compact();
+  buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+}
+
+std::span<uint8_t> StreamDecoder::PrepareWrite(size_t n) {
+  Compact();
+  write_base_ = buffer_.size();
+  buffer_.resize(write_base_ + n);
+  return std::span<uint8_t>(buffer_).subspan(write_base_, n);
+}
+
+void StreamDecoder::Commit(size_t n) {
+  buffer_.resize(write_base_ + std::min(n, buffer_.size() - write_base_));
+}
+
+size_t StreamDecoder::BytesWanted() const {
+  size_t have = buffered();
+  size_t need = pending_ ? pending_->payload_length : kFrameHeaderSize;
+  return need > have ? need - have : 0;
+}
+
+Result<std::optional<Frame>> StreamDecoder::Next() {
+  if (!failed_.ok()) return failed_;
+  if (!pending_) {
+    if (buffered() < kFrameHeaderSize) return std::optional<Frame>();
+    auto header = DecodeFrameHeader(
+        std::span<const uint8_t, kFrameHeaderSize>(buffer_.data() + start_, kFrameHeaderSize),
+        max_payload_);
+    if (!header.ok()) {
+      failed_ = header.status();
+      return failed_;
+    }
+    start_ += kFrameHeaderSize;
+    pending_ = *header;
+  }
+  if (buffered() < pending_->payload_length) return std::optional<Frame>();
+  Frame frame;
+  frame.header = *pending_;
+  auto first = buffer_.begin() + static_cast<ptrdiff_t>(start_);
+  frame.payload.assign(first, first + pending_->payload_length);
+  start_ += pending_->payload_length;
+  pending_.reset();
+  uint32_t crc = Crc32c(frame.payload);
+  if (crc != frame.header.payload_crc) {
+    failed_ = Error(Errc::kProtocol,
+                    "{} frame payload crc mismatch: header says 0x{:08x}, computed 0x{:08x} "
+                    "over {} bytes",
+                    PacketTypeName(frame.header.type), frame.header.payload_crc, crc,
+                    frame.payload.size());
+    return failed_;
+  }
+  return std::optional<Frame>(std::move(frame));
+}
+
+Status StreamDecoder::Finish() const {
+  if (!failed_.ok()) return failed_;
+  if (pending_) {
+    return Error(Errc::kProtocol,
+                 "stream ended inside a {} frame: payload truncated, {} of {} bytes received",
+                 PacketTypeName(pending_->type), buffered(), pending_->payload_length);
+  }
+  if (buffered() > 0) {
+    return Error(Errc::kProtocol,
+                 "stream ended inside a frame header: truncated, {} of {} bytes received",
+                 buffered(), kFrameHeaderSize);
+  }
+  return Status::Ok();
+}
+
+}  // namespace bsr::protocol

@@ -1,0 +1,101 @@
+// Frame layer of the bsr wire protocol: the fixed 24-byte big-endian header and a
+// streaming decoder that turns bytes from one socket into complete frames. A decoder
+// belongs to the one reader of its socket; no internal locking.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "common/status.h"
+#include "protocol/packet_type.h"
+
+namespace bsr::protocol {
+
+// "BSRP" in ASCII.
+inline constexpr uint32_t kFrameMagic = 0x42535250;
+// Frame layout version. Packet semantics are versioned separately (Features).
+inline constexpr uint16_t kFrameVersion = 1;
+inline constexpr size_t kFrameHeaderSize = 24;
+// Volume number of connection-wide packets (preamble, auth, ping, ...).
+inline constexpr uint16_t kNoVolume = 0;
+
+// Header layout (all big-endian):
+//   0 u32 magic     4 u16 version   6 u16 type     8 u16 flags (0)   10 u16 volume
+//  12 u32 payload length            16 u32 payload crc32c            20 u32 header crc32c
+// The header crc covers bytes 0..19; the payload crc covers the whole payload.
+struct FrameHeader {
+  uint16_t version = kFrameVersion;
+  PacketType type = PacketType::kPing;
+  uint16_t flags = 0;
+  uint16_t volume = kNoVolume;
+  uint32_t payload_length = 0;
+  uint32_t payload_crc = 0;
+
+  bool operator==(const FrameHeader&) const = default;
+};
+
+// One decoded frame: header plus the verified payload bytes.
+struct Frame {
+  FrameHeader header;
+  std::vector<uint8_t> payload;
+
+  PacketType type() const { return header.type; }
+  uint16_t volume() const { return header.volume; }
+};
+
+// The 24 header bytes for a payload whose crc32c is `payload_crc`.
+std::array<uint8_t, kFrameHeaderSize> EncodeFrameHeader(PacketType type, uint16_t volume,
+                                                        uint32_t payload_length,
+                                                        uint32_t payload_crc);
+// Appends header + payload to *out.
+void AppendFrame(std::vector<uint8_t>* out, PacketType type, uint16_t volume,
+                 std::span<const uint8_t> payload);
+std::vector<uint8_t> EncodeFrame(PacketType type, uint16_t volume,
+                                 std::span<const uint8_t> payload);
+// Fills in the header of a frame whose payload was written right after
+// kFrameHeaderSize reserved bytes at frame[0]; `extra_crc`/`extra_length` account
+// for payload bytes sent separately after it (zero-copy data blocks).
+void SealFrame(std::span<uint8_t> frame, PacketType type, uint16_t volume,
+               uint32_t extra_length = 0, std::span<const uint8_t> extra = {});
+
+// Parses and checks one header (magic, header crc, version, type, flags, length
+// against min(max_payload, the type's own limit)). kProtocol Status on failure.
+Result<FrameHeader> DecodeFrameHeader(std::span<const uint8_t, kFrameHeaderSize> bytes,
+                                      uint32_t max_payload = kMaxFramePayload);
+
+// Streaming decoder for one socket. Feed() bytes in any split; Next() yields each
+// complete frame. After the first error the decoder stays failed: the connection
+// must be dropped, since framing cannot be recovered.
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(uint32_t max_payload = kMaxFramePayload) : max_payload_(max_payload) {}
+
+  void Feed(std::span<const uint8_t> bytes);
+  // Zero-copy input: room for n bytes to recv() into, then Commit(bytes_read).
+  std::span<uint8_t> PrepareWrite(size_t n);
+  void Commit(size_t n);
+
+  // A complete frame, std::nullopt when more bytes are needed, or a kProtocol error.
+  Result<std::optional<Frame>> Next();
+  // At end of stream: error when a frame was cut off (names how much is missing).
+  Status Finish() const;
+  // Bytes needed before Next() can make progress (header or rest of the payload).
+  size_t BytesWanted() const;
+  size_t buffered() const { return buffer_.size() - start_; }
+  uint32_t max_payload() const { return max_payload_; }
+
+ private:
+  void Compact();
+
+  uint32_t max_payload_;
+  std::vector<uint8_t> buffer_;
+  size_t start_ = 0;
+  size_t write_base_ = 0;  // buffer_ size before PrepareWrite grew it
+  std::optional<FrameHeader> pending_;
+  Status failed_;
+};
+
+}  // namespace bsr::protocol

@@ -1,0 +1,182 @@
+// Frame header layout, stream decoding in arbitrary splits, and every frame-level
+// error: bad magic, crc mismatches, wrong version, unknown type, flags, over-length.
+#include "protocol/frame.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "common/bytes.h"
+#include "common/crc32c.h"
+#include "protocol/dispatch.h"
+#include "protocol/test_samples.h"
+
+namespace bsr::protocol {
+namespace {
+
+std::vector<uint8_t> PingFrame() {
+  return EncodePacket(Ping{});
+}
+
+// Rewrites header field bytes and recomputes the header crc, so only that field is bad.
+void PatchHeader(std::vector<uint8_t>* wire, size_t offset, std::span<const uint8_t> bytes) {
+  std::copy(bytes.begin(), bytes.end(), wire->begin() + static_cast<ptrdiff_t>(offset));
+  StoreBe32(wire->data() + 20, Crc32c(std::span(*wire).first(20)));
+}
+
+Status FirstError(const std::vector<uint8_t>& wire, uint32_t max_payload = kMaxFramePayload) {
+  StreamDecoder dec(max_payload);
+  dec.Feed(wire);
+  auto r = dec.Next();
+  if (!r.ok()) return r.status();
+  return Status::Ok();
+}
+
+void ExpectError(const std::vector<uint8_t>& wire, std::string_view needle,
+                 uint32_t max_payload = kMaxFramePayload) {
+  Status s = FirstError(wire, max_payload);
+  ASSERT_FALSE(s.ok()) << needle;
+  EXPECT_EQ(s.code(), Errc::kProtocol);
+  EXPECT_NE(s.message().find(needle), std::string::npos) << s.message();
+}
+
+TEST(Frame, HeaderLayoutIsBigEndian) {
+  std::vector<uint8_t> payload = {1, 2, 3};
+  auto wire = EncodeFrame(PacketType::kBarrier, 0x0102, payload);
+  ASSERT_EQ(wire.size(), kFrameHeaderSize + 3);
+  const std::vector<uint8_t> expect = {'B', 'S', 'R', 'P', 0, 1, 0, 21, 0, 0, 1, 2, 0, 0, 0, 3};
+  EXPECT_EQ(std::vector<uint8_t>(wire.begin(), wire.begin() + 16), expect);
+  EXPECT_EQ(LoadBe32(&wire[16]), Crc32c(payload));
+  EXPECT_EQ(LoadBe32(&wire[20]), Crc32c(std::span(wire).first(20)));
+}
+
+TEST(Frame, ByteByByteAndBatchedFeeding) {
+  std::vector<uint8_t> stream;
+  std::vector<Packet> sent = testing::AllSamples();
+  for (const auto& p : sent) {
+    auto f = EncodePacket(p, 1);
+    stream.insert(stream.end(), f.begin(), f.end());
+  }
+  std::mt19937 rng(7);
+  for (int split_mode = 0; split_mode < 3; ++split_mode) {
+    StreamDecoder dec;
+    std::vector<Frame> frames;
+    size_t pos = 0;
+    while (pos < stream.size()) {
+      size_t n = split_mode == 0   ? 1
+                 : split_mode == 1 ? std::uniform_int_distribution<size_t>(1, 5000)(rng)
+                                   : stream.size();
+      n = std::min(n, stream.size() - pos);
+      auto room = dec.PrepareWrite(n);
+      std::copy_n(stream.begin() + static_cast<ptrdiff_t>(pos), n, room.begin());
+      dec.Commit(n);
+      pos += n;
+      EXPECT_LE(dec.BytesWanted(), stream.size());
+      for (;;) {
+        auto r = dec.Next();
+        ASSERT_TRUE(r.ok()) << r.status().ToString();
+        if (!r->has_value()) break;
+        frames.push_back(std::move(**r));
+      }
+    }
+    ASSERT_EQ(frames.size(), sent.size()) << "split mode " << split_mode;
+    for (size_t i = 0; i < sent.size(); ++i) {
+      auto p = DecodePacket(frames[i], SocketKind::kAny);
+      ASSERT_TRUE(p.ok()) << p.status().ToString();
+      EXPECT_TRUE(*p == sent[i]) << PacketTypeName(TypeOf(sent[i]));
+    }
+    EXPECT_TRUE(dec.Finish().ok());
+  }
+}
+
+TEST(Frame, WrongMagic) {
+  auto wire = PingFrame();
+  wire[0] = 'X';
+  ExpectError(wire, "bad frame magic 0x58535250");
+}
+
+TEST(Frame, HeaderCrcMismatch) {
+  auto wire = PingFrame();
+  wire[11] ^= 1;  // volume byte, crc not recomputed
+  ExpectError(wire, "frame header crc mismatch");
+}
+
+TEST(Frame, PayloadCrcMismatch) {
+  auto wire = EncodePacket(testing::Sample<Barrier>());
+  wire.back() ^= 0x40;
+  ExpectError(wire, "Barrier frame payload crc mismatch");
+}
+
+TEST(Frame, WrongVersion) {
+  auto wire = PingFrame();
+  const uint8_t v2[] = {0, 2};
+  PatchHeader(&wire, 4, v2);
+  ExpectError(wire, "unsupported frame version 2");
+}
+
+TEST(Frame, UnknownType) {
+  auto wire = PingFrame();
+  const uint8_t t[] = {0x12, 0x34};
+  PatchHeader(&wire, 6, t);
+  ExpectError(wire, "unknown packet type 4660");
+}
+
+TEST(Frame, UnknownFlags) {
+  auto wire = PingFrame();
+  const uint8_t f[] = {0, 4};
+  PatchHeader(&wire, 8, f);
+  ExpectError(wire, "unknown header flags 0x0004");
+}
+
+TEST(Frame, OverLength) {
+  // Over the per-type limit: a Ping cannot claim 1 MiB.
+  auto wire = PingFrame();
+  uint8_t len[4];
+  StoreBe32(len, 1u << 20);
+  PatchHeader(&wire, 12, len);
+  ExpectError(wire, "Ping frame payload of 1048576 bytes exceeds the limit of 4096 bytes");
+  // Over the configured limit; refused from the header alone, before the payload.
+  auto data = EncodePacket(testing::Sample<DataPacket>());
+  ExpectError(std::vector<uint8_t>(data.begin(), data.begin() + kFrameHeaderSize),
+              "exceeds the limit of 1000 bytes", 1000);
+  StoreBe32(len, 0xFFFFFFFF);
+  PatchHeader(&data, 12, len);
+  ExpectError(data, "exceeds the limit of");
+}
+
+TEST(Frame, DecoderStaysFailed) {
+  auto bad = PingFrame();
+  bad[0] = 0;
+  StreamDecoder dec;
+  dec.Feed(bad);
+  ASSERT_FALSE(dec.Next().ok());
+  auto good = PingFrame();
+  dec.Feed(good);
+  EXPECT_FALSE(dec.Next().ok());
+  EXPECT_FALSE(dec.Finish().ok());
+}
+
+TEST(Frame, FinishNamesTheCut) {
+  auto wire = EncodePacket(testing::Sample<Barrier>());
+  StreamDecoder dec;
+  dec.Feed(std::span(wire).first(kFrameHeaderSize + 3));
+  auto r = dec.Next();
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->has_value());
+  EXPECT_EQ(dec.BytesWanted(), wire.size() - kFrameHeaderSize - 3);
+  Status s = dec.Finish();
+  EXPECT_NE(s.message().find("Barrier frame: payload truncated, 3 of 8 bytes"), std::string::npos)
+      << s.message();
+}
+
+TEST(Frame, DecodeFrameHeaderDirect) {
+  auto wire = EncodePacket(testing::Sample<Sizes>(), 9);
+  auto h = DecodeFrameHeader(std::span<const uint8_t, kFrameHeaderSize>(wire.data(), 24));
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->type, PacketType::kSizes);
+  EXPECT_EQ(h->volume, 9);
+  EXPECT_EQ(h->payload_length, wire.size() - kFrameHeaderSize);
+}
+
+}  // namespace
+}  // namespace bsr::protocol

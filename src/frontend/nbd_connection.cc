@@ -1,0 +1,285 @@
+#include "frontend/nbd_connection.h"
+
+#include <spdlog/spdlog.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/read.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <cstring>
+
+#include "frontend/nbd_proto.h"
+#include "frontend/nbd_server.h"
+
+namespace bsr::frontend {
+namespace {
+
+constexpr size_t kReadBufferSize = 256 * 1024;
+// Reads at least this large bypass the read buffer and land in their destination.
+constexpr size_t kDirectReadThreshold = 64 * 1024;
+constexpr size_t kMaxGather = 64;
+
+// A closed connection, told apart from I/O errors for the log.
+struct ConnectionEnd {
+  std::string why;
+};
+
+}  // namespace
+
+NbdConnection::NbdConnection(NbdServer* server, uint64_t id,
+                             asio::generic::stream_protocol::socket socket, std::string peer)
+    : server_(server),
+      id_(id),
+      socket_(std::move(socket)),
+      peer_(std::move(peer)),
+      wake_(socket_.get_executor()),
+      rbuf_(kReadBufferSize) {}
+
+void NbdConnection::Start() {
+  asio::co_spawn(socket_.get_executor(), Run(), asio::detached);
+}
+
+void NbdConnection::Shutdown() {
+  shutting_down_ = true;
+  asio::error_code ec;
+  // Ends the pending read; replies still go out.
+  socket_.shutdown(asio::socket_base::shutdown_receive, ec);
+  Wake();
+}
+
+asio::awaitable<void> NbdConnection::Run() {
+  auto self = shared_from_this();
+  std::string why = "client disconnected";
+  try {
+    if (co_await Handshake()) co_await Transmission();
+  } catch (const ConnectionEnd& end) {
+    why = end.why;
+  } catch (const std::system_error& e) {
+    if (e.code() != asio::error::eof) why = e.code().message();
+  } catch (const std::bad_alloc&) {
+    why = "out of memory";
+  }
+  spdlog::debug("nbd connection {} ({}): closing: {}", id_, peer_, why);
+  // Buffers of requests still in the kernel must live until they complete, and their
+  // replies still go out when the socket allows.
+  while (inflight_ > 0 || writing_count_ > 0) co_await WaitForWake();
+  asio::error_code ec;
+  socket_.shutdown(asio::socket_base::shutdown_both, ec);
+  socket_.close(ec);
+  if (opened_) {
+    opened_ = false;
+    export_->Close(open_context_);
+  }
+  server_->OnConnectionDone(id_);
+}
+
+asio::awaitable<void> NbdConnection::WaitForWake() {
+  wake_.expires_at(asio::steady_timer::time_point::max());
+  asio::error_code ec;
+  co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+}
+
+void NbdConnection::Wake() {
+  wake_.cancel();
+}
+
+asio::awaitable<void> NbdConnection::ReadExact(uint8_t* dst, size_t n) {
+  size_t have = rend_ - rbegin_;
+  size_t take = std::min(have, n);
+  std::memcpy(dst, rbuf_.data() + rbegin_, take);
+  rbegin_ += take;
+  dst += take;
+  n -= take;
+  if (n == 0) co_return;
+  rbegin_ = rend_ = 0;
+  if (n >= kDirectReadThreshold) {
+    co_await asio::async_read(socket_, asio::buffer(dst, n), asio::use_awaitable);
+    co_return;
+  }
+  while (rend_ < n) {
+    rend_ += co_await socket_.async_read_some(
+        asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_), asio::use_awaitable);
+  }
+  std::memcpy(dst, rbuf_.data(), n);
+  rbegin_ = n;
+}
+
+asio::awaitable<void> NbdConnection::Drain(uint64_t n) {
+  std::vector<uint8_t> sink(std::min<uint64_t>(n, 1 << 20));
+  while (n > 0) {
+    size_t chunk = static_cast<size_t>(std::min<uint64_t>(n, sink.size()));
+    co_await ReadExact(sink.data(), chunk);
+    n -= chunk;
+  }
+}
+
+asio::awaitable<bool> NbdConnection::Handshake() {
+  std::vector<uint8_t> greeting = nbd::EncodeGreeting();
+  co_await asio::async_write(socket_, asio::buffer(greeting), asio::use_awaitable);
+  uint8_t flags[4];
+  co_await ReadExact(flags, sizeof(flags));
+  auto client = nbd::ParseClientFlags(flags);
+  if (!client.ok()) throw ConnectionEnd{client.status().message()};
+  client_flags_ = *client;
+  std::vector<uint8_t> data;
+  for (;;) {
+    uint8_t header[nbd::kOptionHeaderSize];
+    co_await ReadExact(header, sizeof(header));
+    auto option = nbd::ParseOptionHeader(header);
+    if (!option.ok()) throw ConnectionEnd{option.status().message()};
+    data.resize(option->length);
+    co_await ReadExact(data.data(), data.size());
+    nbd::OptionOutcome outcome;
+    if (shutting_down_ && option->option != nbd::kOptAbort) {
+      nbd::AppendOptionReply(&outcome.reply, option->option, nbd::kRepErrShutdown);
+    } else {
+      outcome = nbd::HandleOption(option->option, data, client_flags_, *this);
+    }
+    if (!outcome.log.empty()) spdlog::info("nbd connection {} ({}): {}", id_, peer_, outcome.log);
+    if (outcome.action == nbd::OptionAction::kClose) throw ConnectionEnd{outcome.log};
+    if (!outcome.reply.empty()) {
+      co_await asio::async_write(socket_, asio::buffer(outcome.reply), asio::use_awaitable);
+    }
+    if (outcome.action == nbd::OptionAction::kAbort) co_return false;
+    if (outcome.action == nbd::OptionAction::kTransmission) co_return true;
+  }
+}
+
+std::vector<std::pair<std::string, std::string>> NbdConnection::ListExports() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [name, exp] : server_->exports())
+    out.emplace_back(name, exp->Info().description);
+  return out;
+}
+
+std::optional<ExportInfo> NbdConnection::Lookup(std::string_view name) const {
+  std::string resolved;
+  auto exp = server_->FindExport(std::string(name), &resolved);
+  if (!exp) return std::nullopt;
+  return exp->Info();
+}
+
+Status NbdConnection::OpenExport(std::string_view name) {
+  std::string resolved;
+  auto exp = server_->FindExport(std::string(name), &resolved);
+  if (!exp) return Error(Errc::kNotFound, "no export named '{}'", name);
+  if (opened_) return Error(Errc::kState, "an export is already open on this connection");
+  OpenContext context{resolved, peer_, id_};
+  BSR_RETURN_IF_ERROR(exp->Open(context));
+  export_ = std::move(exp);
+  info_ = export_->Info();
+  open_context_ = std::move(context);
+  opened_ = true;
+  spdlog::debug("nbd connection {} ({}): export '{}' size {}", id_, peer_, resolved, info_.size);
+  return Status::Ok();
+}
+
+asio::awaitable<void> NbdConnection::Transmission() {
+  const NbdServerOptions& limits = server_->options();
+  for (;;) {
+    while ((inflight_ >= limits.max_inflight_requests ||
+            inflight_bytes_ >= limits.max_inflight_bytes) &&
+           !shutting_down_) {
+      co_await WaitForWake();
+    }
+    if (shutting_down_) throw ConnectionEnd{"server shutting down"};
+    uint8_t header[nbd::kRequestSize];
+    co_await ReadExact(header, sizeof(header));
+    auto request = nbd::ParseRequest(header);
+    if (!request.ok()) throw ConnectionEnd{request.status().message()};
+    if (request->type == nbd::kCmdDisc) throw ConnectionEnd{"client sent NBD_CMD_DISC"};
+    nbd::RequestCheck check = nbd::CheckRequest(*request, info_);
+    if (check.close) throw ConnectionEnd{check.why};
+    if (check.error != 0) {
+      spdlog::debug("nbd connection {}: {} refused: {}", id_, nbd::CommandName(request->type),
+                    check.why);
+      if (check.payload > 0) co_await Drain(check.payload);
+      QueueReply(check.error, request->cookie, nullptr);
+      continue;
+    }
+    auto pending = std::make_shared<Pending>();
+    pending->request = *request;
+    if (request->type == nbd::kCmdRead || request->type == nbd::kCmdWrite) {
+      pending->buffer = storage::AlignedBuffer(request->length);
+    }
+    if (request->type == nbd::kCmdWrite) {
+      co_await ReadExact(pending->buffer.data(), request->length);
+    }
+    Dispatch(std::move(pending));
+  }
+}
+
+void NbdConnection::Dispatch(std::shared_ptr<Pending> pending) {
+  const nbd::Request& req = pending->request;
+  ++inflight_;
+  inflight_bytes_ += pending->buffer.size();
+  bool fua = (req.flags & nbd::kCmdFlagFua) != 0;
+  auto done = [self = shared_from_this(), pending](IoResult result) {
+    self->OnDone(pending, std::move(result));
+  };
+  switch (req.type) {
+    case nbd::kCmdRead: export_->Read(req.offset, pending->buffer.span(), std::move(done)); break;
+    case nbd::kCmdWrite:
+      export_->Write(req.offset, pending->buffer.span(), fua, std::move(done));
+      break;
+    case nbd::kCmdFlush: export_->Flush(std::move(done)); break;
+    case nbd::kCmdTrim: export_->Trim(req.offset, req.length, fua, std::move(done)); break;
+    case nbd::kCmdWriteZeroes:
+      export_->WriteZeroes(req.offset, req.length, fua, (req.flags & nbd::kCmdFlagNoHole) != 0,
+                           std::move(done));
+      break;
+    default: done(IoResult{EINVAL, Error(Errc::kInvalidArgument, "unknown command")}); break;
+  }
+}
+
+void NbdConnection::OnDone(const std::shared_ptr<Pending>& pending, IoResult result) {
+  --inflight_;
+  inflight_bytes_ -= pending->buffer.size();
+  const nbd::Request& req = pending->request;
+  if (!result.ok()) {
+    spdlog::warn("nbd connection {}: {} offset {} length {} failed: {}", id_,
+                 nbd::CommandName(req.type), req.offset, req.length, result.status.ToString());
+  }
+  bool with_data = result.ok() && req.type == nbd::kCmdRead;
+  QueueReply(nbd::ErrnoToNbd(result.err), req.cookie, with_data ? pending : nullptr);
+  Wake();
+}
+
+void NbdConnection::QueueReply(uint32_t error, uint64_t cookie, std::shared_ptr<Pending> data) {
+  if (write_failed_) return;
+  OutMessage& msg = out_.emplace_back();
+  nbd::EncodeSimpleReply(msg.header, error, cookie);
+  msg.data = std::move(data);
+  if (writing_count_ == 0) StartWrite();
+}
+
+// The only writer of the socket in transmission: gathers queued replies into one
+// write; replies queued meanwhile go in the next one.
+void NbdConnection::StartWrite() {
+  std::vector<asio::const_buffer> buffers;
+  size_t count = 0;
+  for (auto it = out_.begin(); it != out_.end() && count < kMaxGather; ++it, ++count) {
+    buffers.emplace_back(it->header, sizeof(it->header));
+    if (it->data) buffers.emplace_back(it->data->buffer.data(), it->data->buffer.size());
+  }
+  writing_count_ = count;
+  asio::async_write(socket_, buffers,
+                    [self = shared_from_this()](const asio::error_code& ec, size_t) {
+                      for (size_t i = 0; i < self->writing_count_; ++i) self->out_.pop_front();
+                      self->writing_count_ = 0;
+                      if (ec) {
+                        // The client is gone: stop reading too; pending replies are dropped.
+                        self->write_failed_ = true;
+                        self->out_.clear();
+                        asio::error_code ignored;
+                        self->socket_.shutdown(asio::socket_base::shutdown_both, ignored);
+                      } else if (!self->out_.empty()) {
+                        self->StartWrite();
+                      }
+                      self->Wake();
+                    });
+}
+
+}  // namespace bsr::frontend

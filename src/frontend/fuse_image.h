@@ -45,10 +45,8 @@ class FuseImage {
  public:
   // Mounts the filesystem and starts its workers. Blocks (mount, thread start): call it
   // from a thread other than io's. `info` is the Export's Info(), fetched on io's thread.
-  static Result<std::unique_ptr<FuseImage>> Mount(asio::io_context& io,
-                                                  std::shared_ptr<Export> exp,
-                                                  const ExportInfo& info,
-                                                  FuseImageOptions options);
+  static Result<std::unique_ptr<FuseImage>> Mount(asio::io_context& io, std::shared_ptr<Export> exp,
+                                                  const ExportInfo& info, FuseImageOptions options);
 
   // Unmount() if still mounted.
   ~FuseImage();

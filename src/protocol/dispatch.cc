@@ -64,6 +64,10 @@ const DispatchEntry* FindDispatchEntry(uint16_t type) {
 }
 
 Result<Packet> DecodePacket(const Frame& frame, SocketKind received_on) {
+  return DecodePacket(FrameView{frame.header, frame.payload}, received_on);
+}
+
+Result<Packet> DecodePacket(const FrameView& frame, SocketKind received_on) {
   const DispatchEntry* e = FindDispatchEntry(static_cast<uint16_t>(frame.header.type));
   if (e == nullptr) {
     return Error(Errc::kProtocol, "unknown packet type {}",

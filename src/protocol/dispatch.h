@@ -73,5 +73,7 @@ const DispatchEntry* FindDispatchEntry(uint16_t type);
 // on the other socket, then runs the type's decoder. Views in the result (Data's
 // `data`) point into frame.payload.
 Result<Packet> DecodePacket(const Frame& frame, SocketKind received_on);
+// Same for a zero-copy view: Data's `data` then points into the decoder's buffer.
+Result<Packet> DecodePacket(const FrameView& frame, SocketKind received_on);
 
 }  // namespace bsr::protocol

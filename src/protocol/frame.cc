@@ -130,10 +130,10 @@ size_t StreamDecoder::BytesWanted() const {
   return need > have ? need - have : 0;
 }
 
-Result<std::optional<Frame>> StreamDecoder::Next() {
+Result<std::optional<FrameView>> StreamDecoder::NextView() {
   if (!failed_.ok()) return failed_;
   if (!pending_) {
-    if (buffered() < kFrameHeaderSize) return std::optional<Frame>();
+    if (buffered() < kFrameHeaderSize) return std::optional<FrameView>();
     auto header = DecodeFrameHeader(
         std::span<const uint8_t, kFrameHeaderSize>(buffer_.data() + start_, kFrameHeaderSize),
         max_payload_);
@@ -144,11 +144,10 @@ Result<std::optional<Frame>> StreamDecoder::Next() {
     start_ += kFrameHeaderSize;
     pending_ = *header;
   }
-  if (buffered() < pending_->payload_length) return std::optional<Frame>();
-  Frame frame;
+  if (buffered() < pending_->payload_length) return std::optional<FrameView>();
+  FrameView frame;
   frame.header = *pending_;
-  auto first = buffer_.begin() + static_cast<ptrdiff_t>(start_);
-  frame.payload.assign(first, first + pending_->payload_length);
+  frame.payload = std::span<const uint8_t>(buffer_).subspan(start_, pending_->payload_length);
   start_ += pending_->payload_length;
   pending_.reset();
   uint32_t crc = Crc32c(frame.payload);
@@ -160,6 +159,15 @@ Result<std::optional<Frame>> StreamDecoder::Next() {
                     frame.payload.size());
     return failed_;
   }
+  return std::optional<FrameView>(frame);
+}
+
+Result<std::optional<Frame>> StreamDecoder::Next() {
+  BSR_ASSIGN_OR_RETURN(std::optional<FrameView> view, NextView());
+  if (!view) return std::optional<Frame>();
+  Frame frame;
+  frame.header = view->header;
+  frame.payload.assign(view->payload.begin(), view->payload.end());
   return std::optional<Frame>(std::move(frame));
 }
 

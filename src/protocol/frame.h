@@ -46,6 +46,16 @@ struct Frame {
   uint16_t volume() const { return header.volume; }
 };
 
+// A decoded frame whose payload is a view into the decoder's buffer: valid until the
+// next Feed(), PrepareWrite() or Next*() call on that decoder.
+struct FrameView {
+  FrameHeader header;
+  std::span<const uint8_t> payload;
+
+  PacketType type() const { return header.type; }
+  uint16_t volume() const { return header.volume; }
+};
+
 // The 24 header bytes for a payload whose crc32c is `payload_crc`.
 std::array<uint8_t, kFrameHeaderSize> EncodeFrameHeader(PacketType type, uint16_t volume,
                                                         uint32_t payload_length,
@@ -80,6 +90,8 @@ class StreamDecoder {
 
   // A complete frame, std::nullopt when more bytes are needed, or a kProtocol error.
   Result<std::optional<Frame>> Next();
+  // Same without copying the payload (see FrameView for how long the view lives).
+  Result<std::optional<FrameView>> NextView();
   // At end of stream: error when a frame was cut off (names how much is missing).
   Status Finish() const;
   // Bytes needed before Next() can make progress (header or rest of the payload).

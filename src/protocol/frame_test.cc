@@ -169,6 +169,30 @@ TEST(Frame, FinishNamesTheCut) {
       << s.message();
 }
 
+TEST(Frame, NextViewDecodesWithoutCopy) {
+  auto data = testing::Sample<DataPacket>();
+  std::vector<uint8_t> wire = EncodePacket(data, 2);
+  auto ping = EncodePacket(Ping{});
+  wire.insert(wire.end(), ping.begin(), ping.end());
+  StreamDecoder dec;
+  dec.Feed(wire);
+  auto v = dec.NextView();
+  ASSERT_TRUE(v.ok() && v->has_value());
+  auto p = DecodePacket(**v, SocketKind::kData);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  const auto& got = std::get<DataPacket>(*p);
+  EXPECT_TRUE(got == data);
+  // The block is a view into the decoder's own buffer, not a copy.
+  EXPECT_GE(got.data.data(), (*v)->payload.data());
+  EXPECT_LE(got.data.data() + got.data.size(), (*v)->payload.data() + (*v)->payload.size());
+  auto v2 = dec.NextView();
+  ASSERT_TRUE(v2.ok() && v2->has_value());
+  EXPECT_EQ((*v2)->type(), PacketType::kPing);
+  auto v3 = dec.NextView();
+  ASSERT_TRUE(v3.ok());
+  EXPECT_FALSE(v3->has_value());
+}
+
 TEST(Frame, DecodeFrameHeaderDirect) {
   auto wire = EncodePacket(testing::Sample<Sizes>(), 9);
   auto h = DecodeFrameHeader(std::span<const uint8_t, kFrameHeaderSize>(wire.data(), 24));

@@ -1,0 +1,250 @@
+// bsradm: high-level admin. Reads the configuration, plans the bsrsetup / bsrmeta
+// calls for a command (config/adm_plan.h) and prints (-d) or runs them in order.
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "config/adm_plan.h"
+#include "config/config.h"
+#include "config/dump.h"
+#include "config/host_env.h"
+
+namespace {
+
+using namespace bsr::config;
+
+constexpr int kExitUsage = 1;
+constexpr int kExitConfig = 10;
+constexpr int kExitNoTool = 20;
+
+void Usage(FILE* f) {
+  std::fprintf(
+      f,
+      "usage: bsradm [-c FILE] [-d] [--node NAME] COMMAND [--force] {RESOURCE[/VOLUME]...|all}\n"
+      "  -c, --config-file FILE  configuration (default /etc/bsr.conf)\n"
+      "  -d, --dry-run           print the bsrsetup/bsrmeta calls instead of running them\n"
+      "  -n, --node NAME         act as node NAME (also $BSR_NODE); skips IP verification\n"
+      "commands: up down adjust attach detach connect disconnect primary secondary\n"
+      "  create-md dump-md apply-al wipe-md show-gi get-gi invalidate invalidate-remote\n"
+      "  pause-sync resume-sync outdate verify resize suspend-io resume-io status\n"
+      "  dump sh-resources sh-resource sh-dev sh-ll-dev sh-md-dev sh-md-idx sh-minor sh-ip\n");
+}
+
+bool IsExecutable(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
+}
+
+// bsrsetup / bsrmeta next to our own binary, else on PATH; "" when missing.
+std::string FindTool(const std::string& name, std::string* looked) {
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  std::string dir;
+  if (n > 0) {
+    self[n] = '\0';
+    dir = self;
+    dir = dir.substr(0, dir.rfind('/'));
+    std::string p = dir + "/" + name;
+    if (IsExecutable(p)) return p;
+  }
+  *looked = dir.empty() ? "PATH" : dir + " and PATH";
+  const char* path = std::getenv("PATH");
+  std::string all = path ? path : "/usr/sbin:/usr/bin:/sbin:/bin";
+  size_t start = 0;
+  while (start <= all.size()) {
+    size_t end = all.find(':', start);
+    if (end == std::string::npos) end = all.size();
+    std::string d = all.substr(start, end - start);
+    if (!d.empty() && IsExecutable(d + "/" + name)) return d + "/" + name;
+    start = end + 1;
+  }
+  return "";
+}
+
+int RunStep(const std::string& tool, const PlanStep& step) {
+  std::vector<char*> argv;
+  std::vector<std::string> words = step.argv;
+  words[0] = tool;
+  for (auto& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
+  std::fflush(stdout);
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    std::perror("bsradm: fork");
+    return kExitNoTool;
+  }
+  if (pid == 0) {
+    ::execv(tool.c_str(), argv.data());
+    std::fprintf(stderr, "bsradm: cannot run %s: %s\n", tool.c_str(), std::strerror(errno));
+    _exit(kExitNoTool);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+int Run(const std::vector<PlanStep>& steps) {
+  // Every tool must exist before the first step runs: a missing bsrsetup changes nothing.
+  std::string setup_path, meta_path, looked;
+  for (const auto& s : steps) {
+    std::string& slot = s.argv[0] == "bsrsetup" ? setup_path : meta_path;
+    if (!slot.empty()) continue;
+    slot = FindTool(s.argv[0], &looked);
+    if (slot.empty()) {
+      std::fprintf(stderr, "bsradm: %s not found (looked in %s); nothing was run\n",
+                   s.argv[0].c_str(), looked.c_str());
+      return kExitNoTool;
+    }
+  }
+  int last = 0;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const PlanStep& s = steps[i];
+    if (s.only_if_previous_failed && last == 0) continue;
+    bool has_fallback = i + 1 < steps.size() && steps[i + 1].only_if_previous_failed;
+    last = RunStep(s.argv[0] == "bsrsetup" ? setup_path : meta_path, s);
+    if (last != 0 && !has_fallback) {
+      std::fprintf(stderr, "bsradm: '%s' failed with exit code %d\n", FormatStep(s).c_str(), last);
+      return last;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_file;
+  std::string node_opt;
+  bool dry_run = false;
+  bool force = false;
+  std::string command;
+  std::vector<std::string> targets;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const char* opt) -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "bsradm: %s needs a value\n", opt);
+        std::exit(kExitUsage);
+      }
+      return argv[++i];
+    };
+    if (a == "-c" || a == "--config-file") {
+      config_file = value("-c");
+    } else if (a.rfind("--config-file=", 0) == 0) {
+      config_file = a.substr(14);
+    } else if (a == "-d" || a == "--dry-run") {
+      dry_run = true;
+    } else if (a == "-n" || a == "--node") {
+      node_opt = value("--node");
+    } else if (a.rfind("--node=", 0) == 0) {
+      node_opt = a.substr(7);
+    } else if (a == "--force") {
+      force = true;
+    } else if (a == "-h" || a == "--help" || a == "help") {
+      Usage(stdout);
+      return 0;
+    } else if (!a.empty() && a[0] == '-') {
+      std::fprintf(stderr, "bsradm: unknown option '%s'\n", a.c_str());
+      Usage(stderr);
+      return kExitUsage;
+    } else if (command.empty()) {
+      command = a;
+    } else {
+      targets.push_back(a);
+    }
+  }
+  if (command.empty()) {
+    Usage(stderr);
+    return kExitUsage;
+  }
+  bool known = command == "dump" || IsShCommand(command) || IsPlannedCommand(command);
+  if (!known) {
+    std::fprintf(stderr, "bsradm: unknown command '%s'\n", command.c_str());
+    Usage(stderr);
+    return kExitUsage;
+  }
+  if (config_file.empty()) config_file = "/etc/bsr.conf";
+  auto loaded = LoadFile(config_file);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "%s\n", loaded.status().message().c_str());
+    return kExitConfig;
+  }
+  const Config& cfg = loaded->config;
+  if (command == "dump") {
+    bool all = targets.empty() || (targets.size() == 1 && targets[0] == "all");
+    if (!all) {
+      for (const auto& t : targets) {
+        if (!cfg.FindResource(t)) {
+          std::fprintf(stderr, "bsradm: '%s' not defined in your config\n", t.c_str());
+          return kExitConfig;
+        }
+      }
+    }
+    std::string out = all ? Dump(*loaded) : DumpResources(*loaded, targets);
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    return 0;
+  }
+  bool named = false;
+  std::string node = PickNodeName(node_opt, &named);
+  if (command == "sh-resources" || command == "sh-nop") {
+    auto r = ShQuery(cfg, node, command, "");
+    if (!r.ok()) {
+      std::fprintf(stderr, "bsradm: %s\n", r.status().message().c_str());
+      return kExitConfig;
+    }
+    if (!r->empty()) std::printf("%s\n", r->c_str());
+    return 0;
+  }
+  if (targets.empty()) {
+    std::fprintf(stderr, "bsradm: %s needs a resource name (or 'all')\n", command.c_str());
+    return kExitUsage;
+  }
+  std::vector<PlanStep> steps;
+  std::vector<std::string> res_names;
+  for (const auto& t : targets) {
+    if (IsShCommand(command)) {
+      auto r = ShQuery(cfg, node, command, t);
+      if (!r.ok()) {
+        std::fprintf(stderr, "bsradm: %s\n", r.status().message().c_str());
+        return kExitConfig;
+      }
+      if (!r->empty()) std::printf("%s\n", r->c_str());
+      continue;
+    }
+    auto plan = PlanCommand(cfg, node, command, t, PlanFlags{force});
+    if (!plan.ok()) {
+      std::fprintf(stderr, "bsradm: %s\n", plan.status().message().c_str());
+      return kExitConfig;
+    }
+    steps.insert(steps.end(), plan->begin(), plan->end());
+    res_names.push_back(t == "all" ? "" : t.substr(0, t.find('/')));
+  }
+  if (IsShCommand(command)) return 0;
+  if (!named && !cfg.global.disable_ip_verification()) {
+    std::vector<std::string> check;
+    for (const auto& n : res_names) {
+      if (!n.empty()) check.push_back(n);
+    }
+    if (std::find(res_names.begin(), res_names.end(), "") != res_names.end()) {
+      for (const auto& r : cfg.resources) check.push_back(r.name);
+    }
+    bsr::Status s = VerifyLocalAddresses(cfg, check, node, HostAddresses());
+    if (!s.ok()) {
+      std::fprintf(stderr, "%s\n", s.message().c_str());
+      return kExitConfig;
+    }
+  }
+  if (dry_run) {
+    for (const auto& s : steps) std::printf("%s\n", FormatStep(s).c_str());
+    return 0;
+  }
+  return Run(steps);
+}

@@ -2,6 +2,8 @@
 // every truncation point, trailing bytes, and field validation.
 #include <gtest/gtest.h>
 
+#include "common/bytes.h"
+#include "common/crc32c.h"
 #include "protocol/dispatch.h"
 #include "protocol/test_samples.h"
 
@@ -77,6 +79,59 @@ TEST(Packets, EveryTruncationFailsCleanly) {
       EXPECT_FALSE(fin.ok());
       EXPECT_NE(fin.message().find("truncated"), std::string::npos) << n << ": " << fin.message();
     }
+  }
+}
+
+// Rewrites header bytes and recomputes the header crc, so only that field is bad.
+void Patch(std::vector<uint8_t>* wire, size_t offset, std::span<const uint8_t> bytes) {
+  std::copy(bytes.begin(), bytes.end(), wire->begin() + static_cast<ptrdiff_t>(offset));
+  StoreBe32(wire->data() + 20, Crc32c(std::span(*wire).first(20)));
+}
+
+std::string StreamError(const std::vector<uint8_t>& wire) {
+  StreamDecoder dec;
+  dec.Feed(wire);
+  auto r = dec.Next();
+  if (r.ok()) return "";
+  EXPECT_EQ(r.status().code(), Errc::kProtocol);
+  return r.status().message();
+}
+
+TEST(Packets, FrameErrorsForEveryType) {
+  for (const Packet& sample : AllSamples()) {
+    PacketType type = TypeOf(sample);
+    std::string name(PacketTypeName(type));
+    SCOPED_TRACE(name);
+    const std::vector<uint8_t> wire = EncodePacket(sample, 1);
+    auto w = wire;
+    w[1] ^= 0xFF;
+    EXPECT_NE(StreamError(w).find("bad frame magic"), std::string::npos);
+    w = wire;
+    w[13] ^= 0x01;  // length byte without fixing the header crc
+    EXPECT_NE(StreamError(w).find("frame header crc mismatch"), std::string::npos);
+    w = wire;
+    const uint8_t v[] = {0, 9};
+    Patch(&w, 4, v);
+    EXPECT_NE(StreamError(w).find("unsupported frame version 9"), std::string::npos);
+    w = wire;
+    uint8_t len[4];
+    StoreBe32(len, FindPacketTypeInfo(static_cast<uint16_t>(type))->max_payload + 1);
+    Patch(&w, 12, len);
+    EXPECT_NE(StreamError(w).find(name + " frame payload of"), std::string::npos);
+    if (wire.size() > kFrameHeaderSize) {
+      for (size_t at : {kFrameHeaderSize, wire.size() - 1}) {
+        w = wire;
+        w[at] ^= 0x10;
+        EXPECT_NE(StreamError(w).find(name + " frame payload crc mismatch"), std::string::npos)
+            << "flipped byte " << at;
+      }
+    } else {
+      w = wire;
+      const uint8_t crc[] = {0, 0, 0, 1};
+      Patch(&w, 16, crc);
+      EXPECT_NE(StreamError(w).find(name + " frame payload crc mismatch"), std::string::npos);
+    }
+    EXPECT_EQ(StreamError(wire), "");
   }
 }
 

@@ -4,8 +4,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -89,6 +92,23 @@ int RunStep(const std::string& tool, const PlanStep& step) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return 1;
+}
+
+// A resource with `floating` sections is matched by address: when no `on` section
+// is this node, the floating host whose IP exists here is the local one.
+std::string NodeFor(const Config& cfg, const std::string& target, const std::string& node,
+                    bool named) {
+  if (named || target == "all") return node;
+  const Resource* r = cfg.FindResource(target.substr(0, target.find('/')));
+  if (!r || LocalHost(*r, node).ok()) return node;
+  std::vector<std::string> mine = HostAddresses();
+  for (const auto& h : r->hosts) {
+    if (h.floating && h.address &&
+        std::find(mine.begin(), mine.end(), h.address->ip) != mine.end()) {
+      return h.address->ip;
+    }
+  }
+  return node;
 }
 
 int Run(const std::vector<PlanStep>& steps) {
@@ -211,7 +231,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> res_names;
   for (const auto& t : targets) {
     if (IsShCommand(command)) {
-      auto r = ShQuery(cfg, node, command, t);
+      auto r = ShQuery(cfg, NodeFor(cfg, t, node, named), command, t);
       if (!r.ok()) {
         std::fprintf(stderr, "bsradm: %s\n", r.status().message().c_str());
         return kExitConfig;
@@ -219,7 +239,7 @@ int main(int argc, char** argv) {
       if (!r->empty()) std::printf("%s\n", r->c_str());
       continue;
     }
-    auto plan = PlanCommand(cfg, node, command, t, PlanFlags{force});
+    auto plan = PlanCommand(cfg, NodeFor(cfg, t, node, named), command, t, PlanFlags{force});
     if (!plan.ok()) {
       std::fprintf(stderr, "bsradm: %s\n", plan.status().message().c_str());
       return kExitConfig;

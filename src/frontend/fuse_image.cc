@@ -128,6 +128,12 @@ struct FuseOps {
       fuse_reply_err(req, EROFS);
       return;
     }
+    // With atomic O_TRUNC (libfuse's default) the truncate arrives here; the image
+    // cannot shrink.
+    if (fi->flags & O_TRUNC) {
+      fuse_reply_err(req, EPERM);
+      return;
+    }
     // No page cache for the image: every read and write reaches the Export.
     fi->direct_io = 1;
     fi->keep_cache = 0;
@@ -408,8 +414,6 @@ Result<std::unique_ptr<FuseImage>> FuseImage::Mount(asio::io_context& io,
                  mount_dir.string());
   }
   self->mounted_ = true;
-  struct stat st;
-  if (::stat(mount_dir.c_str(), &st) == 0) self->connection_id_ = minor(st.st_dev);
 
   FuseImage* raw = self.get();
   self->loop_thread_ = std::thread([raw] {
@@ -424,6 +428,9 @@ Result<std::unique_ptr<FuseImage>> FuseImage::Mount(asio::io_context& io,
     if (rc < 0) spdlog::warn("{}: FUSE loop ended: {}", raw->options_.fs_name, std::strerror(-rc));
     raw->loop_done_ = true;
   });
+  // Only now: the stat needs a worker to answer the kernel's FUSE_INIT.
+  struct stat st;
+  if (::stat(mount_dir.c_str(), &st) == 0) self->connection_id_ = minor(st.st_dev);
   spdlog::info("{}: FUSE image {} ({} bytes) mounted", self->options_.fs_name,
                self->image_path().string(), info.size);
   return self;
@@ -455,7 +462,9 @@ void FuseImage::Unmount() {
   if (loop_thread_.joinable()) loop_thread_.join();
   fuse_session_destroy(session_);
   session_ = nullptr;
-  spdlog::info("{}: FUSE image unmounted", options_.fs_name);
+  spdlog::info("{}: FUSE image unmounted (reads={} writes={} fsyncs={} zeroes={} errors={})",
+               options_.fs_name, stats_.reads.load(), stats_.writes.load(), stats_.fsyncs.load(),
+               stats_.zeroes.load(), stats_.errors.load());
 }
 
 storage::IoResult FuseImage::Call(std::function<void(Export&, storage::IoCallback)> start) {

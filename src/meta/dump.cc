@@ -90,7 +90,7 @@ std::string DumpText(const Metadata& md) {
 
 Result<ParsedDump> ParseDump(std::string_view text) {
   ParsedDump d;
-  d.bitmaps.assign(kMaxPeers, Bitmap());
+  d.runs.assign(kMaxPeers, {});
   Superblock& sb = d.sb;
   bool seen_version = false, seen_end = false, seen_size = false, seen_peers = false;
   int line_no = 0;
@@ -162,8 +162,9 @@ Result<ParsedDump> ParseDump(std::string_view text) {
       if (!f.ok()) return bad(f.status().message());
       p.flags = *f;
       if (!seen_size) return bad("peer before data-size");
+      if (s >= sb.max_peers) return bad("peer slot beyond max-peers");
+      if (sb.peers[s].node_id != -1) return bad("peer slot listed twice");
       sb.peers[s] = p;
-      d.bitmaps[s] = Bitmap(sb.data_bits());
     } else if (key == "bitmap" && need(5) && t[2] == "set") {
       uint32_t s = 0;
       uint64_t first = 0, count = 0;
@@ -175,7 +176,7 @@ Result<ParsedDump> ParseDump(std::string_view text) {
       if (first > sb.data_bits() || count > sb.data_bits() - first || count == 0) {
         return bad("bit range beyond data-size");
       }
-      d.bitmaps[s].Set(first, count);
+      d.runs[s].emplace_back(first, count);
     } else {
       return bad("unknown or malformed line");
     }
@@ -208,7 +209,13 @@ Status RestoreDump(MetaIo& io, const Placement& placement, std::string_view text
   sb.md_end = l->md_end;
   sb.md_size = l->md_size();
   sb.bm_blocks_per_peer = l->bm_blocks_per_peer;
-  return Metadata::WriteFresh(io, sb, d.bitmaps);
+  std::vector<Bitmap> bitmaps(kMaxPeers);
+  for (uint32_t s = 0; s < sb.max_peers; ++s) {
+    if (sb.peers[s].node_id == -1) continue;
+    bitmaps[s] = Bitmap(sb.data_bits());
+    for (auto [first, count] : d.runs[s]) bitmaps[s].Set(first, count);
+  }
+  return Metadata::WriteFresh(io, sb, bitmaps);
 }
 
 }  // namespace bsr::meta

@@ -20,8 +20,10 @@ class Metadata;
 std::string DumpText(const Metadata& md);
 
 struct ParsedDump {
-  Superblock sb;                // layout fields zero; filled in by RestoreDump
-  std::vector<Bitmap> bitmaps;  // kMaxPeers entries, empty for unused slots
+  Superblock sb;  // layout fields zero; filled in by RestoreDump
+  // Per slot (kMaxPeers entries): runs of set bits (first, count). Kept as runs so a
+  // dump claiming a huge data size costs no memory before the device check.
+  std::vector<std::vector<std::pair<uint64_t, uint64_t>>> runs;
 };
 // Parses a dump completely; the error names the line.
 Result<ParsedDump> ParseDump(std::string_view text);

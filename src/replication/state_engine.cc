@@ -122,6 +122,13 @@ Status StateEngine::Change(std::string_view what, const Mutation& mutate, Change
   return Status::Ok();
 }
 
+Status StateEngine::Check(std::string_view what, const Mutation& mutate, ChangeFlags flags) const {
+  ResourceState next = state_;
+  mutate(next);
+  return ValidateTransition(state_, next, flags)
+      .WithContext(fmt::format("{} {}", what, state_.name));
+}
+
 int StateEngine::Subscribe(Listener listener) {
   int id = next_listener_id_++;
   listeners_.emplace(id, std::move(listener));

@@ -39,6 +39,10 @@ class StateEngine {
   // Status carries the reason, prefixed by `what` (e.g. "primary").
   Status Change(std::string_view what, const Mutation& mutate, ChangeFlags flags = {});
 
+  // Validates `mutate` without applying it (for callers that must do I/O between
+  // the decision and the change, e.g. writing metadata flags before a promotion).
+  Status Check(std::string_view what, const Mutation& mutate, ChangeFlags flags = {}) const;
+
   // Counters and other fields that no rule constrains (statistics) change here
   // without validation, and without notification.
   template <typename F>

@@ -1,0 +1,352 @@
+#include "control/service.h"
+
+#include <fmt/chrono.h>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <chrono>
+
+#include "control/commands.h"
+#include "control/status_format.h"
+
+namespace bsr::control {
+namespace {
+
+using replication::Resource;
+
+Result<int> Int(const std::string& s, std::string_view what) {
+  int v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) {
+    return Error(Errc::kInvalidArgument, "{} '{}' is not a number", what, s);
+  }
+  return v;
+}
+
+Reply FromStatus(const Status& s) {
+  return s.ok() ? Reply{} : Reply::Fail(s);
+}
+
+// Options of the request that belong to a section (not flags, not private ones).
+std::map<std::string, std::string> SectionOpts(const Request& r) {
+  std::map<std::string, std::string> out;
+  const CommandSpec* spec = FindCommand(r.cmd);
+  for (const auto& [k, v] : r.opts) {
+    if (!k.empty() && k[0] == '_') continue;
+    bool flag = false;
+    for (auto f : spec->flags) flag |= f == k;
+    if (!flag) out[k] = v;
+  }
+  return out;
+}
+
+std::string Timestamp() {
+  auto now = std::chrono::system_clock::now();
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()) %
+            std::chrono::seconds(1);
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:06d}+00:00 ", fmt::gmtime(now), us.count());
+}
+
+}  // namespace
+
+Service::Service(replication::Node& node) : node_(node) {
+  auto bind = [this](Reply (Service::*fn)(const Request&)) {
+    return [this, fn](const Request& r) { return (this->*fn)(r); };
+  };
+  table_ = {
+      {"new-resource", bind(&Service::NewResource)},
+      {"resource-options", bind(&Service::ResourceOptions)},
+      {"del-resource", bind(&Service::DelResource)},
+      {"new-minor", bind(&Service::NewMinor)},
+      {"del-minor", bind(&Service::DelMinor)},
+      {"attach", bind(&Service::Attach)},
+      {"disk-options", bind(&Service::DiskOptions)},
+      {"detach", bind(&Service::Detach)},
+      {"new-peer", bind(&Service::NewPeer)},
+      {"net-options", bind(&Service::NetOptions)},
+      {"peer-device-options", bind(&Service::PeerDeviceOptions)},
+      {"del-peer", bind(&Service::DelPeer)},
+      {"new-path", bind(&Service::NewPath)},
+      {"del-path", bind(&Service::DelPath)},
+      {"connect", bind(&Service::Connect)},
+      {"disconnect", bind(&Service::Disconnect)},
+      {"primary", bind(&Service::Primary)},
+      {"secondary", bind(&Service::Secondary)},
+      {"down", bind(&Service::Down)},
+      {"status", bind(&Service::StatusCmd)},
+      {"show", bind(&Service::Show)},
+  };
+}
+
+Service::~Service() = default;
+
+Reply Service::Call(const Request& request) {
+  Status v = ValidateRequest(request);
+  if (!v.ok()) return Reply::Fail(v);
+  auto it = table_.find(request.cmd);
+  if (it == table_.end()) {
+    return Reply::Fail(
+        Error(Errc::kUnsupported, "{} is not available on this daemon", request.cmd));
+  }
+  Reply rep = it->second(request);
+  if (!rep.ok()) spdlog::info("refused {}: {}", request.cmd, rep.error);
+  return rep;
+}
+
+void Service::Handle(std::shared_ptr<Session> session, Request request) {
+  if (request.cmd == "events2") {
+    Status v = ValidateRequest(request);
+    if (!v.ok()) return session->Finish(Reply::Fail(v));
+    return StartEvents(std::move(session), request);
+  }
+  session->Finish(Call(request));
+}
+
+void Service::StartEvents(std::shared_ptr<Session> session, const Request& r) {
+  std::string only = r.args.empty() || r.args[0] == "all" ? "" : r.args[0];
+  bool stamps = r.HasOpt("timestamps");
+  auto emit = [session, stamps](const std::string& line) {
+    session->Event(stamps ? Timestamp() + line : line);
+  };
+  for (const auto& [name, res] : node_.resources()) {
+    if (!only.empty() && name != only) continue;
+    for (const auto& line : Events2Exists(res->state())) emit(line);
+  }
+  emit("exists -");
+  if (r.HasOpt("now")) return session->Finish(Reply{});
+  int id = node_.Observe(
+      [emit, only](const replication::ResourceState* o, const replication::ResourceState* n) {
+        const auto& any = n ? *n : *o;
+        if (!only.empty() && any.name != only) return;
+        if (!o) {
+          for (auto line : Events2Exists(*n)) emit("create" + line.substr(6));
+        } else if (!n) {
+          replication::ResourceState empty;
+          empty.name = o->name;
+          for (const auto& line : Events2Diff(*o, empty)) {
+            if (line.rfind("destroy", 0) == 0) emit(line);
+          }
+          emit(fmt::format("destroy resource name:{}", o->name));
+        } else {
+          for (const auto& line : Events2Diff(*o, *n)) emit(line);
+        }
+      });
+  session->OnClose([this, id] { node_.Unobserve(id); });
+}
+
+Reply Service::NewResource(const Request& r) {
+  auto id = Int(r.args[1], "node-id");
+  if (!id.ok()) return Reply::Fail(id.status());
+  return FromStatus(node_.NewResource(r.args[0], *id, SectionOpts(r)).status());
+}
+
+Reply Service::ResourceOptions(const Request& r) {
+  auto res = node_.GetResource(r.args[0]);
+  if (!res.ok()) return Reply::Fail(res.status());
+  return FromStatus((*res)->SetOptions(SectionOpts(r)));
+}
+
+Reply Service::DelResource(const Request& r) {
+  return FromStatus(node_.DelResource(r.args[0]));
+}
+
+Reply Service::NewMinor(const Request& r) {
+  auto minor = Int(r.args[1], "minor");
+  auto vol = Int(r.args[2], "volume");
+  if (!minor.ok()) return Reply::Fail(minor.status());
+  if (!vol.ok()) return Reply::Fail(vol.status());
+  return FromStatus(node_.NewMinor(r.args[0], *minor, *vol));
+}
+
+Reply Service::DelMinor(const Request& r) {
+  auto minor = Int(r.args[0], "minor");
+  if (!minor.ok()) return Reply::Fail(minor.status());
+  return FromStatus(node_.DelMinor(*minor));
+}
+
+Reply Service::Attach(const Request& r) {
+  auto minor = Int(r.args[0], "minor");
+  if (!minor.ok()) return Reply::Fail(minor.status());
+  auto rv = node_.GetMinor(*minor);
+  if (!rv.ok()) return Reply::Fail(rv.status());
+  replication::AttachSpec spec{r.args[1], r.args[2], r.args[3], SectionOpts(r)};
+  return FromStatus(rv->first->Attach(rv->second, spec));
+}
+
+Reply Service::DiskOptions(const Request& r) {
+  auto minor = Int(r.args[0], "minor");
+  if (!minor.ok()) return Reply::Fail(minor.status());
+  auto rv = node_.GetMinor(*minor);
+  if (!rv.ok()) return Reply::Fail(rv.status());
+  return FromStatus(rv->first->device(rv->second)->SetDiskOptions(SectionOpts(r)));
+}
+
+Reply Service::Detach(const Request& r) {
+  auto minor = Int(r.args[0], "minor");
+  if (!minor.ok()) return Reply::Fail(minor.status());
+  auto rv = node_.GetMinor(*minor);
+  if (!rv.ok()) return Reply::Fail(rv.status());
+  return FromStatus(rv->first->Detach(rv->second));
+}
+
+Reply Service::NewPeer(const Request& r) {
+  auto res = node_.GetResource(r.args[0]);
+  auto id = Int(r.args[1], "peer node-id");
+  if (!res.ok()) return Reply::Fail(res.status());
+  if (!id.ok()) return Reply::Fail(id.status());
+  replication::PeerSpec p;
+  p.node_id = *id;
+  if (auto it = r.opts.find("_name"); it != r.opts.end()) p.name = it->second;
+  p.net_opts = SectionOpts(r);
+  return FromStatus((*res)->AddPeer(std::move(p)));
+}
+
+Reply Service::NetOptions(const Request& r) {
+  auto res = node_.GetResource(r.args[0]);
+  auto id = Int(r.args[1], "peer node-id");
+  if (!res.ok()) return Reply::Fail(res.status());
+  if (!id.ok()) return Reply::Fail(id.status());
+  return FromStatus((*res)->SetNetOptions(*id, SectionOpts(r)));
+}
+
+Reply Service::PeerDeviceOptions(const Request& r) {
+  auto res = node_.GetResource(r.args[0]);
+  auto id = Int(r.args[1], "peer node-id");
+  auto vol = Int(r.args[2], "volume");
+  if (!res.ok()) return Reply::Fail(res.status());
+  if (!id.ok()) return Reply::Fail(id.status());
+  if (!vol.ok()) return Reply::Fail(vol.status());
+  return FromStatus((*res)->SetPeerDeviceOptions(*id, *vol, SectionOpts(r)));
+}
+
+Reply Service::DelPeer(const Request& r) {
+  auto res = node_.GetResource(r.args[0]);
+  auto id = Int(r.args[1], "peer node-id");
+  if (!res.ok()) return Reply::Fail(res.status());
+  if (!id.ok()) return Reply::Fail(id.status());
+  Status s = (*res)->Disconnect(*id, true);
+  if (!s.ok()) return Reply::Fail(s);
+  return FromStatus((*res)->RemovePeer(*id));
+}
+
+Reply Service::NewPath(const Request& r) {
+  auto res = node_.GetResource(r.args[0]);
+  auto id = Int(r.args[1], "peer node-id");
+  if (!res.ok()) return Reply::Fail(res.status());
+  if (!id.ok()) return Reply::Fail(id.status());
+  return FromStatus((*res)->AddPath(*id, {r.args[2], r.args[3]}));
+}
+
+Reply Service::DelPath(const Request& r) {
+  auto res = node_.GetResource(r.args[0]);
+  auto id = Int(r.args[1], "peer node-id");
+  if (!res.ok()) return Reply::Fail(res.status());
+  if (!id.ok()) return Reply::Fail(id.status());
+  return FromStatus((*res)->RemovePath(*id, {r.args[2], r.args[3]}));
+}
+
+Reply Service::Connect(const Request& r) {
+  auto res = node_.GetResource(r.args[0]);
+  auto id = Int(r.args[1], "peer node-id");
+  if (!res.ok()) return Reply::Fail(res.status());
+  if (!id.ok()) return Reply::Fail(id.status());
+  return FromStatus((*res)->Connect(*id));
+}
+
+Reply Service::Disconnect(const Request& r) {
+  auto res = node_.GetResource(r.args[0]);
+  auto id = Int(r.args[1], "peer node-id");
+  if (!res.ok()) return Reply::Fail(res.status());
+  if (!id.ok()) return Reply::Fail(id.status());
+  return FromStatus((*res)->Disconnect(*id, r.HasOpt("force")));
+}
+
+Reply Service::Primary(const Request& r) {
+  auto res = node_.GetResource(r.args[0]);
+  if (!res.ok()) return Reply::Fail(res.status());
+  bool force = r.HasOpt("force") || r.HasOpt("overwrite-data-of-peer");
+  return FromStatus((*res)->Promote(force));
+}
+
+Reply Service::Secondary(const Request& r) {
+  auto res = node_.GetResource(r.args[0]);
+  if (!res.ok()) return Reply::Fail(res.status());
+  return FromStatus((*res)->Demote());
+}
+
+Reply Service::Down(const Request& r) {
+  return FromStatus(node_.Down(r.args[0]));
+}
+
+Reply Service::StatusCmd(const Request& r) {
+  std::string only = r.args.empty() || r.args[0] == "all" ? "" : r.args[0];
+  if (!only.empty() && !node_.FindResource(only)) {
+    return Reply::Fail(Error(Errc::kNotFound, "{}: No such resource", only));
+  }
+  Reply rep;
+  rep.data = nlohmann::json::array();
+  for (const auto& [name, res] : node_.resources()) {
+    if (only.empty() || name == only) rep.data.push_back(ToJson(res->state()));
+  }
+  return rep;
+}
+
+Reply Service::Show(const Request& r) {
+  std::string only = r.args.empty() || r.args[0] == "all" ? "" : r.args[0];
+  if (!only.empty() && !node_.FindResource(only)) {
+    return Reply::Fail(Error(Errc::kNotFound, "{}: No such resource", only));
+  }
+  auto opts_block = [](const std::map<std::string, std::string>& opts, int indent,
+                       std::string_view title) {
+    if (opts.empty()) return std::string();
+    std::string pad(indent, ' ');
+    std::string out = fmt::format("{}{} {{\n", pad, title);
+    for (const auto& [k, v] : opts) {
+      out += v.empty() ? fmt::format("{}    {};\n", pad, k)
+                       : fmt::format("{}    {:<20}\t{};\n", pad, k, v);
+    }
+    return out + pad + "}\n";
+  };
+  std::string out;
+  for (const auto& [name, res] : node_.resources()) {
+    if (!only.empty() && name != only) continue;
+    out += fmt::format("resource {} {{\n", name);
+    out += opts_block(res->options(), 4, "options");
+    out += fmt::format("    _this_host {{\n        node-id\t\t\t{};\n", res->node_id());
+    for (const auto& [vol, dev] : res->devices()) {
+      out += fmt::format("        volume {} {{\n            device\t\t\tminor {};\n", vol,
+                         dev->minor());
+      if (dev->attached()) {
+        const auto& a = dev->attach_spec();
+        out += fmt::format("            disk\t\t\t\"{}\";\n", a.disk);
+        out += a.meta_index == "internal" ? std::string("            meta-disk\t\t\tinternal;\n")
+                                          : fmt::format("            meta-disk\t\t\t\"{}\" {};\n",
+                                                        a.meta_disk, a.meta_index);
+        out += opts_block(a.opts, 12, "disk");
+      } else {
+        out += "            disk\t\t\tnone;\n";
+      }
+      out += "        }\n";
+    }
+    out += "    }\n";
+    for (const auto& [id, p] : res->peers()) {
+      out += fmt::format("    connection {{\n        _peer_node_id {};\n", id);
+      for (const auto& path : p.paths) {
+        out += fmt::format(
+            "        path {{\n            _this_host {};\n            _remote_host {};\n"
+            "        }}\n",
+            path.local, path.remote);
+      }
+      auto net = p.net_opts;
+      net["_name"] = p.name;
+      out += opts_block(net, 8, "net");
+      out += "    }\n";
+    }
+    out += "}\n\n";
+  }
+  Reply rep;
+  rep.output = out;
+  return rep;
+}
+
+}  // namespace bsr::control

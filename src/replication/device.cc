@@ -1,0 +1,398 @@
+#include "replication/device.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "replication/resource.h"
+
+namespace bsr::replication {
+
+using frontend::ExportInfo;
+using frontend::OpenContext;
+using storage::IoCallback;
+using storage::IoResult;
+
+namespace {
+
+IoResult Failed(int err, std::string what) {
+  IoResult r;
+  r.err = err;
+  r.status = Status(Errc::kIo, std::move(what));
+  return r;
+}
+
+bool OptYes(const std::map<std::string, std::string>& opts, const std::string& name, bool def) {
+  auto it = opts.find(name);
+  if (it == opts.end()) return def;
+  return it->second == "yes" || it->second == "on" || it->second == "true" || it->second.empty();
+}
+
+uint64_t NewUuid() {
+  static std::mt19937_64 rng(std::random_device{}());
+  return rng() & ~uint64_t{1};  // the lowest bit is DRBD's "primary" marker in history
+}
+
+}  // namespace
+
+// The replicated volume as the NBD server (and /dev/bsrN) see it.
+class Device::VolumeExport : public frontend::Export {
+ public:
+  explicit VolumeExport(Device* d) : d_(d) {}
+
+  ExportInfo Info() const override {
+    ExportInfo info;
+    info.size = d_->data_size_;
+    info.min_block = 1;
+    info.description =
+        fmt::format("bsr {}/{} (minor {})", d_->resource_->name(), d_->volume_, d_->minor_);
+    info.can_flush = true;
+    return info;
+  }
+  Status Open(const OpenContext& ctx) override { return d_->OnOpen(ctx); }
+  void Close(const OpenContext& ctx) override { d_->OnClose(ctx); }
+
+  void Read(uint64_t offset, std::span<uint8_t> buf, IoCallback done) override {
+    if (!d_->disk_) return done(Failed(EIO, "no local disk attached"));
+    d_->UpdateIoStats(0, 0, +1);
+    auto self = d_->shared_from_this();
+    d_->disk_->Read(offset, buf, [self, n = buf.size(), done = std::move(done)](IoResult r) {
+      self->UpdateIoStats(r.ok() ? n : 0, 0, -1);
+      done(std::move(r));
+    });
+  }
+
+  void Write(uint64_t offset, std::span<const uint8_t> data, bool fua, IoCallback done) override {
+    auto* disk = d_->disk_.get();
+    d_->SubmitWrite(
+        offset, data.size(),
+        [disk, offset, data, fua](IoCallback cb) { disk->Write(offset, data, fua, std::move(cb)); },
+        std::move(done));
+  }
+
+  void Flush(IoCallback done) override {
+    if (!d_->disk_) return done(Failed(EIO, "no local disk attached"));
+    if (!d_->disk_flushes_) return done(IoResult::Ok());
+    d_->disk_->Flush(std::move(done));
+  }
+
+  void Trim(uint64_t offset, uint64_t length, bool fua, IoCallback done) override {
+    auto* disk = d_->disk_.get();
+    d_->SubmitWrite(
+        offset, length,
+        [disk, offset, length, fua](IoCallback cb) {
+          disk->Discard(offset, length, [disk, fua, cb = std::move(cb)](IoResult r) {
+            if (!r.ok() || !fua) return cb(std::move(r));
+            disk->Flush(std::move(cb));
+          });
+        },
+        std::move(done));
+  }
+
+  void WriteZeroes(uint64_t offset, uint64_t length, bool fua, bool no_hole,
+                   IoCallback done) override {
+    auto* disk = d_->disk_.get();
+    d_->SubmitWrite(
+        offset, length,
+        [disk, offset, length, fua, no_hole](IoCallback cb) {
+          disk->WriteZeroes(offset, length, !no_hole, [disk, fua, cb = std::move(cb)](IoResult r) {
+            if (!r.ok() || !fua) return cb(std::move(r));
+            disk->Flush(std::move(cb));
+          });
+        },
+        std::move(done));
+  }
+
+ private:
+  Device* d_;
+};
+
+Device::Device(Resource* resource, DeviceEnv env, int volume, int minor)
+    : resource_(resource), env_(env), volume_(volume), minor_(minor) {
+  meta_strand_ = std::make_unique<asio::strand<asio::thread_pool::executor_type>>(
+      asio::make_strand(env_.meta_pool->get_executor()));
+  export_ = std::make_shared<VolumeExport>(this);
+}
+
+Device::~Device() = default;
+
+std::string Device::nbd_socket_path() const {
+  return fmt::format("{}/{}/{}.sock", env_.run_dir, resource_->name(), volume_);
+}
+
+uint64_t Device::size_bytes() const {
+  return data_size_;
+}
+
+Status Device::StartExport() {
+  frontend::NbdServerOptions o;
+  o.unix_path = nbd_socket_path();
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(o.unix_path).parent_path(), ec);
+  nbd_ = std::make_unique<frontend::NbdServer>(*env_.io, o);
+  nbd_->AddExport(fmt::format("{}/{}", resource_->name(), volume_), export_);
+  return nbd_->Start().WithContext(fmt::format("NBD export of {}/{}", resource_->name(), volume_));
+}
+
+void Device::StopExport(std::function<void()> done) {
+  if (!nbd_) return done();
+  nbd_->Stop([this, done = std::move(done)] {
+    std::error_code ec;
+    std::filesystem::remove(nbd_socket_path(), ec);
+    done();
+  });
+}
+
+Result<DiskState> Device::Attach(const AttachSpec& spec, const std::vector<int>& peer_node_ids) {
+  if (md_) return Error(Errc::kState, "minor {} already has a disk ({})", minor_, spec_.disk);
+  BSR_ASSIGN_OR_RETURN(auto placement, meta::Placement::Parse(spec.meta_index));
+  storage::BackingOptions bo;
+  BSR_ASSIGN_OR_RETURN(auto disk, storage::BackingDevice::Open(*env_.io, spec.disk, bo));
+  BSR_ASSIGN_OR_RETURN(auto mio, meta::FileIo::Open(spec.meta_disk));
+
+  meta::OpenOptions oo;
+  oo.placement = placement;
+  if (placement.kind != meta::PlacementKind::kInternal) oo.backing_size = disk->size();
+  if (auto it = spec.opts.find("al-extents"); it != spec.opts.end()) {
+    oo.al_extents = static_cast<uint32_t>(std::stoul(it->second));
+  }
+  oo.al_updates = OptYes(spec.opts, "al-updates", true);
+  oo.md_flushes = OptYes(spec.opts, "md-flushes", true);
+  meta::OpenReport report;
+  auto md = meta::Metadata::Open(std::move(mio), oo, &report);
+  if (!md.ok()) return md.status().WithContext(fmt::format("attach minor {}", minor_));
+  spdlog::info("{}/{}: attached {} (meta {} {}): {}", resource_->name(), volume_, spec.disk,
+               spec.meta_disk, spec.meta_index, report.Summary());
+
+  uint64_t size = (*md)->data_size();
+  if (placement.kind != meta::PlacementKind::kInternal) size = std::min(size, disk->size());
+  for (int id : peer_node_ids) {
+    auto slot = (*md)->AssignPeerSlot(id, false);
+    if (!slot.ok()) return slot.status().WithContext(fmt::format("attach minor {}", minor_));
+  }
+  uint32_t flags = (*md)->superblock().flags;
+  DiskState ds = DiskState::kInconsistent;
+  if (flags & meta::kFlagConsistent) {
+    ds = (flags & meta::kFlagWasUpToDate) ? DiskState::kUpToDate : DiskState::kConsistent;
+  }
+  spec_ = spec;
+  disk_ = std::move(disk);
+  md_ = std::move(*md);
+  data_size_ = size;
+  disk_flushes_ = OptYes(spec.opts, "disk-flushes", true);
+  return ds;
+}
+
+Status Device::Detach() {
+  if (!md_) return Error(Errc::kState, "minor {} has no disk attached", minor_);
+  if (inflight_ > 0)
+    return Error(Errc::kBusy, "minor {} has {} requests in flight", minor_, inflight_);
+  Status s;
+  {
+    std::lock_guard lk(meta_mu_);
+    s = md_->Close();
+  }
+  if (!s.ok()) return s.WithContext(fmt::format("detach minor {}", minor_));
+  md_.reset();
+  disk_.reset();
+  data_size_ = 0;
+  return Status::Ok();
+}
+
+Status Device::SetDiskOptions(const std::map<std::string, std::string>& opts) {
+  for (const auto& [k, v] : opts) spec_.opts[k] = v;
+  disk_flushes_ = OptYes(spec_.opts, "disk-flushes", true);
+  return Status::Ok();
+}
+
+Status Device::EnsurePeerSlot(int node_id) {
+  if (!md_) return Status::Ok();
+  std::lock_guard lk(meta_mu_);
+  return md_->AssignPeerSlot(node_id, false).status();
+}
+
+Status Device::OnPromote(bool forced) {
+  if (!md_) return Status::Ok();
+  std::lock_guard lk(meta_mu_);
+  uint32_t set = meta::kFlagPrimaryInd;
+  if (forced) set |= meta::kFlagConsistent | meta::kFlagWasUpToDate;
+  BSR_RETURN_IF_ERROR(md_->SetFlags(set, 0));
+  // New data generation: every peer that is not connected now misses what follows.
+  std::vector<int> slots;
+  for (int id : resource_->peer_node_ids()) {
+    auto c = resource_->state().connections.find(id);
+    if (c != resource_->state().connections.end() && c->second.conn == ConnState::kConnected) {
+      continue;
+    }
+    if (int slot = md_->FindPeerSlot(id); slot >= 0) slots.push_back(slot);
+  }
+  return md_->NewCurrentUuid(NewUuid(), slots);
+}
+
+Status Device::OnDemote() {
+  if (!md_) return Status::Ok();
+  std::lock_guard lk(meta_mu_);
+  BSR_RETURN_IF_ERROR(md_->WriteDirtyBitmap());
+  return md_->SetFlags(0, meta::kFlagPrimaryInd);
+}
+
+uint64_t Device::OutOfSyncSectors(int peer_node_id) const {
+  if (!md_) return 0;
+  std::lock_guard lk(meta_mu_);
+  int slot = md_->FindPeerSlot(peer_node_id);
+  return slot < 0 ? 0 : md_->OutOfSyncBits(slot) * 8;
+}
+
+std::vector<int> Device::DisconnectedPeerSlots() const {
+  std::vector<int> slots;
+  const auto& st = resource_->state();
+  for (int id : resource_->peer_node_ids()) {
+    auto c = st.connections.find(id);
+    bool connected = c != st.connections.end() && c->second.conn == ConnState::kConnected;
+    if (connected) continue;
+    if (int slot = md_->FindPeerSlot(id); slot >= 0) slots.push_back(slot);
+  }
+  return slots;
+}
+
+void Device::RunMeta(std::function<Status(meta::Metadata&)> fn, std::function<void(Status)> then) {
+  auto self = shared_from_this();
+  asio::post(*meta_strand_, [self, fn = std::move(fn), then = std::move(then)]() mutable {
+    Status s;
+    {
+      std::lock_guard lk(self->meta_mu_);
+      s = self->md_ ? fn(*self->md_) : Error(Errc::kState, "no metadata attached");
+    }
+    asio::post(*self->env_.io, [s, then = std::move(then)] { then(s); });
+  });
+}
+
+void Device::SubmitWrite(uint64_t offset, uint64_t length, std::function<void(IoCallback)> io,
+                         IoCallback done) {
+  if (!md_ || !disk_) return done(Failed(EIO, "no local disk attached"));
+  UpdateIoStats(0, 0, +1);
+  ++inflight_;
+  std::vector<int> slots = DisconnectedPeerSlots();
+  bool fast = false;
+  if (slots.empty()) {
+    std::unique_lock lk(meta_mu_, std::try_to_lock);
+    if (lk.owns_lock()) fast = md_->TryBeginIoFast(offset, length);
+  }
+  auto self = shared_from_this();
+  if (fast) {
+    return io([self, offset, length, done = std::move(done)](IoResult r) mutable {
+      self->AfterWrite(offset, length, std::move(r), std::move(done));
+    });
+  }
+  // Cold extent, or peers that miss this write: the AL transaction (and the bits)
+  // must be on disk before the data write may start.
+  RunMeta(
+      [offset, length, slots](meta::Metadata& m) -> Status {
+        for (int attempt = 0;; ++attempt) {
+          auto r = m.BeginIo(offset, length);
+          if (r.ok()) break;
+          if (r.status().code() != Errc::kBusy || attempt > 1000) return r.status();
+          // Every AL extent is in use: completions free one soon (CompleteIo takes the
+          // lock only briefly); wait and retry.
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        for (int slot : slots) BSR_RETURN_IF_ERROR(m.SetOutOfSync(slot, offset, length));
+        return Status::Ok();
+      },
+      [self, offset, length, io = std::move(io), done = std::move(done)](Status s) mutable {
+        if (!s.ok()) {
+          spdlog::error("{}/{}: activity log: {}", self->resource_->name(), self->volume_,
+                        s.message());
+          --self->inflight_;
+          self->UpdateIoStats(0, 0, -1);
+          // The data write never started; the caller sees the failure.
+          return done(Failed(EIO, s.message()));
+        }
+        io([self, offset, length, done = std::move(done)](IoResult r) mutable {
+          self->AfterWrite(offset, length, std::move(r), std::move(done));
+        });
+      });
+}
+
+void Device::AfterWrite(uint64_t offset, uint64_t length, IoResult r, IoCallback done) {
+  if (!r.ok()) {
+    spdlog::error("{}/{}: local write failed: {}", resource_->name(), volume_, r.status.message());
+  }
+  auto finish = [self = shared_from_this(), length, r, done = std::move(done)](Status s) mutable {
+    if (!s.ok()) {
+      spdlog::error("{}/{}: activity log completion: {}", self->resource_->name(), self->volume_,
+                    s.message());
+    }
+    --self->inflight_;
+    self->UpdateIoStats(0, r.ok() ? length : 0, -1);
+    done(std::move(r));
+  };
+  {
+    std::unique_lock lk(meta_mu_, std::try_to_lock);
+    if (lk.owns_lock()) {
+      Status s = md_->CompleteIo(offset, length);
+      lk.unlock();
+      return finish(s);
+    }
+  }
+  RunMeta([offset, length](meta::Metadata& m) { return m.CompleteIo(offset, length); },
+          std::move(finish));
+}
+
+void Device::UpdateIoStats(uint64_t read_bytes, uint64_t written_bytes, int pending_delta) {
+  resource_->engine().UpdateStats([&](ResourceState& s) {
+    auto it = s.devices.find(volume_);
+    if (it == s.devices.end()) return;
+    auto& st = it->second.stats;
+    st.read_sectors += read_bytes / 512;
+    st.written_sectors += written_bytes / 512;
+    st.upper_pending = static_cast<uint32_t>(static_cast<int>(st.upper_pending) + pending_delta);
+    st.size_sectors = data_size_ / 512;
+  });
+}
+
+Status Device::OnOpen(const OpenContext& ctx) {
+  const auto& st = resource_->state();
+  if (st.role != Role::kPrimary) {
+    if (!resource_->auto_promote()) {
+      return Error(Errc::kState,
+                   "{}/{} is Secondary: the volume is only accessible on the Primary "
+                   "(bsradm primary {}, or auto-promote yes)",
+                   resource_->name(), volume_, resource_->name());
+    }
+    Status s = resource_->Promote(false);
+    if (!s.ok()) {
+      return Error(Errc::kState, "{}/{} is Secondary and auto-promote failed: {}",
+                   resource_->name(), volume_, s.message());
+    }
+    auto_promoted_ = true;
+    spdlog::info("{}/{}: auto-promoted for NBD client {}", resource_->name(), volume_, ctx.peer);
+  }
+  ++open_count_;
+  resource_->engine().UpdateStats(
+      [&](ResourceState& s) { s.devices[volume_].open = s.devices[volume_].open_writable = true; });
+  return Status::Ok();
+}
+
+void Device::OnClose(const OpenContext& ctx) {
+  --open_count_;
+  if (open_count_ > 0) return;
+  resource_->engine().UpdateStats([&](ResourceState& s) {
+    s.devices[volume_].open = s.devices[volume_].open_writable = false;
+  });
+  if (!auto_promoted_) return;
+  bool others_open = false;
+  for (const auto& [vol, dev] : resource_->devices()) others_open |= dev->open_count() > 0;
+  if (others_open) return;
+  auto_promoted_ = false;
+  Status s = resource_->Demote();
+  if (!s.ok()) {
+    spdlog::warn("{}/{}: auto-demote after {} closed failed: {}", resource_->name(), volume_,
+                 ctx.peer, s.message());
+  }
+}
+
+}  // namespace bsr::replication

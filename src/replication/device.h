@@ -1,0 +1,111 @@
+// Device: one volume of a resource on this node: its backing disk and metadata
+// (attach/detach), the local write path (activity log before cold extents, bitmap
+// bits for peers that miss a write, FLUSH/FUA), and the NBD export that serves it.
+// Lives on the node's io_context thread; metadata I/O that may block runs on the
+// node's metadata thread under meta_mu_ (see RunMeta).
+#pragma once
+
+#include <asio.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/status.h"
+#include "frontend/export.h"
+#include "frontend/nbd_server.h"
+#include "meta/metadata.h"
+#include "replication/resource_state.h"
+#include "storage/backing_device.h"
+
+namespace bsr::replication {
+
+class Resource;
+
+struct AttachSpec {
+  std::string disk;        // backing device or file
+  std::string meta_disk;   // same as disk for internal metadata
+  std::string meta_index;  // "internal", "flexible"/"flex-external" or a slot number
+  std::map<std::string, std::string> opts;  // disk options (--al-extents=...)
+};
+
+// I/O and metadata context shared by a node's devices.
+struct DeviceEnv {
+  asio::io_context* io = nullptr;
+  asio::thread_pool* meta_pool = nullptr;  // may block (metadata writes)
+  std::string run_dir;                     // NBD sockets: <run_dir>/<res>/<vol>.sock
+};
+
+class Device : public std::enable_shared_from_this<Device> {
+ public:
+  Device(Resource* resource, DeviceEnv env, int volume, int minor);
+  ~Device();
+
+  int volume() const { return volume_; }
+  int minor() const { return minor_; }
+  bool attached() const { return md_ != nullptr; }
+  const AttachSpec& attach_spec() const { return spec_; }
+  std::string nbd_socket_path() const;
+  uint64_t size_bytes() const;
+
+  // Creates the NBD socket (opens are refused until the role allows them).
+  Status StartExport();
+  // Stops the NBD server; `done` runs when every connection has ended.
+  void StopExport(std::function<void()> done);
+
+  // Opens the backing disk and metadata (replaying the activity log); returns the
+  // disk state the metadata implies. Blocking: called from control requests.
+  Result<DiskState> Attach(const AttachSpec& spec, const std::vector<int>& peer_node_ids);
+  // Writes the metadata clean and closes the disk. Refuses while I/O is in flight.
+  Status Detach();
+  // Applies disk-options at runtime (the ones that can change without re-attach).
+  Status SetDiskOptions(const std::map<std::string, std::string>& opts);
+
+  // Role changes the metadata records (primary indicator, new current UUID when a
+  // Primary has data its peers lack, consistent flags after --force).
+  Status OnPromote(bool forced);
+  Status OnDemote();
+  Status EnsurePeerSlot(int node_id);
+
+  uint64_t OutOfSyncSectors(int peer_node_id) const;
+
+  // The Export the NBD server (and /dev/bsrN) serve.
+  std::shared_ptr<frontend::Export> block_export() const { return export_; }
+  int open_count() const { return open_count_; }
+
+ private:
+  class VolumeExport;
+  friend class VolumeExport;
+
+  // Runs `fn` on the metadata thread with the metadata lock held, then `then` on the
+  // io thread with its status.
+  void RunMeta(std::function<Status(meta::Metadata&)> fn, std::function<void(Status)> then);
+
+  void SubmitWrite(uint64_t offset, uint64_t length, std::function<void(storage::IoCallback)> io,
+                   storage::IoCallback done);
+  void AfterWrite(uint64_t offset, uint64_t length, storage::IoResult r, storage::IoCallback done);
+  std::vector<int> DisconnectedPeerSlots() const;
+  Status OnOpen(const frontend::OpenContext& ctx);
+  void OnClose(const frontend::OpenContext& ctx);
+  void UpdateIoStats(uint64_t read_bytes, uint64_t written_bytes, int pending_delta);
+
+  Resource* resource_;
+  DeviceEnv env_;
+  int volume_;
+  int minor_;
+  AttachSpec spec_;
+  std::unique_ptr<storage::BackingDevice> disk_;
+  std::unique_ptr<meta::Metadata> md_;
+  mutable std::mutex meta_mu_;  // guards md_ contents between io and metadata threads
+  std::unique_ptr<asio::strand<asio::thread_pool::executor_type>> meta_strand_;
+  uint64_t data_size_ = 0;
+  bool disk_flushes_ = true;
+  bool auto_promoted_ = false;
+  int open_count_ = 0;
+  int inflight_ = 0;
+  std::shared_ptr<frontend::Export> export_;
+  std::unique_ptr<frontend::NbdServer> nbd_;
+};
+
+}  // namespace bsr::replication

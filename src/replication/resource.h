@@ -1,0 +1,84 @@
+// Resource: one replicated resource on this node: its options, volumes (Devices),
+// configured peers and paths, and the StateEngine every state change goes through.
+// Lives on the node's io_context thread.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "replication/device.h"
+#include "replication/state_engine.h"
+
+namespace bsr::replication {
+
+struct PathSpec {
+  std::string local;  // "ipv4:10.1.1.31:7789"
+  std::string remote;
+};
+
+struct PeerSpec {
+  int node_id = 0;
+  std::string name;
+  std::map<std::string, std::string> net_opts;
+  std::vector<PathSpec> paths;
+  // Per volume peer-device options (resync-rate, c-plan-ahead, ...).
+  std::map<int, std::map<std::string, std::string>> peer_device_opts;
+};
+
+class Resource {
+ public:
+  Resource(std::string name, int node_id, std::map<std::string, std::string> opts, DeviceEnv env);
+  ~Resource();
+
+  const std::string& name() const { return name_; }
+  int node_id() const { return node_id_; }
+  StateEngine& engine() { return engine_; }
+  const ResourceState& state() const { return engine_.state(); }
+  const std::map<std::string, std::string>& options() const { return opts_; }
+  Status SetOptions(const std::map<std::string, std::string>& opts);
+  bool auto_promote() const;
+
+  // Volumes.
+  Result<std::shared_ptr<Device>> AddDevice(int volume, int minor);
+  Status RemoveDevice(int volume);
+  std::shared_ptr<Device> device(int volume) const;
+  const std::map<int, std::shared_ptr<Device>>& devices() const { return devices_; }
+
+  // Peers (connections) and their paths. Connecting them is the replication layer's.
+  Status AddPeer(PeerSpec peer);
+  Status RemovePeer(int node_id);
+  Status AddPath(int node_id, PathSpec path);
+  Status RemovePath(int node_id, const PathSpec& path);
+  Status SetNetOptions(int node_id, const std::map<std::string, std::string>& opts);
+  Status SetPeerDeviceOptions(int node_id, int volume,
+                              const std::map<std::string, std::string>& opts);
+  Status Connect(int node_id);
+  Status Disconnect(int node_id, bool force);
+  const std::map<int, PeerSpec>& peers() const { return peers_; }
+  std::vector<int> peer_node_ids() const;
+
+  // Roles.
+  Status Promote(bool force);
+  Status Demote();
+
+  // Attach/detach go through the state engine: Attaching -> the disk state the
+  // metadata implies; detach is refused on a Primary.
+  Status Attach(int volume, const AttachSpec& spec);
+  Status Detach(int volume);
+
+ private:
+  Status Refuse(std::string_view what, const Status& s) const;
+
+  std::string name_;
+  int node_id_;
+  std::map<std::string, std::string> opts_;
+  DeviceEnv env_;
+  StateEngine engine_;
+  std::map<int, std::shared_ptr<Device>> devices_;
+  std::map<int, PeerSpec> peers_;
+};
+
+}  // namespace bsr::replication

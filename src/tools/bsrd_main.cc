@@ -1,0 +1,72 @@
+// bsrd: the node daemon. Owns every resource on this host (or network namespace),
+// serves the control socket, the NBD exports and, later, replication.
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <asio.hpp>
+#include <csignal>
+#include <cstdio>
+
+#include "common/log.h"
+#include "control/client.h"
+#include "control/server.h"
+#include "control/service.h"
+#include "replication/node.h"
+
+#ifndef PR_SET_IO_FLUSHER
+#define PR_SET_IO_FLUSHER 57
+#endif
+
+int main(int argc, char** argv) {
+  CLI::App app{"bsrd: bsr node daemon (block replication in user space)"};
+  std::string socket_flag, run_dir_flag, log_level = "info";
+  bool daemonize = false;
+  app.add_option("--socket", socket_flag, "control socket (default <run-dir>/bsrd.sock)");
+  app.add_option("--run-dir", run_dir_flag, "sockets directory (default $BSR_RUN_DIR or /run/bsr)");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  app.add_flag("-d,--daemon", daemonize, "detach from the terminal (default: foreground)");
+  CLI11_PARSE(app, argc, argv);
+
+  if (bsr::Status s = bsr::InitLogging("bsrd", log_level); !s.ok()) {
+    std::fprintf(stderr, "bsrd: %s\n", s.message().c_str());
+    return 2;
+  }
+  std::string run_dir = bsr::control::ResolveRunDir(run_dir_flag);
+  std::string socket_path = bsr::control::ResolveSocketPath(socket_flag, run_dir_flag);
+
+  if (daemonize && ::daemon(0, 1) != 0) {
+    spdlog::critical("daemon(): {}", std::strerror(errno));
+    return 1;
+  }
+  // Lets our writes make progress when the kernel is short of memory (we may be
+  // below a filesystem that is writing back through /dev/bsrN).
+  if (::prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0) {
+    spdlog::warn("PR_SET_IO_FLUSHER: {} (continuing)", std::strerror(errno));
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+
+  asio::io_context io;
+  bsr::replication::Node node(io, {.run_dir = run_dir});
+  bsr::control::Service service(node);
+  bsr::control::Server server(io, socket_path, [&](auto session, auto request) {
+    service.Handle(std::move(session), std::move(request));
+  });
+  if (bsr::Status s = server.Start(); !s.ok()) {
+    spdlog::critical("{}", s.message());
+    return 1;
+  }
+  spdlog::info("bsrd listening on {} (run dir {})", socket_path, run_dir);
+
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  signals.async_wait([&](const asio::error_code& ec, int sig) {
+    if (ec) return;
+    spdlog::info("signal {}: shutting down", sig);
+    server.Stop();
+    node.Shutdown([&] { io.stop(); });
+  });
+  io.run();
+  spdlog::info("bsrd stopped");
+  return 0;
+}

@@ -44,7 +44,7 @@ void ReadOptions(Statement& sec, OptSection kind, OptionMap& out, OptionMap* pd,
   }
   std::string_view sec_name = sec.keyword();
   for (auto& st : sec.body) {
-    const Word& kw = st.words[0];
+    const Word kw = st.words[0];  // a copy: words may grow below
     if (st.is_section) {
       d.Add(kw.loc, fmt::format("unexpected section '{}' inside {} section", kw.text, sec_name));
       continue;
@@ -255,7 +255,7 @@ bool ReadVolumeItem(Statement& st, VolSpec& v, Diagnostics& d) {
     }
     v.has_disk = true;
     v.disk_loc = st.loc;
-    v.diskless = st.words[1].text == "none" && !st.words[1].quoted;
+    v.diskless = st.words[1].text == "none";
     v.disk = v.diskless ? "" : st.words[1].text;
     return true;
   }

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 namespace bsr::config {
 namespace {
 
@@ -49,6 +51,23 @@ TEST(DumpTest, CanonicalFormsAreExplicit) {
   EXPECT_NE(text.find("resync-rate      10M;"), std::string::npos) << text;  // from syncer
   EXPECT_EQ(text.find("syncer"), std::string::npos) << text;
   EXPECT_NE(text.find("split-brain      \"echo \\\"hi there\\\"\";"), std::string::npos) << text;
+}
+
+// Every config of the differential corpus dumps to text that loads to the same model.
+TEST(DumpTest, CorpusRoundTrips) {
+  std::filesystem::path dir = std::filesystem::path(BSR_SOURCE_DIR) / "tests/config/corpus";
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() != ".res") continue;
+    auto first = LoadFile(e.path().string());
+    ASSERT_TRUE(first.ok()) << e.path() << ": " << first.status().ToString();
+    std::string text = Dump(*first);
+    auto second = LoadString("again.res", text);
+    ASSERT_TRUE(second.ok()) << e.path() << ": " << second.status().ToString();
+    EXPECT_EQ(first->config, second->config) << e.path();
+    ++n;
+  }
+  EXPECT_GE(n, 30);
 }
 
 TEST(DumpTest, SingleResource) {

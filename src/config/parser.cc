@@ -103,10 +103,9 @@ class Parser {
 
 // Removes `skip ...` statements at every level.
 void DropSkipped(std::vector<Statement>& v) {
-  v.erase(std::remove_if(
-              v.begin(), v.end(),
-              [](const Statement& s) { return !s.words[0].quoted && s.keyword() == "skip"; }),
-          v.end());
+  v.erase(
+      std::remove_if(v.begin(), v.end(), [](const Statement& s) { return s.keyword() == "skip"; }),
+      v.end());
   for (auto& s : v) DropSkipped(s.body);
 }
 
@@ -161,7 +160,7 @@ Status Expand(const std::string& path, const FileAccess& fs, std::vector<std::st
   BSR_ASSIGN_OR_RETURN(auto stmts, ParseText(path, *text));
   stack.push_back(canon);
   for (auto& st : stmts) {
-    if (st.keyword() != "include" || st.words[0].quoted) {
+    if (st.keyword() != "include") {
       out.push_back(std::move(st));
       continue;
     }

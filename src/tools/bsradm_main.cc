@@ -29,7 +29,7 @@ void Usage(FILE* f) {
   std::fprintf(
       f,
       "usage: bsradm [-c FILE] [-d] [--node NAME] COMMAND [--force] {RESOURCE[/VOLUME]...|all}\n"
-      "  -c, --config-file FILE  configuration (default /etc/bsr.conf)\n"
+      "  -c, --config-file FILE  configuration (default /etc/bsr.conf, else /etc/bsr.d/*.res)\n"
       "  -d, --dry-run           print the bsrsetup/bsrmeta calls instead of running them\n"
       "  -n, --node NAME         act as node NAME (also $BSR_NODE); skips IP verification\n"
       "commands: up down adjust attach detach connect disconnect primary secondary\n"
@@ -92,6 +92,26 @@ int RunStep(const std::string& tool, const PlanStep& step) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return 1;
+}
+
+// -c FILE, else /etc/bsr.conf, else the resource files in /etc/bsr.d/ on their own.
+bsr::Result<Loaded> LoadConfiguration(const std::string& file) {
+  if (!file.empty()) return LoadFile(file);
+  const std::string kMain = "/etc/bsr.conf";
+  if (::access(kMain.c_str(), F_OK) == 0) return LoadFile(kMain);
+  FileAccess fs = RealFileAccess();
+  if (fs.glob("/etc/bsr.d/*.res").empty()) {
+    return bsr::Error(bsr::Errc::kNotFound,
+                      "bsradm: no configuration: {} does not exist and /etc/bsr.d/ has no "
+                      "*.res files (use -c FILE)",
+                      kMain);
+  }
+  auto real_read = fs.read;
+  fs.read = [real_read](const std::string& path) -> bsr::Result<std::string> {
+    if (path == "/etc/bsr.d/(default)") return std::string("include \"*.res\";\n");
+    return real_read(path);
+  };
+  return LoadFile("/etc/bsr.d/(default)", fs);
 }
 
 // A resource with `floating` sections is matched by address: when no `on` section
@@ -191,8 +211,7 @@ int main(int argc, char** argv) {
     Usage(stderr);
     return kExitUsage;
   }
-  if (config_file.empty()) config_file = "/etc/bsr.conf";
-  auto loaded = LoadFile(config_file);
+  auto loaded = LoadConfiguration(config_file);
   if (!loaded.ok()) {
     std::fprintf(stderr, "%s\n", loaded.status().message().c_str());
     return kExitConfig;

@@ -176,6 +176,12 @@ Result<std::unique_ptr<Metadata>> Metadata::Open(std::unique_ptr<MetaIo> io, con
     return Error(Errc::kCorrupt, "{}: superblock records meta data end {} but was found at {}",
                  name, sb.md_end, *md_end);
   }
+  // Attach options are checked before anything is written.
+  AlGeometry new_al = sb.al;
+  if (o.al_extents != 0 && !o.read_only) {
+    new_al.extents = o.al_extents;
+    BSR_RETURN_IF_ERROR(new_al.Validate().WithContext(name));
+  }
   const bool clean = (sb.flags & kFlagAlClean) != 0;
   report->was_clean = clean;
   Layout l = sb.layout();
@@ -301,13 +307,8 @@ Result<std::unique_ptr<Metadata>> Metadata::Open(std::unique_ptr<MetaIo> io, con
   }
   // Order: marks reach the bitmap before the AL that justified them is overwritten.
   BSR_RETURN_IF_ERROR(m->WriteDirtyBitmap());
-  if (o.al_extents != 0) {
-    AlGeometry g = m->sb_.al;
-    g.extents = o.al_extents;
-    BSR_RETURN_IF_ERROR(g.Validate().WithContext(name));
-    m->sb_.al = g;
-    m->layout_.al = g;
-  }
+  m->sb_.al.extents = new_al.extents;
+  m->layout_.al = new_al;
   m->al_ = ActivityLog(m->sb_.al.extents);
   BSR_RETURN_IF_ERROR(m->InitAlRing());
   m->sb_.flags &= ~kFlagAlClean;

@@ -85,6 +85,26 @@ TEST_F(MetadataTest, CreateOpenCloseRoundTrip) {
   ASSERT_TRUE((*m)->Close().ok());
 }
 
+TEST_F(MetadataTest, AttachOptionsChangeAlExtents) {
+  CreateInternal(1, 7);
+  OpenOptions o;
+  o.al_extents = 100;
+  o.md_flushes = false;
+  auto m = Open(o);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ((*m)->superblock().al.extents, 100u);
+  ASSERT_TRUE((*m)->Close().ok());
+  m = Open(ReadOnly());
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ((*m)->superblock().al.extents, 100u);
+  EXPECT_TRUE((*m)->al_clean_on_disk());
+  EXPECT_EQ((*m)->SetBits(0, 0, 1).code(), Errc::kState);  // read-only
+  o.al_extents = 7000;                                     // more than 919 x 7
+  auto bad = Open(o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("919"), std::string::npos);
+}
+
 TEST_F(MetadataTest, RangeAndSlotErrors) {
   CreateInternal();
   auto m = Open();
@@ -337,6 +357,61 @@ TEST_F(MetadataTest, ExternalFlexAndIndexed) {
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ((*m)->data_size(), kBitsPerBitmapBlock * kBlockSize);
   ASSERT_EQ(rep.notes.size(), 1u);
+}
+
+}  // namespace
+}  // namespace bsr::meta
+
+namespace bsr::meta {
+namespace {
+
+// Large I/O needing several transactions (> 64 new extents), on striped and plain rings.
+TEST(MetadataGeometryTest, ManyExtentsAndStripedRings) {
+  TempDir dir;
+  std::string path = (dir / "big").string();
+  testing::MakeSparseFile(path, uint64_t{1} << 30);  // 256 extents
+  for (AlGeometry g : {AlGeometry{1, 8, 300}, AlGeometry{2, 4, 300}, AlGeometry{4, 4, 1000}}) {
+    SCOPED_TRACE(fmt::format("stripes {} x {} KiB", g.stripes, g.stripe_size_4k * 4));
+    CreateOptions c;
+    c.al = g;
+    c.node_id = 0;
+    auto io = testing::OpenFile(path);
+    ASSERT_TRUE(Metadata::Create(*io, c).ok());
+    {
+      auto m = Metadata::Open(testing::OpenFile(path), OpenOptions{});
+      ASSERT_TRUE(m.ok()) << m.status().ToString();
+      ASSERT_TRUE((*m)->AssignPeerSlot(1, false).ok());
+      uint64_t before = (*m)->al_transactions_written();
+      // 150 extents in one request: three transactions (64 + 64 + 22).
+      ASSERT_TRUE(*(*m)->BeginIo(10 * kExtentSize, 150 * kExtentSize));
+      EXPECT_EQ((*m)->al_transactions_written(), before + 3);
+      // Cycle through more extents than the ring holds transactions.
+      ASSERT_TRUE((*m)->CompleteIo(10 * kExtentSize, 150 * kExtentSize).ok());
+      for (uint64_t e = 200; e < 240; ++e) {
+        ASSERT_TRUE((*m)->BeginIo(e * kExtentSize, 4096).ok());
+        ASSERT_TRUE((*m)->CompleteIo(e * kExtentSize, 4096).ok());
+      }
+      ASSERT_TRUE((*m)->BeginIo(250 * kExtentSize, 4096).ok());  // in flight at the crash
+    }
+    OpenReport rep;
+    auto m = Metadata::Open(testing::OpenFile(path), OpenOptions{}, &rep);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    EXPECT_FALSE(rep.was_clean);
+    // Every extent still hot (at most al-extents of them) is out of sync, including the
+    // one in flight and the most recent ones; the ring never covers fewer than that.
+    EXPECT_TRUE(*(*m)->TestBit(0, 250 * kBlocksPerExtent));
+    // No eviction happened (191 < al-extents), so all 191 extents are still hot: the
+    // first 150 are known only from context windows, their transactions were overwritten.
+    for (uint64_t e = 10; e < 160; ++e) {
+      ASSERT_TRUE(*(*m)->TestBit(0, e * kBlocksPerExtent)) << "extent " << e;
+    }
+    for (uint64_t e = 200; e < 240; ++e) {
+      ASSERT_TRUE(*(*m)->TestBit(0, e * kBlocksPerExtent)) << "extent " << e;
+    }
+    EXPECT_EQ(rep.al_replayed_extents, 191u);
+    EXPECT_FALSE(*(*m)->TestBit(0, 0));
+    ASSERT_TRUE((*m)->Close().ok());
+  }
 }
 
 }  // namespace

@@ -81,28 +81,32 @@ int main(int argc, char** argv) {
 
   int exit_code = 0;
   std::unique_ptr<KernelDevice> kdev;
+  bool stop_requested = false;
+  auto stop = [&] {
+    kdev->TeardownAsync([&](bsr::Status s) {
+      if (s.ok()) {
+        std::printf("stopped\n");
+        std::fflush(stdout);
+        io.stop();
+        return;
+      }
+      std::printf("refused: %s\n", s.message().c_str());
+      std::fflush(stdout);
+      stop_requested = false;  // keep serving; the next SIGTERM tries again
+    });
+  };
   asio::signal_set signals(io, SIGTERM, SIGINT);
   std::function<void()> wait_signal = [&] {
     signals.async_wait([&](const asio::error_code& ec, int signo) {
       if (ec) return;
-      if (!kdev) {
-        io.stop();
-        return;
-      }
+      wait_signal();
+      if (stop_requested) return;  // a teardown is already under way
       spdlog::info("signal {}: tearing down", signo);
-      kdev->TeardownAsync([&](bsr::Status s) {
-        if (s.ok()) {
-          std::printf("stopped\n");
-          std::fflush(stdout);
-          io.stop();
-          return;
-        }
-        std::printf("refused: %s\n", s.message().c_str());
-        std::fflush(stdout);
-        wait_signal();  // keep serving; the next SIGTERM tries again
-      });
+      stop_requested = true;
+      if (kdev) stop();  // else: once creation is done
     });
   };
+  wait_signal();
   KernelDevice::CreateAsync(
       io, exp, options, [&](bsr::Result<std::unique_ptr<KernelDevice>> result) {
         if (!result.ok()) {
@@ -115,7 +119,7 @@ int main(int argc, char** argv) {
         std::printf("ready %s %s dio=%d\n", kdev->device_link().c_str(), kdev->loop_path().c_str(),
                     kdev->direct_io() ? 1 : 0);
         std::fflush(stdout);
-        wait_signal();
+        if (stop_requested) stop();
       });
   io.run();
   kdev.reset();

@@ -68,6 +68,11 @@ class Metadata {
   static Result<std::unique_ptr<Metadata>> Open(std::unique_ptr<MetaIo> io,
                                                 const OpenOptions& options,
                                                 OpenReport* report = nullptr);
+  // Open through a FileIo on `path` (file or block device; not O_EXCL, so the storage
+  // layer may hold the same device).
+  static Result<std::unique_ptr<Metadata>> OpenPath(const std::string& path,
+                                                    const OpenOptions& options,
+                                                    OpenReport* report = nullptr);
 
   // Clean detach: writes dirty bitmap blocks, flushes, sets al-clean. kBusy while I/O is
   // in flight. The object is unusable afterwards. Destruction without Close does no I/O

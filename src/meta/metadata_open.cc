@@ -321,6 +321,15 @@ Result<std::unique_ptr<Metadata>> Metadata::Open(std::unique_ptr<MetaIo> io, con
   return m;
 }
 
+Result<std::unique_ptr<Metadata>> Metadata::OpenPath(const std::string& path,
+                                                     const OpenOptions& options,
+                                                     OpenReport* report) {
+  FileIoOptions fo;
+  fo.read_only = options.read_only;
+  BSR_ASSIGN_OR_RETURN(std::unique_ptr<FileIo> io, FileIo::Open(path, fo));
+  return Open(std::unique_ptr<MetaIo>(std::move(io)), options, report);
+}
+
 Status Metadata::InitAlRing() {
   // One transaction per write, each flushed: at most one ring block can be torn by a
   // crash, and it is the one after the newest valid transaction (what Open tolerates).

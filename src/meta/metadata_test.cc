@@ -40,7 +40,7 @@ class MetadataTest : public ::testing::Test {
     ASSERT_TRUE(Metadata::Create(*io, c).ok());
   }
   Result<std::unique_ptr<Metadata>> Open(OpenOptions o = {}, OpenReport* r = nullptr) {
-    return Metadata::Open(OpenFile(path_), o, r);
+    return Metadata::OpenPath(path_, o, r);
   }
   TempDir dir_;
   std::string path_;

@@ -71,6 +71,34 @@ Result<Preamble> Preamble::Decode(std::span<const uint8_t> payload) {
   return p;
 }
 
+Status CheckPreamble(const Preamble& got, std::string_view resource, uint16_t local_node_id,
+                     uint16_t peer_node_id, std::optional<uint64_t> expect_reply_cookie) {
+  if (got.resource != resource) {
+    return Error(Errc::kProtocol, "preamble names resource '{}', this connection serves '{}'",
+                 got.resource, resource);
+  }
+  if (got.receiver_node_id != local_node_id) {
+    return Error(Errc::kProtocol, "preamble is addressed to node-id {}, this is node-id {}",
+                 got.receiver_node_id, local_node_id);
+  }
+  if (got.sender_node_id != peer_node_id) {
+    return Error(Errc::kProtocol, "preamble comes from node-id {}, expected peer node-id {}",
+                 got.sender_node_id, peer_node_id);
+  }
+  bool is_reply = got.flags & kPreambleReply;
+  if (expect_reply_cookie.has_value()) {
+    if (!is_reply) return Error(Errc::kProtocol, "expected a preamble reply, got a dial preamble");
+    if (got.cookie != *expect_reply_cookie) {
+      return Error(Errc::kProtocol,
+                   "preamble reply carries cookie 0x{:016x}, this dial attempt is 0x{:016x}",
+                   got.cookie, *expect_reply_cookie);
+    }
+  } else if (is_reply) {
+    return Error(Errc::kProtocol, "got a preamble reply on an accepted socket");
+  }
+  return Status::Ok();
+}
+
 // ---- Features ----
 
 void Features::Encode(ByteWriter& w) const {

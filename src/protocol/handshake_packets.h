@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -49,6 +50,13 @@ struct Preamble {
   static Result<Preamble> Decode(std::span<const uint8_t> payload);
   bool operator==(const Preamble&) const = default;
 };
+
+// Checks a received preamble against what this node expects on the socket: the
+// resource it serves, its own node id as receiver, the configured peer as sender.
+// A dialer reading the acceptor's reply also passes its own cookie (expect_reply);
+// an acceptor passes std::nullopt. kProtocol Status naming both values on mismatch.
+Status CheckPreamble(const Preamble& got, std::string_view resource, uint16_t local_node_id,
+                     uint16_t peer_node_id, std::optional<uint64_t> expect_reply_cookie);
 
 // Feature bits (Features.feature_bits); the negotiated set is the AND of both sides.
 inline constexpr uint64_t kFeatureTrim = 1u << 0;

@@ -114,6 +114,25 @@ TEST(Sizes, SmallerAgreedSizeWins) {
   EXPECT_EQ(AgreedSize(diskless, diskless), 0u);
 }
 
+TEST(Preamble, CheckAgainstExpectations) {
+  Preamble dial{SocketKind::kData, 0, 2, 1, 0xC00C1E, "r0"};
+  EXPECT_TRUE(CheckPreamble(dial, "r0", 1, 2, std::nullopt).ok());
+  auto msg = [](const Status& s) { return s.message(); };
+  EXPECT_EQ(msg(CheckPreamble(dial, "r1", 1, 2, std::nullopt)),
+            "preamble names resource 'r0', this connection serves 'r1'");
+  EXPECT_EQ(msg(CheckPreamble(dial, "r0", 3, 2, std::nullopt)),
+            "preamble is addressed to node-id 1, this is node-id 3");
+  EXPECT_EQ(msg(CheckPreamble(dial, "r0", 1, 0, std::nullopt)),
+            "preamble comes from node-id 2, expected peer node-id 0");
+  EXPECT_EQ(msg(CheckPreamble(dial, "r0", 1, 2, 0xC00C1E)),
+            "expected a preamble reply, got a dial preamble");
+  Preamble reply = dial;
+  reply.flags = kPreambleReply;
+  EXPECT_TRUE(CheckPreamble(reply, "r0", 1, 2, 0xC00C1E).ok());
+  EXPECT_NE(msg(CheckPreamble(reply, "r0", 1, 2, 0xBAD)).find("carries cookie"), std::string::npos);
+  EXPECT_FALSE(CheckPreamble(reply, "r0", 1, 2, std::nullopt).ok());
+}
+
 TEST(Duplicates, ResolvedTheSameWayOnBothNodes) {
   DialAttempt by0{0, 111}, by1{1, 222};
   // Node 0 holds its own attempt, node 1's arrives: keep node 0's.

@@ -8,7 +8,9 @@
 #include <map>
 #include <random>
 
+#include "common/temp_dir.h"
 #include "meta/metadata.h"
+#include "meta/test_util.h"
 
 namespace bsr::meta {
 namespace {
@@ -105,7 +107,7 @@ SparseIo MakeBase() {
 }
 
 // Runs the workload until the storage refuses a write; the model records what must hold.
-void RunWorkload(SparseIo* disk, FaultPlan* plan, Model* model) {
+void RunWorkload(MetaIo* disk, FaultPlan* plan, Model* model) {
   std::mt19937_64 rng(20261121);
   auto open = [&]() -> std::unique_ptr<Metadata> {
     auto m = Metadata::Open(std::make_unique<FaultIo>(disk, plan), OpenOptions{});
@@ -208,7 +210,7 @@ void RunWorkload(SparseIo* disk, FaultPlan* plan, Model* model) {
   }
 }
 
-void CheckAfterCrash(SparseIo* disk, const Model& model, const std::string& what) {
+void CheckAfterCrash(MetaIo* disk, const Model& model, const std::string& what) {
   OpenReport rep;
   FaultPlan no_faults;
   auto m = Metadata::Open(std::make_unique<FaultIo>(disk, &no_faults), OpenOptions{}, &rep);
@@ -248,7 +250,7 @@ TEST(CrashTest, EveryWritePointOpensAndCoversWrites) {
   for (bool tear : {false, true}) {
     for (uint64_t n = 0; n <= total; ++n) {
       SparseIo disk = base;
-      FaultPlan plan{.write_limit = n, .tear = tear};
+      FaultPlan plan{.write_limit = n, .tear = tear, .writes = 0, .refused = false};
       Model model(kDev / 4096);
       RunWorkload(&disk, &plan, &model);
       CheckAfterCrash(&disk, model,
@@ -259,6 +261,39 @@ TEST(CrashTest, EveryWritePointOpensAndCoversWrites) {
   RecordProperty("write_points", static_cast<int>(total));
   std::printf("crash test: %llu write points, each plain and torn\n",
               static_cast<unsigned long long>(total));
+}
+
+// The same workload on real files (pwrite + fdatasync), crashing at a sample of points.
+TEST(CrashTest, RealFileSample) {
+  SparseIo base = MakeBase();
+  TempDir dir;
+  std::string path = (dir / "disk").string();
+  // Only the metadata area (the device tail) differs from zero.
+  const uint64_t tail = uint64_t{1} << 20;
+  std::vector<uint8_t> tail_bytes(tail);
+  ASSERT_TRUE(base.Read(kDev - tail, tail_bytes).ok());
+  auto fresh = [&]() -> std::unique_ptr<MetaIo> {
+    testing::MakeSparseFile(path, kDev);
+    auto io = testing::OpenFile(path);
+    EXPECT_TRUE(io->Write(kDev - tail, tail_bytes).ok());
+    return io;
+  };
+  FaultPlan count_plan;
+  {
+    auto io = fresh();
+    Model model(kDev / 4096);
+    RunWorkload(io.get(), &count_plan, &model);
+    ASSERT_FALSE(count_plan.refused);
+  }
+  uint64_t total = count_plan.writes;
+  for (uint64_t n : {uint64_t{0}, uint64_t{5}, total / 3, total / 2, total - 1}) {
+    auto io = fresh();
+    FaultPlan plan{.write_limit = n, .tear = (n & 1) != 0, .writes = 0, .refused = false};
+    Model model(kDev / 4096);
+    RunWorkload(io.get(), &plan, &model);
+    CheckAfterCrash(io.get(), model, fmt::format("file crash after write {} of {}", n, total));
+    if (::testing::Test::HasFatalFailure()) return;
+  }
 }
 
 }  // namespace

@@ -56,9 +56,8 @@ struct Peer {
 
 std::vector<Peer> Peers(const Target& t) {
   std::vector<Peer> out;
-  for (const auto& c : t.res->connections) {
-    if (c.host_a == t.local_index) out.push_back({&c, &t.res->hosts[c.host_b]});
-    if (c.host_b == t.local_index) out.push_back({&c, &t.res->hosts[c.host_a]});
+  for (const Connection* c : t.res->ConnectionsOf(t.local_index)) {
+    out.push_back({c, &t.res->hosts[c->PeerOf(t.local_index)]});
   }
   return out;
 }

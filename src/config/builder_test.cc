@@ -71,6 +71,10 @@ resource m { volume 0 { device minor 1; disk /dev/x; meta-disk /dev/m [2]; }
   connection-mesh { hosts a b c d; net { protocol A; } } })");
   const Resource& r = c.resources[0];
   EXPECT_EQ(r.connections.size(), 6u);
+  ASSERT_EQ(r.ConnectionsOf(2).size(), 3u);  // c meets a, b and d
+  for (const Connection* conn : r.ConnectionsOf(2)) EXPECT_NE(conn->PeerOf(2), 2);
+  EXPECT_EQ(r.connections[0].PeerOf(0), 1);
+  EXPECT_EQ(r.connections[0].PeerOf(3), -1);
   EXPECT_EQ(r.connections[0].net.protocol(), 'A');
   EXPECT_EQ(r.hosts[1].address->family, "ipv6");
   EXPECT_EQ(r.hosts[1].address->ToSetupArg(), "ipv6:[fd00::2]:7000");

@@ -133,6 +133,14 @@ int Resource::HostIndex(std::string_view name) const {
   return -1;
 }
 
+std::vector<const Connection*> Resource::ConnectionsOf(int host_index) const {
+  std::vector<const Connection*> out;
+  for (const auto& c : connections) {
+    if (c.PeerOf(host_index) >= 0) out.push_back(&c);
+  }
+  return out;
+}
+
 const Resource* Config::FindResource(std::string_view name) const {
   for (const auto& r : resources) {
     if (r.name == name) return &r;

@@ -219,6 +219,8 @@ struct Connection {
   // Resolved peer-device options per volume number (every volume of the resource).
   std::map<int, PeerDeviceOptions> peer_devices;
   SourceLoc loc;
+  // The other end seen from hosts[local] (-1 when `local` is not an end).
+  int PeerOf(int local) const { return local == host_a ? host_b : local == host_b ? host_a : -1; }
   bool operator==(const Connection& o) const {
     return name == o.name && host_a == o.host_a && host_b == o.host_b && paths == o.paths &&
            net == o.net && peer_devices == o.peer_devices;
@@ -236,6 +238,8 @@ struct Resource {
 
   const Host* FindHost(std::string_view name) const;
   int HostIndex(std::string_view name) const;
+  // Connections that involve hosts[host_index], in configuration order.
+  std::vector<const Connection*> ConnectionsOf(int host_index) const;
   bool operator==(const Resource& o) const {
     return name == o.name && options == o.options && startup == o.startup &&
            handlers == o.handlers && hosts == o.hosts && connections == o.connections;

@@ -29,13 +29,14 @@ Prints 'N passed, N failed' and exits non-zero on any mismatch.
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections import Counter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
-BIN = os.environ.get("BSR_BIN", os.path.join(HERE, "..", "..", "build", "bin"))
+BIN = os.path.abspath(os.environ.get("BSR_BIN", os.path.join(HERE, "..", "..", "build", "bin")))
 BSRADM = os.path.join(BIN, "bsradm")
 COMMANDS = ["up", "down", "attach", "detach", "connect", "disconnect", "primary --force",
             "secondary", "create-md", "show-gi", "invalidate-remote", "pause-sync"]
@@ -149,6 +150,9 @@ def header(path, key):
 def main():
     if not os.access(BSRADM, os.X_OK):
         print(f"bsradm not found at {BSRADM} (set BSR_BIN)")
+        return 1
+    if not shutil.which("drbdadm"):
+        print("drbdadm not found: install drbd-utils (scripts/install-deps does)")
         return 1
     passed = failed = 0
     files = sorted(f for f in os.listdir(CORPUS) if f.endswith(".res"))

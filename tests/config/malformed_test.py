@@ -14,7 +14,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIR = os.path.join(HERE, "malformed")
-BIN = os.environ.get("BSR_BIN", os.path.join(HERE, "..", "..", "build", "bin"))
+BIN = os.path.abspath(os.environ.get("BSR_BIN", os.path.join(HERE, "..", "..", "build", "bin")))
 BSRADM = os.path.join(BIN, "bsradm")
 
 

@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BIN = os.environ.get("BSR_BIN", os.path.join(HERE, "..", "..", "build", "bin"))
+BIN = os.path.abspath(os.environ.get("BSR_BIN", os.path.join(HERE, "..", "..", "build", "bin")))
 CONF = os.path.join(HERE, "corpus", "03_basic_two_node.res")
 
 TOOL = """#!/bin/sh

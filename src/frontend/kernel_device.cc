@@ -93,12 +93,13 @@ Result<std::unique_ptr<KernelDevice>> KernelDevice::Create(asio::io_context& io,
 
   fs::path mount_dir = opts.state_dir / "kdev" / name;
   std::error_code ec;
-  fs::create_directories(mount_dir, ec);
-  if (ec) return Error(Errc::kIo, "{}: create {}: {}", name, mount_dir.string(), ec.message());
+  // First: a dead image's mount cannot even be stat'ed, so creating it would fail vaguely.
   if (IsMountPoint(mount_dir)) {
     return Error(Errc::kExists, "{}: {} is already mounted (a stale image? run the cleanup)", name,
                  mount_dir.string());
   }
+  fs::create_directories(mount_dir, ec);
+  if (ec) return Error(Errc::kIo, "{}: create {}: {}", name, mount_dir.string(), ec.message());
   if (!fs::is_empty(mount_dir, ec)) {
     return Error(Errc::kExists, "{}: {} is not empty", name, mount_dir.string());
   }

@@ -256,6 +256,20 @@ TEST_F(KernelDeviceTest, CleanupAfterKilledOwner) {
   ::waitpid(child, &status, 0);
   EXPECT_TRUE(AnyLoopUnder(dir_.path()));  // nothing cleans up after a SIGKILL by itself
 
+  // A new device on the same minor is refused until the cleanup ran.
+  {
+    IoThread io;
+    auto exp = io.MakeExport((dir_ / "other.img").string(), 1 << 20);
+    ASSERT_NE(exp, nullptr);
+    auto again = KernelDevice::Create(io.io(), exp, options_);
+    ASSERT_FALSE(again.ok());
+    EXPECT_EQ(again.status().code(), Errc::kExists) << again.status().ToString();
+    EXPECT_NE(again.status().message().find("cleanup"), std::string::npos);
+    EXPECT_EQ(exp->opens.load(), exp->closes.load());
+    io.Stop();
+  }
+  EXPECT_TRUE(AnyLoopUnder(dir_.path()));
+
   // Another link in the dev dir that is not ours stays.
   fs::create_symlink("/dev/null", dir_ / "dev" / "other");
   auto report = CleanupStaleKernelDevices(dir_ / "state", dir_ / "dev");

@@ -86,6 +86,7 @@ void NbdConnection::Wake() {
 }
 
 asio::awaitable<void> NbdConnection::ReadExact(uint8_t* dst, size_t n) {
+  if (n == 0) co_return;
   size_t have = rend_ - rbegin_;
   size_t take = std::min(have, n);
   std::memcpy(dst, rbuf_.data() + rbegin_, take);

@@ -123,7 +123,9 @@ PlanStep ApplyAl(const Volume& v) {
   return s;
 }
 
-void PlanUp(const Target& t, std::vector<PlanStep>& out) {
+// `adjust` plans like `up` (there is no running daemon to compare with), except that
+// peer-device options are set with --set-defaults, as drbdadm does.
+void PlanUp(const Target& t, bool adjust, std::vector<PlanStep>& out) {
   const Resource& r = *t.res;
   PlanStep nr = Setup({"bsrsetup", "new-resource", r.name, std::to_string(t.local->node_id)});
   AppendOptions(nr.argv, r.options, t);
@@ -162,6 +164,7 @@ void PlanUp(const Target& t, std::vector<PlanStep>& out) {
       if (opts.empty()) continue;
       PlanStep pd = Setup({"bsrsetup", "peer-device-options", r.name,
                            std::to_string(p.host->node_id), std::to_string(v->number)});
+      if (adjust) pd.argv.push_back("--set-defaults");
       AppendOptions(pd.argv, opts, t);
       out.push_back(pd);
     }
@@ -189,7 +192,7 @@ Status PlanOne(const Target& t, const std::string& cmd, const PlanFlags& flags,
   };
   static const std::vector<std::string> kNeedDisk = {"attach",     "detach",  "show-gi",  "get-gi",
                                                      "create-md",  "dump-md", "apply-al", "wipe-md",
-                                                     "invalidate", "outdate"};
+                                                     "invalidate", "outdate", "resize"};
   if (std::find(kNeedDisk.begin(), kNeedDisk.end(), cmd) != kNeedDisk.end() &&
       disk_vols().empty()) {
     return Error(Errc::kInvalidArgument,
@@ -197,7 +200,7 @@ Status PlanOne(const Target& t, const std::string& cmd, const PlanFlags& flags,
                  r.name, cmd);
   }
   if (cmd == "up" || cmd == "adjust") {
-    PlanUp(t, out);
+    PlanUp(t, cmd == "adjust", out);
   } else if (cmd == "down") {
     out.push_back(Setup({"bsrsetup", "down", r.name}));
   } else if (cmd == "attach") {
@@ -262,8 +265,12 @@ Status PlanOne(const Target& t, const std::string& cmd, const PlanFlags& flags,
             {"bsrsetup", cmd, r.name, std::to_string(p.host->node_id), std::to_string(v->number)}));
       }
     }
-  } else if (cmd == "resize" || cmd == "suspend-io" || cmd == "resume-io" ||
-             cmd == "new-current-uuid") {
+  } else if (cmd == "resize") {
+    for (const Volume* v : vols) {
+      out.push_back(Setup({"bsrsetup", "resize", std::to_string(v->minor)}));
+      out.push_back(Setup({"bsrsetup", "check-resize", std::to_string(v->minor)}));
+    }
+  } else if (cmd == "suspend-io" || cmd == "resume-io" || cmd == "new-current-uuid") {
     for (const Volume* v : vols) out.push_back(Setup({"bsrsetup", cmd, std::to_string(v->minor)}));
   } else {
     return Error(Errc::kInvalidArgument, "unknown command '{}'", cmd);

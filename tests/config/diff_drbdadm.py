@@ -21,6 +21,9 @@ Deliberate differences, each handled by name below:
   WINDOWS_FORMS     bsr's Windows spellings (device e minor 2) that drbdadm 9 refuses:
                     the NAME.drbd sibling spells the device /dev/drbd_e and a
                     `# diff-map: /dev/drbd_e=e` header maps drbdadm's output back.
+  OUTDATE_FORM      drbdadm -d prints `drbdsetup outdate RES MINOR`; bsradm plans
+                    drbdsetup's documented form `bsrsetup outdate MINOR`; the resource
+                    name is dropped from drbdadm's line before comparing.
   CALL_ORDER        within a run of calls of one kind (e.g. peer-device-options for
                     several volumes) drbdadm's order is not meaningful; such runs are
                     compared sorted. The order of the kinds themselves must match.
@@ -39,7 +42,9 @@ CORPUS = os.path.join(HERE, "corpus")
 BIN = os.path.abspath(os.environ.get("BSR_BIN", os.path.join(HERE, "..", "..", "build", "bin")))
 BSRADM = os.path.join(BIN, "bsradm")
 COMMANDS = ["up", "down", "attach", "detach", "connect", "disconnect", "primary --force",
-            "secondary", "create-md", "show-gi", "invalidate-remote", "pause-sync"]
+            "secondary", "create-md", "show-gi", "invalidate-remote", "pause-sync", "adjust",
+            "disconnect --force", "invalidate", "resume-sync", "verify", "status", "dump-md",
+            "apply-al", "wipe-md", "get-gi", "outdate", "resize", "suspend-io", "resume-io"]
 SH = ["sh-ll-dev", "sh-md-dev", "sh-minor", "sh-ip", "sh-dev"]
 NOBODY = "diff-test-no-such-node"
 
@@ -69,6 +74,8 @@ def calls(text, tool_prefix):
         words = shlex.split(line)
         words[0] = words[0].replace("drbdsetup", "bsrsetup").replace("drbdmeta", "bsrmeta")
         words = ["bsr1" if w == "v09" else w for w in words]  # FORMAT_TOKEN
+        if tool_prefix == "drbd" and words[1] == "outdate" and len(words) == 4:
+            del words[2]  # OUTDATE_FORM
         pos = tuple(w for w in words if not w.startswith("--"))
         opts = frozenset(w for w in words if w.startswith("--"))  # CREATE_MD_FORCE
         out.append((pos, opts))

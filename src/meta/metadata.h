@@ -38,6 +38,9 @@ struct OpenOptions {
   uint32_t al_extents = 0;    // 0 = keep the recorded value
   bool al_updates = true;     // `al-updates no`: no AL; a crash then means a full resync
   bool md_flushes = true;     // `md-flushes no`: skip Flush() calls
+  // Salvage (bsrmeta apply-al --force): instead of refusing, bad AL blocks make every
+  // assigned slot fully out of sync and bad bitmap blocks mark their range. Read-write only.
+  bool salvage = false;
 };
 
 // What Open found and did.
@@ -46,7 +49,7 @@ struct OpenReport {
   uint32_t al_transactions = 0;        // valid ring slots read
   uint32_t al_replayed_extents = 0;    // extents marked out of sync from the AL
   bool al_replay_pending = false;      // read-only open of unclean metadata
-  bool full_sync_after_crash = false;  // al was disabled when it crashed
+  bool full_sync_after_crash = false;  // al was disabled when it crashed, or salvaged
   bool crashed_primary = false;
   uint64_t bits_marked = 0;        // bits newly set by recovery, all slots together
   uint64_t grown_bits = 0;         // external data grew: new area marked out of sync

@@ -19,9 +19,9 @@ std::string OpenReport::Summary() const {
   if (al_replay_pending) {
     s += fmt::format("; activity log not applied ({} extents pending, run apply-al)",
                      al_replayed_extents);
-  } else if (!was_clean) {
+  } else if (!was_clean || full_sync_after_crash) {
     if (full_sync_after_crash) {
-      s += "; activity log was disabled: whole device marked out of sync";
+      s += "; whole device marked out of sync (activity log disabled or unreadable)";
     } else {
       s += fmt::format("; activity log replayed: {} extents from {} transactions",
                        al_replayed_extents, al_transactions);
@@ -213,10 +213,19 @@ Result<std::unique_ptr<Metadata>> Metadata::Open(std::unique_ptr<MetaIo> io, con
     return Status(st.code(), fmt::format("{}: activity log block {} at offset {}: {}", name, b,
                                          l.al_offset() + uint64_t{b} * kBlockSize, st.message()));
   };
-  if (trs.empty()) {
+  if (trs.empty() && !(o.salvage && !o.read_only)) {
     return Status(Errc::kCorrupt,
                   fmt::format("{}: activity log has no valid transaction ({})", name,
                               al_error(bad[0].first, bad[0].second).message()));
+  }
+  const bool salvage = o.salvage && !o.read_only;
+  bool salvaged = false;
+  if (salvage && !bad.empty()) {
+    for (const auto& [b, st] : bad) {
+      report->notes.push_back(al_error(b, st).message() + " (salvaged: full resync)");
+    }
+    salvaged = true;
+    bad.clear();
   }
   uint32_t torn_block = sb.al.SlotBlock(static_cast<uint32_t>((max_tr + 1) % n));
   for (const auto& [b, st] : bad) {
@@ -232,7 +241,7 @@ Result<std::unique_ptr<Metadata>> Metadata::Open(std::unique_ptr<MetaIo> io, con
 
   // Bitmaps.
   std::vector<Bitmap> bitmaps;
-  BSR_RETURN_IF_ERROR(ReadBitmaps(*io, sb, !clean, &bitmaps, report));
+  BSR_RETURN_IF_ERROR(ReadBitmaps(*io, sb, !clean || salvage, &bitmaps, report));
 
   auto m = std::unique_ptr<Metadata>(new Metadata());
   m->io_ = std::move(io);
@@ -286,11 +295,12 @@ Result<std::unique_ptr<Metadata>> Metadata::Open(std::unique_ptr<MetaIo> io, con
   m->layout_ = sb.layout();
   m->bitmaps_ = std::move(bitmaps);
 
-  if (!clean) {
+  if (!clean || salvaged) {
+    const bool full = salvaged || (sb.flags & kFlagAlDisabled);
     for (uint32_t s = 0; s < sb.max_peers; ++s) {
       if (sb.peers[s].node_id == -1) continue;
       Bitmap& bm = m->bitmaps_[s];
-      if (sb.flags & kFlagAlDisabled) {
+      if (full) {
         report->bits_marked += bm.Set(0, bm.bits());
       } else {
         for (uint32_t e : replay) {
@@ -298,9 +308,9 @@ Result<std::unique_ptr<Metadata>> Metadata::Open(std::unique_ptr<MetaIo> io, con
         }
       }
     }
-    report->full_sync_after_crash = (sb.flags & kFlagAlDisabled) != 0;
+    report->full_sync_after_crash = full;
     report->al_replayed_extents = static_cast<uint32_t>(replay.size());
-    if (sb.flags & kFlagPrimaryInd) {
+    if (!clean && (sb.flags & kFlagPrimaryInd)) {
       m->sb_.flags |= kFlagCrashedPrimary;
       report->crashed_primary = true;
     }

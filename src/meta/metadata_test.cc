@@ -272,7 +272,20 @@ TEST_F(MetadataTest, FlippedBitsInEachBlockTypeAreNamed) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("activity log block 3"), std::string::npos)
       << r.status().message();
-  FlipBit(path_, l.al_offset() + 3 * kBlockSize + 50);
+  // Salvage: accepted, every assigned slot fully out of sync, and the ring rewritten.
+  {
+    OpenOptions salvage;
+    salvage.salvage = true;
+    OpenReport srep;
+    auto s = Open(salvage, &srep);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    EXPECT_TRUE(srep.full_sync_after_crash);
+    EXPECT_EQ((*s)->OutOfSyncBits(0), (*s)->data_bits());
+    ASSERT_FALSE(srep.notes.empty());
+    EXPECT_NE(srep.notes[0].find("salvaged"), std::string::npos);
+    ASSERT_TRUE((*s)->ClearAllBits(0).ok());
+    ASSERT_TRUE((*s)->Close().ok());
+  }
   ASSERT_TRUE(Open(ReadOnly()).ok());
   // One superblock copy: the other one is used and the report says so.
   FlipBit(path_, l.sb_offset() + 40);

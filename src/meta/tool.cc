@@ -20,7 +20,7 @@ constexpr const char* kUsage =
     "commands:\n"
     "  create-md [MAX_PEERS]  --node-id=N --al-extents=N --al-stripes=N\n"
     "                         --al-stripe-size-kB=N --peer-max-bio-size=N --data-size=BYTES\n"
-    "  dump-md | restore-md FILE | wipe-md | apply-al\n"
+    "  dump-md | restore-md FILE | wipe-md | apply-al (--force: salvage bad blocks)\n"
     "  show-gi | get-gi [--node-id=N]  (N: the peer whose bitmap UUID is shown)\n"
     "  check-resize\n";
 
@@ -115,11 +115,13 @@ class Tool {
     o.exclusive = !read_only;
     return FileIo::Open(dev_, o);
   }
-  Result<std::unique_ptr<Metadata>> OpenMeta(bool read_only, OpenReport* rep) {
+  Result<std::unique_ptr<Metadata>> OpenMeta(bool read_only, OpenReport* rep,
+                                             bool salvage = false) {
     BSR_ASSIGN_OR_RETURN(auto io, OpenDev(read_only));
     OpenOptions o;
     o.placement = placement_;
     o.read_only = read_only;
+    o.salvage = salvage;
     return Metadata::Open(std::move(io), o, rep);
   }
   void RecordSize(uint64_t size);
@@ -345,8 +347,16 @@ int Tool::WipeMd() {
 
 int Tool::ApplyAl() {
   OpenReport rep;
-  auto m = OpenMeta(false, &rep);
-  if (!m.ok()) return Fail(m.status());
+  auto m = OpenMeta(false, &rep, a_.force);
+  if (!m.ok()) {
+    if (m.status().code() == Errc::kCorrupt && !a_.force) {
+      err_ << "bsrmeta: " << m.status().message()
+           << "\nbsrmeta: apply-al --force salvages it: unreadable activity log blocks mark "
+              "the whole device out of sync, unreadable bitmap blocks their range\n";
+      return kExitNoMeta;
+    }
+    return Fail(m.status());
+  }
   Status st = (*m)->Close();
   if (!st.ok()) return Fail(st);
   RecordSize((*m)->io().Size());

@@ -105,7 +105,14 @@ al_block3=$((devsize - 4096 - 32768 + 3 * 4096 + 100))
 flip $al_block3
 expect_rc 10 "$work/out" "$BSRMETA" 2 bsr1 "$disk" internal dump-md
 grep -q "activity log block 3 .*crc32c mismatch" "$work/out" || fail "AL flip: $(cat "$work/out")"
-flip $al_block3
+expect_rc 10 "$work/out" "$BSRMETA" 2 bsr1 "$disk" internal apply-al
+grep -q "apply-al --force salvages" "$work/out" || fail "no salvage hint: $(cat "$work/out")"
+expect_rc 0 "$work/out" "$BSRMETA" 2 bsr1 "$disk" internal apply-al --force
+grep -q "whole device marked out of sync" "$work/out" || fail "salvage: $(cat "$work/out")"
+expect_rc 0 "$work/out" "$BSRMETA" 2 bsr1 "$disk" internal dump-md
+grep -qx "bitmap 0 set 0 $((size / 4096))" "$work/out" || fail "salvage did not mark all"
+grep -qx "bitmap 1 set 0 $((size / 4096))" "$work/out" || fail "salvage did not mark slot 1"
+expect_rc 0 "$work/out" "$BSRMETA" 2 bsr1 "$disk" internal restore-md "$work/dump2"
 bm0=$((devsize - 4096 - 32768 - 2 * 3 * 4096 + 500))  # slot 0, block 0 (3 blocks per peer)
 flip $bm0
 expect_rc 10 "$work/out" "$BSRMETA" 2 bsr1 "$disk" internal dump-md

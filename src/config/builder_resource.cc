@@ -194,6 +194,22 @@ void ReadHost(Statement& st, HostSpec& hs, Diagnostics& d) {
   }
 }
 
+// Peer-device options describe a (connection, volume) pair; an `on` section is one
+// end only, so they are refused there rather than silently dropped.
+void RefuseHostPeerDeviceOptions(const HostSpec& hs, Diagnostics& d) {
+  std::vector<const OptionMap*> maps = {&hs.pd_opts};
+  for (const auto& [n, v] : hs.volumes) maps.push_back(&v.pd_opts);
+  for (const OptionMap* m : maps) {
+    for (const auto& e : m->entries()) {
+      d.Add(
+          e.loc,
+          fmt::format("'{}' is a peer-device option: write it in the disk section of the resource, "
+                      "a volume or a connection, not inside 'on {}'",
+                      e.name, hs.host.Name()));
+    }
+  }
+}
+
 void ResolveVolumes(HostSpec& hs, const std::map<int, VolSpec>& res_vols, const VolSpec& res_base,
                     Diagnostics& d) {
   std::set<int> numbers;
@@ -334,6 +350,7 @@ Resource BuildResource(Statement& st, const CommonSpec& common, Diagnostics& d) 
   std::vector<bool> address_given;
   for (auto& h : hosts) {
     address_given.push_back(h.address_given);
+    RefuseHostPeerDeviceOptions(h, d);
     ResolveVolumes(h, res_vols, base, d);
     res.hosts.push_back(std::move(h.host));
   }

@@ -203,7 +203,7 @@ asio::awaitable<void> NbdConnection::Transmission() {
     auto pending = std::make_shared<Pending>();
     pending->request = *request;
     if (request->type == nbd::kCmdRead || request->type == nbd::kCmdWrite) {
-      pending->buffer = storage::AlignedBuffer(request->length);
+      pending->buffer = pool_.Get(request->length);
     }
     if (request->type == nbd::kCmdWrite) {
       co_await ReadExact(pending->buffer.data(), request->length);
@@ -244,6 +244,7 @@ void NbdConnection::OnDone(const std::shared_ptr<Pending>& pending, IoResult res
                  nbd::CommandName(req.type), req.offset, req.length, result.status.ToString());
   }
   bool with_data = result.ok() && req.type == nbd::kCmdRead;
+  if (!with_data) pool_.Put(std::move(pending->buffer));
   QueueReply(nbd::ErrnoToNbd(result.err), req.cookie, with_data ? pending : nullptr);
   Wake();
 }
@@ -268,7 +269,11 @@ void NbdConnection::StartWrite() {
   writing_count_ = count;
   asio::async_write(socket_, buffers,
                     [self = shared_from_this()](const asio::error_code& ec, size_t) {
-                      for (size_t i = 0; i < self->writing_count_; ++i) self->out_.pop_front();
+                      for (size_t i = 0; i < self->writing_count_; ++i) {
+                        OutMessage& sent = self->out_.front();
+                        if (sent.data) self->pool_.Put(std::move(sent.data->buffer));
+                        self->out_.pop_front();
+                      }
                       self->writing_count_ = 0;
                       if (ec) {
                         // The client is gone: stop reading too; pending replies are dropped.

@@ -15,6 +15,7 @@
 #include "frontend/nbd_parse.h"
 #include "frontend/nbd_proto.h"
 #include "storage/aligned_buffer.h"
+#include "storage/buffer_pool.h"
 
 namespace bsr::frontend {
 
@@ -75,6 +76,7 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection>,
   OpenContext open_context_;
   bool opened_ = false;
 
+  storage::BufferPool pool_;  // request buffers, recycled
   size_t inflight_ = 0;
   size_t inflight_bytes_ = 0;
   std::deque<OutMessage> out_;

@@ -10,6 +10,7 @@ AlignedBuffer::AlignedBuffer(size_t size) : size_(size) {
   void* p = std::aligned_alloc(kAlignment, capacity);
   if (p == nullptr) throw std::bad_alloc();
   data_.reset(static_cast<uint8_t*>(p));
+  capacity_ = capacity;
 }
 
 }  // namespace bsr::storage

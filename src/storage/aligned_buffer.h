@@ -23,6 +23,13 @@ class AlignedBuffer {
   uint8_t* data() { return data_.get(); }
   const uint8_t* data() const { return data_.get(); }
   size_t size() const { return size_; }
+  size_t capacity() const { return capacity_; }
+  // Changes the size within the capacity (for reuse); returns false if it does not fit.
+  bool Resize(size_t size) {
+    if (size > capacity_) return false;
+    size_ = size;
+    return true;
+  }
   bool empty() const { return size_ == 0; }
   std::span<uint8_t> span() { return {data_.get(), size_}; }
   std::span<const uint8_t> span() const { return {data_.get(), size_}; }
@@ -33,6 +40,7 @@ class AlignedBuffer {
   };
   std::unique_ptr<uint8_t, Free> data_;
   size_t size_ = 0;
+  size_t capacity_ = 0;
 };
 
 }  // namespace bsr::storage

@@ -1,0 +1,37 @@
+#include "storage/buffer_pool.h"
+
+#include <gtest/gtest.h>
+
+namespace bsr::storage {
+namespace {
+
+TEST(BufferPool, ReusesBySizeClassAndIsAligned) {
+  BufferPool pool(1 << 20);
+  AlignedBuffer a = pool.Get(5000);
+  EXPECT_EQ(a.size(), 5000u);
+  EXPECT_EQ(a.capacity(), 8192u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(a.data()) % AlignedBuffer::kAlignment, 0u);
+  uint8_t* p = a.data();
+  pool.Put(std::move(a));
+  EXPECT_EQ(pool.cached_bytes(), 8192u);
+  AlignedBuffer b = pool.Get(8000);
+  EXPECT_EQ(b.data(), p);
+  EXPECT_EQ(b.size(), 8000u);
+  EXPECT_EQ(pool.cached_bytes(), 0u);
+  AlignedBuffer c = pool.Get(100);
+  EXPECT_NE(c.data(), p);
+  EXPECT_EQ(c.capacity(), 4096u);
+}
+
+TEST(BufferPool, CapsCachedBytes) {
+  BufferPool pool(64 << 10);
+  pool.Put(pool.Get(64 << 10));
+  pool.Put(pool.Get(64 << 10));  // same buffer again: fits
+  AlignedBuffer extra = pool.Get(32 << 10);
+  pool.Put(AlignedBuffer(64 << 10));  // over the cap: freed, not cached
+  EXPECT_EQ(pool.cached_bytes(), size_t{64 << 10});
+  EXPECT_EQ(pool.Get(0).size(), 0u);
+}
+
+}  // namespace
+}  // namespace bsr::storage

@@ -160,14 +160,18 @@ grep -q "no bsr meta data to wipe" "$work/out" || fail "second wipe: $(cat "$wor
 # --- file system signatures ---------------------------------------------------------------
 fs="$work/fs.img"
 truncate -s 64M "$fs"
-mkfs.ext4 -q -F "$fs"
-expect_rc 20 "$work/out" "$BSRMETA" 3 bsr1 "$fs" internal create-md
-grep -q "ext2/ext3/ext4 file system at offset 1080" "$work/out" || fail "ext4 not detected"
-expect_rc 0 "$work/out" "$BSRMETA" 3 bsr1 "$fs" internal create-md --force
+if command -v mkfs.ext4 >/dev/null; then
+  mkfs.ext4 -q -F "$fs"
+  expect_rc 20 "$work/out" "$BSRMETA" 3 bsr1 "$fs" internal create-md
+  grep -q "ext2/ext3/ext4 file system at offset 1080" "$work/out" || fail "ext4 not detected"
+  expect_rc 0 "$work/out" "$BSRMETA" 3 bsr1 "$fs" internal create-md --force
+fi
 truncate -s 0 "$fs" && truncate -s 64M "$fs"
-mkswap -q "$fs" >/dev/null 2>&1 || mkswap "$fs" >/dev/null
-expect_rc 20 "$work/out" "$BSRMETA" 3 bsr1 "$fs" internal create-md
-grep -q "swap space" "$work/out" || fail "swap not detected"
+if command -v mkswap >/dev/null; then
+  mkswap -q "$fs" >/dev/null 2>&1 || mkswap "$fs" >/dev/null
+  expect_rc 20 "$work/out" "$BSRMETA" 3 bsr1 "$fs" internal create-md
+  grep -q "swap space" "$work/out" || fail "swap not detected"
+fi
 if command -v mkfs.xfs >/dev/null; then
   truncate -s 0 "$fs" && truncate -s 320M "$fs"
   mkfs.xfs -q -f "$fs"

@@ -50,8 +50,11 @@ std::string Timestamp() {
 }  // namespace
 
 Service::Service(replication::Node& node) : node_(node) {
-  auto bind = [this](Reply (Service::*fn)(const Request&)) {
-    return [this, fn](const Request& r) { return (this->*fn)(r); };
+  auto bind = [this](Reply (Service::*fn)(const Request&)) -> Handler {
+    return [this, fn](const Request& r, Done done) { done((this->*fn)(r)); };
+  };
+  auto bind_async = [this](void (Service::*fn)(const Request&, Done)) -> Handler {
+    return [this, fn](const Request& r, Done done) { (this->*fn)(r, std::move(done)); };
   };
   table_ = {
       {"new-resource", bind(&Service::NewResource)},
@@ -70,9 +73,9 @@ Service::Service(replication::Node& node) : node_(node) {
       {"del-path", bind(&Service::DelPath)},
       {"connect", bind(&Service::Connect)},
       {"disconnect", bind(&Service::Disconnect)},
-      {"primary", bind(&Service::Primary)},
-      {"secondary", bind(&Service::Secondary)},
-      {"down", bind(&Service::Down)},
+      {"primary", bind_async(&Service::Primary)},
+      {"secondary", bind_async(&Service::Secondary)},
+      {"down", bind_async(&Service::Down)},
       {"status", bind(&Service::StatusCmd)},
       {"show", bind(&Service::Show)},
   };
@@ -80,17 +83,18 @@ Service::Service(replication::Node& node) : node_(node) {
 
 Service::~Service() = default;
 
-Reply Service::Call(const Request& request) {
+void Service::Call(const Request& request, Done done) {
   Status v = ValidateRequest(request);
-  if (!v.ok()) return Reply::Fail(v);
+  if (!v.ok()) return done(Reply::Fail(v));
   auto it = table_.find(request.cmd);
   if (it == table_.end()) {
-    return Reply::Fail(
-        Error(Errc::kUnsupported, "{} is not available on this daemon", request.cmd));
+    return done(
+        Reply::Fail(Error(Errc::kUnsupported, "{} is not available on this daemon", request.cmd)));
   }
-  Reply rep = it->second(request);
-  if (!rep.ok()) spdlog::info("refused {}: {}", request.cmd, rep.error);
-  return rep;
+  it->second(request, [cmd = request.cmd, done = std::move(done)](Reply rep) {
+    if (!rep.ok()) spdlog::info("refused {}: {}", cmd, rep.error);
+    done(std::move(rep));
+  });
 }
 
 void Service::Handle(std::shared_ptr<Session> session, Request request) {
@@ -99,7 +103,7 @@ void Service::Handle(std::shared_ptr<Session> session, Request request) {
     if (!v.ok()) return session->Finish(Reply::Fail(v));
     return StartEvents(std::move(session), request);
   }
-  session->Finish(Call(request));
+  Call(request, [session](Reply rep) { session->Finish(rep); });
 }
 
 void Service::StartEvents(std::shared_ptr<Session> session, const Request& r) {
@@ -261,21 +265,17 @@ Reply Service::Disconnect(const Request& r) {
   return FromStatus((*res)->Disconnect(*id, r.HasOpt("force")));
 }
 
-Reply Service::Primary(const Request& r) {
-  auto res = node_.GetResource(r.args[0]);
-  if (!res.ok()) return Reply::Fail(res.status());
+void Service::Primary(const Request& r, Done done) {
   bool force = r.HasOpt("force") || r.HasOpt("overwrite-data-of-peer");
-  return FromStatus((*res)->Promote(force));
+  node_.Promote(r.args[0], force, [done](Status s) { done(FromStatus(s)); });
 }
 
-Reply Service::Secondary(const Request& r) {
-  auto res = node_.GetResource(r.args[0]);
-  if (!res.ok()) return Reply::Fail(res.status());
-  return FromStatus((*res)->Demote());
+void Service::Secondary(const Request& r, Done done) {
+  node_.Demote(r.args[0], [done](Status s) { done(FromStatus(s)); });
 }
 
-Reply Service::Down(const Request& r) {
-  return FromStatus(node_.Down(r.args[0]));
+void Service::Down(const Request& r, Done done) {
+  node_.Down(r.args[0], [done](Status s) { done(FromStatus(s)); });
 }
 
 Reply Service::StatusCmd(const Request& r) {

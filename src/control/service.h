@@ -19,12 +19,12 @@ class Service {
   ~Service();
 
   void Handle(std::shared_ptr<Session> session, Request request);
-  // For tests and the daemon's own use: a request answered synchronously (every
-  // command except events2).
-  Reply Call(const Request& request);
+  // Answers `request` (every command except events2) through `done`, on the io thread.
+  void Call(const Request& request, std::function<void(Reply)> done);
 
  private:
-  using Handler = std::function<Reply(const Request&)>;
+  using Done = std::function<void(Reply)>;
+  using Handler = std::function<void(const Request&, Done)>;
   void StartEvents(std::shared_ptr<Session> session, const Request& request);
 
   Reply NewResource(const Request& r);
@@ -43,9 +43,9 @@ class Service {
   Reply DelPath(const Request& r);
   Reply Connect(const Request& r);
   Reply Disconnect(const Request& r);
-  Reply Primary(const Request& r);
-  Reply Secondary(const Request& r);
-  Reply Down(const Request& r);
+  void Primary(const Request& r, Done done);
+  void Secondary(const Request& r, Done done);
+  void Down(const Request& r, Done done);
   Reply StatusCmd(const Request& r);
   Reply Show(const Request& r);
 

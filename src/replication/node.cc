@@ -29,7 +29,8 @@ Result<Resource*> Node::NewResource(const std::string& name, int node_id,
   return r;
 }
 
-Status Node::DelResource(const std::string& name) {
+Status Node::DelResource(const std::string& name_ref) {
+  const std::string name = name_ref;  // may refer to the resource's own name
   BSR_ASSIGN_OR_RETURN(Resource * r, GetResource(name));
   if (!r->devices().empty()) {
     return Error(Errc::kState, "resource {} still has volumes; del-minor them (or down) first",
@@ -86,9 +87,55 @@ Result<std::pair<Resource*, int>> Node::GetMinor(int minor) const {
   return std::make_pair(FindResource(it->second.first), it->second.second);
 }
 
-Status Node::Down(const std::string& name) {
-  BSR_ASSIGN_OR_RETURN(Resource * r, GetResource(name));
-  BSR_RETURN_IF_ERROR(r->Demote());
+void Node::Promote(const std::string& name, bool force, Done done) {
+  auto r = GetResource(name);
+  if (!r.ok()) return done(r.status());
+  Resource* res = *r;
+  bool was_primary = res->state().role == Role::kPrimary;
+  Status s = res->Promote(force);
+  if (!s.ok() || was_primary || !options_.kernel_devices) return done(s);
+  std::vector<int> minors;
+  for (const auto& [vol, dev] : res->devices()) {
+    if (dev->attached() && !kdevs_.count(dev->minor())) minors.push_back(dev->minor());
+  }
+  CreateKernelDevices(res, std::move(minors), [this, name, done](Status ks) {
+    if (ks.ok()) return done(ks);
+    // Leave the resource as it was: Secondary, no device links.
+    Resource* res = FindResource(name);
+    RemoveKernelDevices(KernelMinors(res), true, [res, ks, done](Status) {
+      Status d = res->Demote();
+      if (!d.ok()) spdlog::error("{}: rollback of promotion: {}", res->name(), d.message());
+      done(ks);
+    });
+  });
+}
+
+void Node::Demote(const std::string& name, Done done) {
+  auto r = GetResource(name);
+  if (!r.ok()) return done(r.status());
+  Resource* res = *r;
+  if (res->state().role != Role::kPrimary) return done(Status::Ok());
+  // Check the rules before touching the devices, so a refusal changes nothing.
+  Status pre =
+      res->engine().Check("secondary", [](ResourceState& st) { st.role = Role::kSecondary; });
+  if (!pre.ok()) return done(pre);
+  RemoveKernelDevices(KernelMinors(res), false, [this, name, done](Status ks) {
+    Resource* res = FindResource(name);
+    if (!ks.ok()) return done(ks);
+    done(res->Demote());
+  });
+}
+
+void Node::Down(const std::string& name, Done done) {
+  Demote(name, [this, name, done](Status s) {
+    if (!s.ok()) return done(s);
+    auto r = GetResource(name);
+    if (!r.ok()) return done(r.status());
+    done(DownSync(*r));
+  });
+}
+
+Status Node::DownSync(Resource* r) {
   for (int id : r->peer_node_ids()) {
     BSR_RETURN_IF_ERROR(r->Disconnect(id, false));
     BSR_RETURN_IF_ERROR(r->RemovePeer(id));
@@ -100,35 +147,100 @@ Status Node::Down(const std::string& name) {
     if (dev->attached()) BSR_RETURN_IF_ERROR(r->Detach(vol));
     BSR_RETURN_IF_ERROR(DelMinor(dev->minor()));
   }
-  return DelResource(name);
+  return DelResource(r->name());
 }
 
-void Node::Shutdown(std::function<void()> done) {
-  std::vector<std::string> names;
-  for (const auto& [name, r] : resources_) names.push_back(name);
-  for (const auto& name : names) {
-    Resource* r = FindResource(name);
-    // Demotion is refused while clients hold a volume; detach regardless so the
-    // metadata is written clean (a Primary's data stays consistent on disk).
-    Status s = r->Demote();
-    if (!s.ok()) spdlog::warn("shutdown: {}", s.message());
-    for (const auto& [vol, dev] : r->devices()) {
-      if (!dev->attached()) continue;
-      Status d = dev->Detach();
-      if (!d.ok()) spdlog::error("shutdown: {}/{}: {}", name, vol, d.message());
-    }
+std::vector<int> Node::KernelMinors(Resource* r) const {
+  std::vector<int> minors;
+  if (!r) return minors;
+  for (const auto& [vol, dev] : r->devices()) {
+    if (kdevs_.count(dev->minor())) minors.push_back(dev->minor());
   }
-  auto remaining = std::make_shared<int>(1);
-  auto finish = [remaining, done] {
-    if (--*remaining == 0) done();
-  };
-  for (const auto& [name, r] : resources_) {
-    for (const auto& [vol, dev] : r->devices()) {
-      ++*remaining;
-      dev->StopExport(finish);
+  return minors;
+}
+
+void Node::CreateKernelDevices(Resource* r, std::vector<int> minors, Done done) {
+  if (minors.empty()) return done(Status::Ok());
+  int minor = minors.back();
+  minors.pop_back();
+  auto rv = GetMinor(minor);
+  if (!rv.ok()) return done(rv.status());
+  auto dev = r->device(rv->second);
+  frontend::KernelDeviceOptions o;
+  o.minor = static_cast<unsigned>(minor);
+  o.resource = r->name();
+  o.volume = rv->second;
+  o.state_dir = options_.state_dir;
+  o.dev_dir = options_.dev_dir;
+  std::string name = r->name();
+  frontend::KernelDevice::CreateAsync(
+      io_, dev->block_export(), o,
+      [this, name, minor, minors = std::move(minors), done](auto kd) mutable {
+        if (!kd.ok()) {
+          return done(kd.status().WithContext(fmt::format("/dev/bsr{}", minor)));
+        }
+        spdlog::info("{}: /dev/bsr{} -> {}", name, minor, (*kd)->loop_path());
+        kdevs_[minor] = std::move(*kd);
+        Resource* res = FindResource(name);
+        if (!res) return done(Error(Errc::kNotFound, "resource {} went away", name));
+        CreateKernelDevices(res, std::move(minors), std::move(done));
+      });
+}
+
+void Node::RemoveKernelDevices(std::vector<int> minors, bool force, Done done) {
+  if (minors.empty()) return done(Status::Ok());
+  int minor = minors.back();
+  minors.pop_back();
+  auto it = kdevs_.find(minor);
+  if (it == kdevs_.end()) return RemoveKernelDevices(std::move(minors), force, std::move(done));
+  frontend::KernelDevice* kd = it->second.get();
+  kd->TeardownAsync([this, minor, minors = std::move(minors), force, done](Status s) mutable {
+    if (!s.ok() && !force) {
+      return done(Error(Errc::kState,
+                        "State change failed: Device is held open by someone (/dev/bsr{}: {})",
+                        minor, s.message()));
     }
-  }
-  finish();
+    if (!s.ok()) spdlog::warn("/dev/bsr{}: {}", minor, s.message());
+    if (s.ok()) kdevs_.erase(minor);
+    RemoveKernelDevices(std::move(minors), force, std::move(done));
+  });
+}
+
+void Node::Shutdown(bool force, Done done) {
+  std::vector<int> minors;
+  for (const auto& [minor, kd] : kdevs_) minors.push_back(minor);
+  RemoveKernelDevices(minors, force, [this, force, done](Status ks) {
+    if (!ks.ok() && !force) return done(ks);
+    for (const auto& [name, r] : resources_) {
+      // Demotion is refused while NBD clients hold a volume; detach regardless so the
+      // metadata is written clean (a Primary's data stays consistent on disk).
+      Status s = r->Demote();
+      if (!s.ok()) spdlog::warn("shutdown: {}", s.message());
+      for (const auto& [vol, dev] : r->devices()) {
+        if (!dev->attached()) continue;
+        Status d = dev->Detach();
+        if (!d.ok()) spdlog::error("shutdown: {}/{}: {}", name, vol, d.message());
+      }
+    }
+    auto remaining = std::make_shared<int>(1);
+    auto finish = [remaining, done] {
+      if (--*remaining == 0) done(Status::Ok());
+    };
+    for (const auto& [name, r] : resources_) {
+      for (const auto& [vol, dev] : r->devices()) {
+        ++*remaining;
+        dev->StopExport(finish);
+      }
+    }
+    finish();
+  });
+}
+
+void Node::CleanupStale() {
+  if (!options_.kernel_devices) return;
+  auto report = frontend::CleanupStaleKernelDevices(options_.state_dir, options_.dev_dir);
+  for (const auto& a : report.actions) spdlog::info("cleanup: {}", a);
+  for (const auto& p : report.problems) spdlog::warn("cleanup: {}", p);
 }
 
 int Node::Observe(Observer o) {

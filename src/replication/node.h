@@ -9,12 +9,18 @@
 #include <memory>
 #include <string>
 
+#include "frontend/kernel_device.h"
 #include "replication/resource.h"
 
 namespace bsr::replication {
 
 struct NodeOptions {
   std::string run_dir = "/run/bsr";  // NBD sockets live under <run_dir>/<res>/
+  // /dev/bsr<minor> for a Primary's volumes: FUSE mounts under <state_dir>/kdev,
+  // links in dev_dir (several nodes on one host use their own).
+  bool kernel_devices = true;
+  std::string state_dir = "/var/lib/bsr";
+  std::string dev_dir = "/dev";
 };
 
 class Node {
@@ -36,12 +42,22 @@ class Node {
   Result<std::pair<Resource*, int>> GetMinor(int minor) const;
   const std::map<std::string, std::unique_ptr<Resource>>& resources() const { return resources_; }
 
+  using Done = std::function<void(Status)>;
+  // Role changes with the kernel devices: promotion creates /dev/bsr<minor> for each
+  // volume (rolled back if that fails); demotion removes them first and is refused
+  // while one is mounted or open. `done` runs on the io thread.
+  void Promote(const std::string& name, bool force, Done done);
+  void Demote(const std::string& name, Done done);
   // `down`: demote, disconnect every peer, detach and delete every volume, delete
   // the resource. Stops at the first refusal with the state as far as it got.
-  Status Down(const std::string& name);
-  // Clean shutdown (SIGTERM): every resource down as far as possible, metadata
-  // written clean. Returns when every NBD server has stopped.
-  void Shutdown(std::function<void()> done);
+  void Down(const std::string& name, Done done);
+  // Clean shutdown (SIGTERM): kernel devices removed, every resource demoted and
+  // detached (metadata written clean). Refused (done gets the reason) while a
+  // kernel device is in use, unless `force`.
+  void Shutdown(bool force, Done done);
+  // Removes what a killed bsrd left (FUSE mounts, loop devices, links). Blocking:
+  // call before serving.
+  void CleanupStale();
 
   // Called after every state change of any resource, and when resources come and go
   // (old is null on create, new is null on destroy).
@@ -52,12 +68,17 @@ class Node {
 
  private:
   void Notify(const ResourceState* o, const ResourceState* n);
+  Status DownSync(Resource* r);
+  void CreateKernelDevices(Resource* r, std::vector<int> minors, Done done);
+  void RemoveKernelDevices(std::vector<int> minors, bool force, Done done);
+  std::vector<int> KernelMinors(Resource* r) const;
 
   asio::io_context& io_;
   NodeOptions options_;
   asio::thread_pool meta_pool_{1};
   std::map<std::string, std::unique_ptr<Resource>> resources_;
-  std::map<int, std::pair<std::string, int>> minors_;  // minor -> (resource, volume)
+  std::map<int, std::pair<std::string, int>> minors_;             // minor -> (resource, volume)
+  std::map<int, std::unique_ptr<frontend::KernelDevice>> kdevs_;  // by minor
   std::map<int, Observer> observers_;
   int next_observer_ = 1;
 };

@@ -1,5 +1,5 @@
 // bsrd: the node daemon. Owns every resource on this host (or network namespace),
-// serves the control socket, the NBD exports and, later, replication.
+// serves the control socket, the NBD exports and /dev/bsr<minor>.
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -8,6 +8,7 @@
 #include <asio.hpp>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 
 #include "common/log.h"
 #include "control/client.h"
@@ -19,21 +20,39 @@
 #define PR_SET_IO_FLUSHER 57
 #endif
 
+namespace {
+
+std::string EnvOr(const char* name, std::string def) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : def;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"bsrd: bsr node daemon (block replication in user space)"};
   std::string socket_flag, run_dir_flag, log_level = "info";
-  bool daemonize = false;
+  bsr::replication::NodeOptions node_opts;
+  node_opts.state_dir = EnvOr("BSR_STATE_DIR", "/var/lib/bsr");
+  node_opts.dev_dir = EnvOr("BSR_DEV_DIR", "/dev");
+  bool daemonize = false, no_kdev = false;
   app.add_option("--socket", socket_flag, "control socket (default <run-dir>/bsrd.sock)");
   app.add_option("--run-dir", run_dir_flag, "sockets directory (default $BSR_RUN_DIR or /run/bsr)");
+  app.add_option("--state-dir", node_opts.state_dir,
+                 "state directory: FUSE mounts for /dev/bsrN ($BSR_STATE_DIR, /var/lib/bsr)");
+  app.add_option("--dev-dir", node_opts.dev_dir,
+                 "where bsr<minor> and bsr/by-res links go ($BSR_DEV_DIR, /dev)");
+  app.add_flag("--no-kernel-device", no_kdev, "serve volumes over NBD only, no /dev/bsrN");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
   app.add_flag("-d,--daemon", daemonize, "detach from the terminal (default: foreground)");
   CLI11_PARSE(app, argc, argv);
+  node_opts.kernel_devices = !no_kdev;
 
   if (bsr::Status s = bsr::InitLogging("bsrd", log_level); !s.ok()) {
     std::fprintf(stderr, "bsrd: %s\n", s.message().c_str());
     return 2;
   }
-  std::string run_dir = bsr::control::ResolveRunDir(run_dir_flag);
+  node_opts.run_dir = bsr::control::ResolveRunDir(run_dir_flag);
   std::string socket_path = bsr::control::ResolveSocketPath(socket_flag, run_dir_flag);
 
   if (daemonize && ::daemon(0, 1) != 0) {
@@ -48,7 +67,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   asio::io_context io;
-  bsr::replication::Node node(io, {.run_dir = run_dir});
+  bsr::replication::Node node(io, node_opts);
   bsr::control::Service service(node);
   bsr::control::Server server(io, socket_path, [&](auto session, auto request) {
     service.Handle(std::move(session), std::move(request));
@@ -57,15 +76,31 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", s.message());
     return 1;
   }
-  spdlog::info("bsrd listening on {} (run dir {})", socket_path, run_dir);
+  // A bsrd killed earlier may have left FUSE mounts, loop devices and links.
+  node.CleanupStale();
+  spdlog::info("bsrd listening on {} (run dir {})", socket_path, node_opts.run_dir);
 
+  // First SIGTERM/SIGINT: clean shutdown, refused while /dev/bsrN is in use.
+  // A second one forces it (metadata still written clean).
   asio::signal_set signals(io, SIGTERM, SIGINT);
-  signals.async_wait([&](const asio::error_code& ec, int sig) {
-    if (ec) return;
-    spdlog::info("signal {}: shutting down", sig);
-    server.Stop();
-    node.Shutdown([&] { io.stop(); });
-  });
+  int signals_seen = 0;
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](const asio::error_code& ec, int sig) {
+      if (ec) return;
+      bool force = ++signals_seen > 1;
+      spdlog::info("signal {}: shutting down{}", sig, force ? " (forced)" : "");
+      node.Shutdown(force, [&](bsr::Status s) {
+        if (!s.ok()) {
+          spdlog::error("not stopping: {} (unmount it; a second signal forces)", s.message());
+          return;
+        }
+        server.Stop();
+        io.stop();
+      });
+      wait_signal();
+    });
+  };
+  wait_signal();
   io.run();
   spdlog::info("bsrd stopped");
   return 0;

@@ -28,7 +28,7 @@ start_server() {
   "$BSR_BIN/nbd_file_server" --file "$file" --socket "$sock" "$@" >"$WORK/server.out" \
     2>>"$WORK/server.log" &
   SERVER_PID=$!
-  for _ in $(seq 100); do
+  for _ in $(seq 400); do  # 20 s: CI machines can be very loaded
     [[ -S "$sock" ]] && return 0
     kill -0 "$SERVER_PID" 2>/dev/null || fail "nbd_file_server exited early"
     sleep 0.05

@@ -37,7 +37,7 @@ def start(work, name, *extra):
     proc = subprocess.Popen([os.path.join(BIN, "nbd_file_server"), "--file", img,
                              "--socket", sock, "--export", "bsr", *extra],
                             stdout=subprocess.DEVNULL, stderr=log)
-    for _ in range(200):
+    for _ in range(1000):  # 20 s: CI machines can be very loaded
         if os.path.exists(sock):
             return proc, img, sock
         if proc.poll() is not None:

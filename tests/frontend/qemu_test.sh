@@ -39,7 +39,7 @@ stop_server "$sock"
 "$BSR_BIN/nbd_file_server" --file "$img" --socket "$sock" --port 0 --export disk \
   >"$WORK/server.out" 2>>"$WORK/server.log" &
 SERVER_PID=$!
-for _ in $(seq 100); do grep -q '^port' "$WORK/server.out" 2>/dev/null && break; sleep 0.05; done
+for _ in $(seq 400); do grep -q '^port' "$WORK/server.out" 2>/dev/null && break; sleep 0.05; done
 port=$(awk '/^port/ {print $2}' "$WORK/server.out")
 [[ -n "$port" ]] || fail "no TCP port printed"
 qemu-io -f raw "nbd://127.0.0.1:$port/disk" -c "write -P 0x77 20M 128k" -c "read -P 0x77 20M 128k" \

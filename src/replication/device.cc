@@ -7,6 +7,8 @@
 #include <random>
 #include <thread>
 
+#include "protocol/io_packets.h"
+#include "replication/connection.h"
 #include "replication/resource.h"
 
 namespace bsr::replication {
@@ -34,6 +36,10 @@ bool OptYes(const std::map<std::string, std::string>& opts, const std::string& n
 uint64_t NewUuid() {
   static std::mt19937_64 rng(std::random_device{}());
   return rng() & ~uint64_t{1};  // the lowest bit is DRBD's "primary" marker in history
+}
+
+bool IsKernelOpen(const OpenContext& ctx) {
+  return ctx.peer.rfind("kernel ", 0) == 0;
 }
 
 }  // namespace
@@ -70,13 +76,12 @@ class Device::VolumeExport : public frontend::Export {
     d_->SubmitWrite(
         offset, data.size(),
         [disk, offset, data, fua](IoCallback cb) { disk->Write(offset, data, fua, std::move(cb)); },
-        std::move(done));
+        {fua ? protocol::kDpFua : 0u, data}, std::move(done));
   }
 
   void Flush(IoCallback done) override {
     if (!d_->disk_) return done(Failed(EIO, "no local disk attached"));
-    if (!d_->disk_flushes_) return done(IoResult::Ok());
-    d_->disk_->Flush(std::move(done));
+    d_->FlushAll(std::move(done));
   }
 
   void Trim(uint64_t offset, uint64_t length, bool fua, IoCallback done) override {
@@ -89,7 +94,7 @@ class Device::VolumeExport : public frontend::Export {
             disk->Flush(std::move(cb));
           });
         },
-        std::move(done));
+        {protocol::kDpDiscard | (fua ? protocol::kDpFua : 0u), {}}, std::move(done));
   }
 
   void WriteZeroes(uint64_t offset, uint64_t length, bool fua, bool no_hole,
@@ -103,7 +108,7 @@ class Device::VolumeExport : public frontend::Export {
             disk->Flush(std::move(cb));
           });
         },
-        std::move(done));
+        {protocol::kDpZeroes | (fua ? protocol::kDpFua : 0u), {}}, std::move(done));
   }
 
  private:
@@ -139,9 +144,10 @@ Status Device::StartExport() {
 
 void Device::StopExport(std::function<void()> done) {
   if (!nbd_) return done();
-  nbd_->Stop([this, done = std::move(done)] {
+  // The resource may be gone by the time the server has stopped: take the path now.
+  nbd_->Stop([path = nbd_socket_path(), done = std::move(done)] {
     std::error_code ec;
-    std::filesystem::remove(nbd_socket_path(), ec);
+    std::filesystem::remove(path, ec);
     done();
   });
 }
@@ -239,6 +245,35 @@ Status Device::OnDemote() {
   return md_->SetFlags(0, meta::kFlagPrimaryInd);
 }
 
+void Device::OnPeerLost(int peer_node_id) {
+  if (!md_) return;
+  uint64_t uuid = NewUuid();
+  std::string tag = fmt::format("{}/{}", resource_->name(), volume_);
+  RunMeta(
+      [peer_node_id, uuid](meta::Metadata& m) -> Status {
+        int slot = m.FindPeerSlot(peer_node_id);
+        if (slot < 0 || m.peer(slot).bitmap_uuid != 0) return Status::Ok();
+        std::vector<int> slots{slot};
+        return m.NewCurrentUuid(uuid | 1, slots);
+      },
+      [tag](Status s) {
+        if (!s.ok())
+          spdlog::error("{}: new current UUID after losing a peer: {}", tag, s.message());
+      });
+}
+
+void Device::MarkInconsistent() {
+  if (!md_) return;
+  std::string tag = fmt::format("{}/{}", resource_->name(), volume_);
+  RunMeta(
+      [](meta::Metadata& m) {
+        return m.SetFlags(0, meta::kFlagConsistent | meta::kFlagWasUpToDate);
+      },
+      [tag](Status s) {
+        if (!s.ok()) spdlog::error("{}: marking the disk inconsistent: {}", tag, s.message());
+      });
+}
+
 uint64_t Device::OutOfSyncSectors(int peer_node_id) const {
   if (!md_) return 0;
   std::lock_guard lk(meta_mu_);
@@ -271,11 +306,23 @@ void Device::RunMeta(std::function<Status(meta::Metadata&)> fn, std::function<vo
 }
 
 void Device::SubmitWrite(uint64_t offset, uint64_t length, std::function<void(IoCallback)> io,
-                         IoCallback done) {
+                         Replica replica, IoCallback done) {
   if (!md_ || !disk_) return done(Failed(EIO, "no local disk attached"));
   UpdateIoStats(0, 0, +1);
   ++inflight_;
-  std::vector<int> slots = DisconnectedPeerSlots();
+  // Peers that take this write get it now; the others get its bits in their slot.
+  // The wire carries whole sectors only: an unaligned write is resynced instead.
+  bool aligned = offset % 512 == 0 && length % 512 == 0;
+  std::vector<int> slots;
+  std::vector<std::shared_ptr<Connection>> peers;
+  for (int id : resource_->peer_node_ids()) {
+    auto c = resource_->connection(id);
+    if (c && aligned && c->CanReplicate(volume_)) {
+      peers.push_back(c);
+    } else if (int slot = md_->FindPeerSlot(id); slot >= 0) {
+      slots.push_back(slot);
+    }
+  }
   bool fast = false;
   if (slots.empty()) {
     std::unique_lock lk(meta_mu_, std::try_to_lock);
@@ -283,12 +330,11 @@ void Device::SubmitWrite(uint64_t offset, uint64_t length, std::function<void(Io
   }
   auto self = shared_from_this();
   if (fast) {
-    return io([self, offset, length, done = std::move(done)](IoResult r) mutable {
-      self->AfterWrite(offset, length, std::move(r), std::move(done));
-    });
+    return StartWrite(offset, length, std::move(io), replica, std::move(peers), std::move(done));
   }
   // Cold extent, or peers that miss this write: the AL transaction (and the bits)
-  // must be on disk before the data write may start.
+  // must be on disk before the data write may start. The caller's buffer stays valid
+  // until `done` runs, so the replica's span is still good after this hop.
   RunMeta(
       [offset, length, slots](meta::Metadata& m) -> Status {
         for (int attempt = 0;; ++attempt) {
@@ -302,7 +348,8 @@ void Device::SubmitWrite(uint64_t offset, uint64_t length, std::function<void(Io
         for (int slot : slots) BSR_RETURN_IF_ERROR(m.SetOutOfSync(slot, offset, length));
         return Status::Ok();
       },
-      [self, offset, length, io = std::move(io), done = std::move(done)](Status s) mutable {
+      [self, offset, length, io = std::move(io), replica, peers = std::move(peers),
+       done = std::move(done)](Status s) mutable {
         if (!s.ok()) {
           spdlog::error("{}/{}: activity log: {}", self->resource_->name(), self->volume_,
                         s.message());
@@ -311,10 +358,70 @@ void Device::SubmitWrite(uint64_t offset, uint64_t length, std::function<void(Io
           // The data write never started; the caller sees the failure.
           return done(Failed(EIO, s.message()));
         }
-        io([self, offset, length, done = std::move(done)](IoResult r) mutable {
-          self->AfterWrite(offset, length, std::move(r), std::move(done));
-        });
+        self->StartWrite(offset, length, std::move(io), replica, std::move(peers), std::move(done));
       });
+}
+
+namespace {
+// One application write in flight: the local write and each peer's acknowledgement.
+struct WriteOp {
+  int waiting = 0;
+  IoResult local;
+  IoCallback done;
+};
+}  // namespace
+
+void Device::StartWrite(uint64_t offset, uint64_t length, std::function<void(IoCallback)> io,
+                        Replica replica, std::vector<std::shared_ptr<Connection>> peers,
+                        IoCallback done) {
+  auto self = shared_from_this();
+  auto op = std::make_shared<WriteOp>();
+  op->waiting = 1 + static_cast<int>(peers.size());
+  op->done = std::move(done);
+  auto one_done = [self, op, offset, length] {
+    if (--op->waiting > 0) return;
+    self->AfterWrite(offset, length, std::move(op->local), std::move(op->done));
+  };
+  for (auto& c : peers) {
+    int peer = c->peer_node_id();
+    // A peer that can no longer take the write (disconnect before the ack): its bits
+    // are set while the extent is still in the activity log, then the write completes.
+    c->SendWrite(volume_, offset, replica.data, length, replica.dp_flags,
+                 [self, peer, offset, length, one_done](bool ok) {
+                   if (!ok) self->SetPeerOutOfSync(peer, offset, length);
+                   one_done();
+                 });
+  }
+  io([op, one_done](IoResult r) {
+    op->local = std::move(r);
+    one_done();
+  });
+}
+
+void Device::FlushAll(IoCallback done) {
+  std::vector<std::shared_ptr<Connection>> peers;
+  for (int id : resource_->peer_node_ids()) {
+    auto c = resource_->connection(id);
+    if (c && c->CanReplicate(volume_)) peers.push_back(c);
+  }
+  auto op = std::make_shared<WriteOp>();
+  op->waiting = 1 + static_cast<int>(peers.size());
+  op->done = std::move(done);
+  auto one_done = [op] {
+    if (--op->waiting == 0) op->done(std::move(op->local));
+  };
+  for (auto& c : peers) {
+    // A peer that drops out before its barrier ack no longer needs the flush.
+    c->SendFlush(volume_, [one_done](bool) { one_done(); });
+  }
+  if (!disk_flushes_) {
+    op->local = IoResult::Ok();
+    return one_done();
+  }
+  disk_->Flush([op, one_done](IoResult r) {
+    op->local = std::move(r);
+    one_done();
+  });
 }
 
 void Device::AfterWrite(uint64_t offset, uint64_t length, IoResult r, IoCallback done) {
@@ -328,6 +435,7 @@ void Device::AfterWrite(uint64_t offset, uint64_t length, IoResult r, IoCallback
     }
     --self->inflight_;
     self->UpdateIoStats(0, r.ok() ? length : 0, -1);
+    self->UpdatePeerOosStats();
     done(std::move(r));
   };
   {
@@ -356,6 +464,16 @@ void Device::UpdateIoStats(uint64_t read_bytes, uint64_t written_bytes, int pend
 
 Status Device::OnOpen(const OpenContext& ctx) {
   const auto& st = resource_->state();
+  // /dev/bsrN opens the export while it exists (a Primary's); whether a filesystem
+  // holds it shows when it is torn down, so it does not count as a user here.
+  if (IsKernelOpen(ctx)) {
+    if (st.role != Role::kPrimary) {
+      return Error(Errc::kState, "{}/{} is Secondary: /dev/bsr{} exists only on the Primary",
+                   resource_->name(), volume_, minor_);
+    }
+    kernel_open_ = true;
+    return Status::Ok();
+  }
   if (st.role != Role::kPrimary) {
     if (!resource_->auto_promote()) {
       return Error(Errc::kState,
@@ -378,6 +496,10 @@ Status Device::OnOpen(const OpenContext& ctx) {
 }
 
 void Device::OnClose(const OpenContext& ctx) {
+  if (IsKernelOpen(ctx)) {
+    kernel_open_ = false;
+    return;
+  }
   --open_count_;
   if (open_count_ > 0) return;
   resource_->engine().UpdateStats([&](ResourceState& s) {

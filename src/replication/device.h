@@ -17,11 +17,13 @@
 #include "frontend/nbd_server.h"
 #include "meta/metadata.h"
 #include "replication/resource_state.h"
+#include "storage/aligned_buffer.h"
 #include "storage/backing_device.h"
 
 namespace bsr::replication {
 
 class Resource;
+class Connection;
 
 struct AttachSpec {
   std::string disk;        // backing device or file
@@ -70,8 +72,43 @@ class Device : public std::enable_shared_from_this<Device> {
 
   uint64_t OutOfSyncSectors(int peer_node_id) const;
 
+  // ---- Replication (peer_device.cc); io thread. Bitmap calls are in-memory. ----
+  struct UuidInfo {
+    uint64_t current = 0;
+    std::vector<std::pair<int, uint64_t>> bitmaps;  // (peer node-id, bitmap UUID)
+    std::vector<uint64_t> history;
+    uint32_t flags = 0;
+  };
+  UuidInfo GetUuids() const;
+  uint64_t data_bits() const;
+  std::vector<uint64_t> PeerBitmapWords(int peer_node_id) const;
+  Status MergePeerBitmap(int peer_node_id, std::span<const uint64_t> words);
+  void SetPeerOutOfSync(int peer_node_id, uint64_t offset, uint64_t length);
+  void SetPeerInSync(int peer_node_id, uint64_t offset, uint64_t length);
+  void SetAllPeerBits(int peer_node_id);
+  uint64_t NextPeerOutOfSync(int peer_node_id, uint64_t from_bit) const;  // meta::kNoBit
+  uint64_t NextPeerInSync(int peer_node_id, uint64_t from_bit) const;     // or data_bits()
+  // A write received from the peer (replicated or resync data); `data` is copied.
+  void ApplyPeerWrite(uint64_t offset, std::span<const uint8_t> data, uint64_t length,
+                      uint32_t dp_flags, storage::IoCallback done);
+  void PeerFlush(storage::IoCallback done);
+  void ReadForPeer(
+      uint64_t offset, uint32_t length,
+      std::function<void(storage::IoResult, std::shared_ptr<storage::AlignedBuffer>)> done);
+  // Metadata work on the metadata thread, `then` back on the io thread.
+  void UpdateMeta(std::function<Status(meta::Metadata&)> fn, std::function<void(Status)> then) {
+    RunMeta(std::move(fn), std::move(then));
+  }
+  // Copies each peer slot's out-of-sync count into the status counters.
+  void UpdatePeerOosStats();
+  // A Primary lost the peer: new data generation; the peer's slot keeps the old one.
+  void OnPeerLost(int peer_node_id);
+  // SyncTarget: the disk is Inconsistent on disk until the resync finishes.
+  void MarkInconsistent();
+
   // The Export the NBD server (and /dev/bsrN) serve.
   std::shared_ptr<frontend::Export> block_export() const { return export_; }
+  // NBD clients holding the volume (/dev/bsrN is not counted: see OnOpen).
   int open_count() const { return open_count_; }
 
  private:
@@ -82,8 +119,17 @@ class Device : public std::enable_shared_from_this<Device> {
   // io thread with its status.
   void RunMeta(std::function<Status(meta::Metadata&)> fn, std::function<void(Status)> then);
 
+  // What a write sends to the peers: dp_flags (FUA, discard, zeroes) and the data.
+  struct Replica {
+    uint32_t dp_flags = 0;
+    std::span<const uint8_t> data;
+  };
   void SubmitWrite(uint64_t offset, uint64_t length, std::function<void(storage::IoCallback)> io,
-                   storage::IoCallback done);
+                   Replica replica, storage::IoCallback done);
+  void StartWrite(uint64_t offset, uint64_t length, std::function<void(storage::IoCallback)> io,
+                  Replica replica, std::vector<std::shared_ptr<Connection>> peers,
+                  storage::IoCallback done);
+  void FlushAll(storage::IoCallback done);
   void AfterWrite(uint64_t offset, uint64_t length, storage::IoResult r, storage::IoCallback done);
   std::vector<int> DisconnectedPeerSlots() const;
   Status OnOpen(const frontend::OpenContext& ctx);
@@ -103,6 +149,7 @@ class Device : public std::enable_shared_from_this<Device> {
   bool disk_flushes_ = true;
   bool auto_promoted_ = false;
   int open_count_ = 0;
+  bool kernel_open_ = false;
   int inflight_ = 0;
   std::shared_ptr<frontend::Export> export_;
   std::unique_ptr<frontend::NbdServer> nbd_;

@@ -14,7 +14,14 @@ Resource::Resource(std::string name, int node_id, std::map<std::string, std::str
         return s;
       }()) {}
 
-Resource::~Resource() = default;
+Resource::~Resource() {
+  for (auto& [id, c] : connections_) c->Stop("resource removed");
+}
+
+std::shared_ptr<Connection> Resource::connection(int node_id) const {
+  auto it = connections_.find(node_id);
+  return it == connections_.end() ? nullptr : it->second;
+}
 
 Status Resource::SetOptions(const std::map<std::string, std::string>& opts) {
   for (const auto& [k, v] : opts) opts_[k] = v;
@@ -112,6 +119,10 @@ Status Resource::RemovePeer(int node_id) {
   if (!peers_.count(node_id)) {
     return Error(Errc::kNotFound, "resource {} has no connection to node-id {}", name_, node_id);
   }
+  if (auto c = connection(node_id)) {
+    c->Stop("peer removed");
+    connections_.erase(node_id);
+  }
   BSR_RETURN_IF_ERROR(
       engine_.Change("del-peer", [&](ResourceState& st) { st.connections.erase(node_id); }));
   peers_.erase(node_id);
@@ -176,15 +187,26 @@ Status Resource::Connect(int node_id) {
   if (it->second.paths.empty()) {
     return Error(Errc::kState, "connection to {} has no path (new-path first)", it->second.name);
   }
-  return engine_.Change("connect", [&](ResourceState& st) {
-    auto& c = st.connections[node_id];
-    if (c.conn == ConnState::kStandAlone) c.conn = ConnState::kConnecting;
-  });
+  if (auto c = connection(node_id)) {
+    if (state().connections.at(node_id).conn != ConnState::kStandAlone) {
+      return Error(Errc::kState, "connection to {} is already {}", it->second.name,
+                   Name(state().connections.at(node_id).conn));
+    }
+    connections_.erase(node_id);
+  }
+  auto c = std::make_shared<Connection>(this, node_id);
+  BSR_RETURN_IF_ERROR(c->Start().WithContext(fmt::format("connect {} {}", name_, it->second.name)));
+  connections_[node_id] = c;
+  return Status::Ok();
 }
 
 Status Resource::Disconnect(int node_id, bool /*force*/) {
   if (!peers_.count(node_id)) {
     return Error(Errc::kNotFound, "resource {} has no connection to node-id {}", name_, node_id);
+  }
+  if (auto c = connection(node_id)) {
+    c->Stop("disconnect requested");
+    connections_.erase(node_id);
   }
   return engine_.Change("disconnect", [&](ResourceState& st) {
     auto& c = st.connections[node_id];
@@ -211,7 +233,10 @@ Status Resource::Promote(bool force) {
     Status s = dev->OnPromote(force);
     if (!s.ok()) return s.WithContext(fmt::format("primary {}", name_));
   }
-  return engine_.Change("primary", mutate);
+  BSR_RETURN_IF_ERROR(engine_.Change("primary", mutate));
+  // Peers learn the new UUIDs; with --force an Inconsistent peer gets a full sync.
+  for (auto& [id, c] : connections_) c->OnPromoted(force);
+  return Status::Ok();
 }
 
 Status Resource::Demote() {

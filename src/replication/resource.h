@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "replication/connection.h"
 #include "replication/device.h"
 #include "replication/state_engine.h"
 
@@ -55,6 +56,9 @@ class Resource {
   Status SetNetOptions(int node_id, const std::map<std::string, std::string>& opts);
   Status SetPeerDeviceOptions(int node_id, int volume,
                               const std::map<std::string, std::string>& opts);
+  // The peer's Connection (nullptr while StandAlone without one).
+  std::shared_ptr<Connection> connection(int node_id) const;
+  const DeviceEnv& env() const { return env_; }
   Status Connect(int node_id);
   Status Disconnect(int node_id, bool force);
   const std::map<int, PeerSpec>& peers() const { return peers_; }
@@ -79,6 +83,7 @@ class Resource {
   StateEngine engine_;
   std::map<int, std::shared_ptr<Device>> devices_;
   std::map<int, PeerSpec> peers_;
+  std::map<int, std::shared_ptr<Connection>> connections_;
 };
 
 }  // namespace bsr::replication

@@ -1,0 +1,650 @@
+#include "replication/connection.h"
+
+#include <spdlog/spdlog.h>
+
+#include <asio/experimental/as_tuple.hpp>
+#include <random>
+
+#include "protocol/auth.h"
+#include "replication/connection_internal.h"
+#include "replication/device.h"
+#include "replication/resource.h"
+
+namespace bsr::replication {
+
+using asio::experimental::as_tuple;
+using protocol::SocketKind;
+
+namespace {
+
+uint64_t RandomCookie() {
+  static std::mt19937_64 rng(std::random_device{}());
+  uint64_t c = 0;
+  while (c == 0) c = rng();
+  return c;
+}
+
+Result<int64_t> OptInt(const std::map<std::string, std::string>& opts, const std::string& name,
+                       int64_t def, int64_t min, int64_t max) {
+  auto it = opts.find(name);
+  if (it == opts.end()) return def;
+  try {
+    size_t pos = 0;
+    int64_t v = std::stoll(it->second, &pos);
+    if (pos == it->second.size() && v >= min && v <= max) return v;
+  } catch (...) {
+  }
+  return Error(Errc::kInvalidArgument, "net option {}={}: expected an integer in {}..{}", name,
+               it->second, min, max);
+}
+
+std::string Opt(const std::map<std::string, std::string>& opts, const std::string& name) {
+  auto it = opts.find(name);
+  return it == opts.end() ? std::string() : it->second;
+}
+
+// A fatal handshake failure: the connection goes StandAlone instead of retrying.
+bool IsFatal(const Status& s) {
+  return s.code() == Errc::kPermission || s.code() == Errc::kState;
+}
+
+template <typename T>
+asio::awaitable<Result<T>> Expect(PacketSocket& sock, std::string_view during) {
+  auto r = co_await sock.Recv();
+  if (!r.ok()) co_return r.status();
+  if (auto* p = std::get_if<T>(&(*r)->packet)) co_return std::move(*p);
+  auto got = protocol::TypeOf((*r)->packet);
+  if (got == protocol::PacketType::kAuthChallenge) {
+    co_return Error(Errc::kPermission,
+                    "the peer requires authentication (cram-hmac-alg) but none is configured "
+                    "here (during {})",
+                    during);
+  }
+  if (T::kType == protocol::PacketType::kAuthChallenge) {
+    co_return Error(Errc::kPermission,
+                    "authentication (cram-hmac-alg) is configured here but the peer sent {} "
+                    "instead of a challenge",
+                    protocol::PacketTypeName(got));
+  }
+  co_return Error(Errc::kProtocol, "expected {} during {}, got {}",
+                  protocol::PacketTypeName(T::kType), during, protocol::PacketTypeName(got));
+}
+
+}  // namespace
+
+Result<NetConfig> ParseNetConfig(const std::map<std::string, std::string>& opts) {
+  NetConfig c;
+  std::string proto = Opt(opts, "protocol");
+  if (!proto.empty()) {
+    auto p = protocol::ParseWireProtocol(proto);
+    if (!p)
+      return Error(Errc::kInvalidArgument, "net option protocol={}: expected A, B or C", proto);
+    c.protocol = *p;
+  }
+  c.cram_hmac_alg = Opt(opts, "cram-hmac-alg");
+  c.shared_secret = Opt(opts, "shared-secret");
+  if (!c.cram_hmac_alg.empty()) BSR_RETURN_IF_ERROR(protocol::CheckHmacAlg(c.cram_hmac_alg));
+  BSR_ASSIGN_OR_RETURN(int64_t ci, OptInt(opts, "connect-int", 10, 1, 120));
+  BSR_ASSIGN_OR_RETURN(int64_t pi, OptInt(opts, "ping-int", 10, 1, 120));
+  BSR_ASSIGN_OR_RETURN(int64_t pt, OptInt(opts, "ping-timeout", 5, 1, 300));
+  BSR_ASSIGN_OR_RETURN(int64_t to, OptInt(opts, "timeout", 60, 1, 600));
+  c.connect_int = std::chrono::seconds(ci);
+  c.ping_int = std::chrono::seconds(pi);
+  c.ping_timeout = std::chrono::milliseconds(pt * 100);
+  c.timeout = std::chrono::milliseconds(to * 100);
+  std::string rle = Opt(opts, "use-rle");
+  c.use_rle = rle.empty() || rle == "yes" || rle == "on" || rle == "true";
+  auto& o = c.options;
+  o.protocol = c.protocol;
+  for (auto [name, field] :
+       {std::pair{"after-sb-0pri", &o.after_sb_0pri}, std::pair{"after-sb-1pri", &o.after_sb_1pri},
+        std::pair{"after-sb-2pri", &o.after_sb_2pri}}) {
+    std::string v = Opt(opts, name);
+    if (v.empty()) continue;
+    auto p = protocol::ParseAfterSbPolicy(v);
+    if (!p) return Error(Errc::kInvalidArgument, "net option {}={}: unknown policy", name, v);
+    *field = *p;
+  }
+  std::string two = Opt(opts, "allow-two-primaries");
+  o.allow_two_primaries = two == "yes" || two == "on" || two == "true";
+  std::string dmd = Opt(opts, "discard-my-data");
+  o.discard_my_data = dmd == "yes" || dmd == "on" || dmd == "true" ||
+                      (opts.count("discard-my-data") && dmd.empty());
+  o.integrity_alg = Opt(opts, "data-integrity-alg");
+  o.csums_alg = Opt(opts, "csums-alg");
+  o.verify_alg = Opt(opts, "verify-alg");
+  return c;
+}
+
+Connection::Connection(Resource* resource, int peer_node_id)
+    : resource_(resource),
+      peer_id_(peer_node_id),
+      my_id_(resource->node_id()),
+      io_(*resource->env().io) {}
+
+Connection::~Connection() {
+  if (!stopped_) Stop("connection removed");
+}
+
+std::string Connection::Tag() const {
+  if (stopped_) return fmt::format("peer node-id {}", peer_id_);
+  auto it = resource_->peers().find(peer_id_);
+  return fmt::format("{} {}(node-id {})", resource_->name(),
+                     it == resource_->peers().end() ? "?" : it->second.name, peer_id_);
+}
+
+bool Connection::established() const {
+  return session_ && session_->established && !session_->closed;
+}
+
+bool Connection::Alive(const std::shared_ptr<Session>& s) const {
+  return !stopped_ && running_ && s && !s->closed && session_ == s;
+}
+
+std::shared_ptr<Device> Connection::device(int volume) const {
+  if (stopped_) return nullptr;
+  return resource_->device(volume);
+}
+
+Connection::PeerDevice& Connection::pd(int volume) {
+  auto& p = peer_devices_[volume];
+  if (!p) {
+    p = std::make_unique<PeerDevice>();
+    p->volume = volume;
+  }
+  return *p;
+}
+
+void Connection::SetConn(ConnState c) {
+  if (stopped_) return;
+  Status s = resource_->engine().Change("connection",
+                                        [&](ResourceState& st) {
+                                          auto it = st.connections.find(peer_id_);
+                                          if (it == st.connections.end()) return;
+                                          it->second.conn = c;
+                                          if (c != ConnState::kConnected) {
+                                            it->second.peer_role = Role::kUnknown;
+                                            for (auto& [vol, p] : it->second.peer_devices) {
+                                              p.repl = ReplState::kOff;
+                                              p.peer_disk = DiskState::kDUnknown;
+                                              p.stats.rs_total_sectors = 0;
+                                              p.stats.pending = 0;
+                                              p.stats.unacked = 0;
+                                            }
+                                          }
+                                        },
+                                        {.internal = true});
+  if (!s.ok()) spdlog::error("{}: {}", Tag(), s.message());
+}
+
+Status Connection::Start() {
+  if (running_) return Status::Ok();
+  auto it = resource_->peers().find(peer_id_);
+  if (it == resource_->peers().end()) {
+    return Error(Errc::kNotFound, "no connection to node-id {}", peer_id_);
+  }
+  if (it->second.paths.empty()) {
+    return Error(Errc::kState, "connection to {} has no path (new-path first)", it->second.name);
+  }
+  BSR_ASSIGN_OR_RETURN(cfg_, ParseNetConfig(it->second.net_opts));
+  if (!cfg_.cram_hmac_alg.empty() && cfg_.shared_secret.empty()) {
+    return Error(Errc::kInvalidArgument, "cram-hmac-alg {} is set but shared-secret is empty",
+                 cfg_.cram_hmac_alg);
+  }
+  BSR_ASSIGN_OR_RETURN(auto local, ParseAddress(it->second.paths.front().local));
+  BSR_RETURN_IF_ERROR(ParseAddress(it->second.paths.front().remote).status());
+
+  auto acc = std::make_shared<asio::ip::tcp::acceptor>(io_);
+  std::error_code ec;
+  acc->open(local.protocol(), ec);
+  if (!ec) acc->set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acc->bind(local, ec);
+  if (!ec) acc->listen(8, ec);
+  if (ec) {
+    return Error(Errc::kIo, "listen on {}: {}", it->second.paths.front().local, ec.message());
+  }
+  acceptor_ = acc;
+  running_ = true;
+  dial_timer_ = std::make_unique<asio::steady_timer>(io_);
+  engine_listener_ = resource_->engine().Subscribe(
+      [this](const ResourceState& o, const ResourceState& n) { OnLocalChange(o, n); });
+  SetConn(ConnState::kConnecting);
+  spdlog::info("{}: connecting (listening on {}, peer at {}, protocol {}{})", Tag(),
+               it->second.paths.front().local, it->second.paths.front().remote,
+               protocol::WireProtocolName(cfg_.protocol),
+               cfg_.cram_hmac_alg.empty() ? "" : ", cram-hmac-alg " + cfg_.cram_hmac_alg);
+  asio::co_spawn(io_, AcceptLoop(acc), asio::detached);
+  asio::co_spawn(io_, DialLoop(), asio::detached);
+  return Status::Ok();
+}
+
+void Connection::Stop(std::string_view reason) {
+  if (stopped_) return;
+  bool was_running = running_;
+  running_ = false;
+  if (session_) {
+    if (session_->established && session_->data) {
+      protocol::Disconnect d;
+      d.reason = std::string(reason);
+      session_->data->SendPacket(d);
+    }
+    EndSession(session_, ConnState::kStandAlone, std::string(reason), false);
+  }
+  std::error_code ec;
+  if (acceptor_) acceptor_->close(ec);
+  if (dial_timer_) dial_timer_->cancel();
+  if (pending_in_) {
+    if (pending_in_->data) pending_in_->data->Close();
+    if (pending_in_->meta) pending_in_->meta->Close();
+    pending_in_.reset();
+  }
+  if (was_running) {
+    resource_->engine().Unsubscribe(engine_listener_);
+    SetConn(ConnState::kStandAlone);
+    spdlog::info("{}: StandAlone ({})", Tag(), reason);
+  }
+  stopped_ = true;
+}
+
+void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
+                            const std::string& reason, bool retry) {
+  if (!s || s->closed) return;
+  s->closed = true;
+  if (s->data) s->data->Close();
+  if (s->meta) s->meta->Close();
+  s->ping_timer.cancel();
+  s->drain_timer.cancel();
+  s->handshake_timer.cancel();
+  bool was_established = s->established;
+  // Writes the peer will not acknowledge now: their bits go to its bitmap slot.
+  auto pending = std::move(s->pending);
+  auto barriers = std::move(s->barriers);
+  if (session_ == s) session_.reset();
+  std::map<uint64_t, std::shared_ptr<Session::PendingWrite>> unique;
+  for (auto& [id, pw] : pending) {
+    if (pw->parts > 0) {
+      pw->parts = 0;
+      if (pw->done) pw->done(false);
+      pw->done = nullptr;
+    }
+  }
+  for (auto& [nr, cbs] : barriers) {
+    for (auto& cb : cbs) cb(false);
+  }
+  if (stopped_) return;
+  for (auto& [vol, p] : peer_devices_) {
+    if (was_established && p->sync != PeerDevice::Sync::kNone) {
+      spdlog::info("{}/{}: resync interrupted ({} KiB still out of sync)", Tag(), vol,
+                   device(vol) ? device(vol)->OutOfSyncSectors(peer_id_) / 2 : 0);
+    }
+    p->ResetSync();
+    p->have_info = false;
+  }
+  if (was_established) {
+    if (resource_->state().role == Role::kPrimary) {
+      for (auto& [vol, dev] : resource_->devices()) dev->OnPeerLost(peer_id_);
+    }
+    spdlog::warn("{}: connection lost: {}", Tag(), reason);
+  } else if (retry) {
+    spdlog::debug("{}: attempt failed: {}", Tag(), reason);
+  }
+  if (!running_) return;
+  if (!retry) {
+    spdlog::error("{}: {}; going StandAlone", Tag(), reason);
+    running_ = false;
+    std::error_code ec;
+    if (acceptor_) acceptor_->close(ec);
+    if (dial_timer_) dial_timer_->cancel();
+    resource_->engine().Unsubscribe(engine_listener_);
+    SetConn(ConnState::kStandAlone);
+    return;
+  }
+  if (was_established) SetConn(why);
+  SetConn(ConnState::kConnecting);
+  if (dial_timer_) dial_timer_->cancel();  // redial now
+}
+
+// ---- Listening -------------------------------------------------------------------
+
+asio::awaitable<void> Connection::AcceptLoop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor) {
+  auto self = shared_from_this();
+  for (;;) {
+    auto [ec, sock] = co_await acceptor->async_accept(as_tuple(asio::use_awaitable));
+    if (!running_ || acceptor_ != acceptor) co_return;
+    if (ec) {
+      spdlog::warn("{}: accept: {}", Tag(), ec.message());
+      continue;
+    }
+    asio::co_spawn(io_, HandleIncoming(std::move(sock)), asio::detached);
+  }
+}
+
+asio::awaitable<void> Connection::HandleIncoming(asio::ip::tcp::socket raw) {
+  auto self = shared_from_this();
+  // The socket kind is unknown until the preamble; decode it as "any".
+  auto sock = std::make_shared<PacketSocket>(std::move(raw), SocketKind::kAny);
+  asio::steady_timer timer(io_);
+  timer.expires_after(cfg_.timeout);
+  timer.async_wait([sock](std::error_code ec) {
+    if (!ec) sock->Close();
+  });
+  auto pre = co_await Expect<protocol::Preamble>(*sock, "connection preamble");
+  timer.cancel();
+  if (!running_) co_return;
+  if (!pre.ok()) {
+    spdlog::warn("{}: incoming connection from {}: {}", Tag(), sock->remote(),
+                 pre.status().message());
+    sock->Close();
+    co_return;
+  }
+  Status s = protocol::CheckPreamble(*pre, resource_->name(), my_id_, peer_id_, std::nullopt);
+  if (!s.ok()) {
+    spdlog::warn("{}: incoming connection from {} refused: {}", Tag(), sock->remote(), s.message());
+    sock->Close();
+    co_return;
+  }
+  if (pre->sender_node_id > my_id_) {
+    // Only the lower node id's dial becomes the connection (both nodes decide alike);
+    // a dial from the higher one tells us it is waiting: dial it now.
+    sock->Close();
+    if (!session_ && dial_timer_) dial_timer_->cancel();
+    co_return;
+  }
+  auto typed = std::make_shared<PacketSocket>(std::move(sock->socket()), pre->socket);
+  if (!pending_in_ || pending_in_->cookie != pre->cookie) {
+    if (pending_in_) {
+      if (pending_in_->data) pending_in_->data->Close();
+      if (pending_in_->meta) pending_in_->meta->Close();
+    }
+    pending_in_ = std::make_unique<Attempt>();
+    pending_in_->cookie = pre->cookie;
+  }
+  (pre->socket == SocketKind::kData ? pending_in_->data : pending_in_->meta) = typed;
+  if (!pending_in_->data || !pending_in_->meta) co_return;
+  auto attempt = std::move(pending_in_);
+  if (session_) {
+    // Same dialer with a new cookie: it gave up the old attempt (e.g. restarted).
+    spdlog::info("{}: peer dialed again (new attempt); replacing the current connection", Tag());
+    EndSession(session_, ConnState::kNetworkFailure, "peer reconnected", true);
+  }
+  for (auto& sk : {attempt->data, attempt->meta}) {
+    protocol::Preamble reply;
+    reply.socket = sk->kind();
+    reply.flags = protocol::kPreambleReply;
+    reply.sender_node_id = static_cast<uint16_t>(my_id_);
+    reply.receiver_node_id = static_cast<uint16_t>(peer_id_);
+    reply.cookie = attempt->cookie;
+    reply.resource = resource_->name();
+    sk->SendPacket(reply);
+  }
+  auto sess = std::make_shared<Session>(io_);
+  sess->id = next_session_id_++;
+  sess->cookie = attempt->cookie;
+  sess->dialer = false;
+  sess->data = attempt->data;
+  sess->meta = attempt->meta;
+  session_ = sess;
+  co_await RunSession(sess);
+}
+
+// ---- Dialing ---------------------------------------------------------------------
+
+asio::awaitable<void> Connection::DialLoop() {
+  auto self = shared_from_this();
+  while (running_) {
+    if (!session_) co_await DialOnce();
+    if (!running_) co_return;
+    dial_timer_->expires_after(cfg_.connect_int);
+    co_await dial_timer_->async_wait(as_tuple(asio::use_awaitable));
+  }
+}
+
+asio::awaitable<void> Connection::DialOnce() {
+  auto self = shared_from_this();
+  auto it = resource_->peers().find(peer_id_);
+  if (it == resource_->peers().end() || it->second.paths.empty()) co_return;
+  auto remote = ParseAddress(it->second.paths.front().remote);
+  auto local = ParseAddress(it->second.paths.front().local);
+  if (!remote.ok() || !local.ok()) co_return;
+  uint64_t cookie = RandomCookie();
+  bool real = my_id_ < peer_id_;
+  std::vector<std::shared_ptr<PacketSocket>> socks;
+  for (SocketKind kind : {SocketKind::kData, SocketKind::kMeta}) {
+    if (!real && kind == SocketKind::kMeta) break;
+    asio::ip::tcp::socket raw(io_);
+    std::error_code ec;
+    raw.open(remote->protocol(), ec);
+    // Dial from the path's local address so the peer sees the configured address.
+    if (!ec) raw.bind(asio::ip::tcp::endpoint(local->address(), 0), ec);
+    if (ec) co_return;
+    asio::steady_timer timer(io_);
+    timer.expires_after(cfg_.timeout);
+    timer.async_wait([&raw](std::error_code e) {
+      if (!e) {
+        std::error_code ignore;
+        raw.close(ignore);
+      }
+    });
+    auto [cec] = co_await raw.async_connect(*remote, as_tuple(asio::use_awaitable));
+    timer.cancel();
+    if (!running_ || session_) co_return;
+    if (cec) {
+      spdlog::debug("{}: dial {}: {}", Tag(), it->second.paths.front().remote, cec.message());
+      co_return;
+    }
+    auto sock = std::make_shared<PacketSocket>(std::move(raw), kind);
+    protocol::Preamble pre;
+    pre.socket = kind;
+    pre.sender_node_id = static_cast<uint16_t>(my_id_);
+    pre.receiver_node_id = static_cast<uint16_t>(peer_id_);
+    pre.cookie = cookie;
+    pre.resource = resource_->name();
+    sock->SendPacket(pre);
+    socks.push_back(sock);
+  }
+  if (!real) {
+    // The peer (lower node id) dials back when it sees this; give the preamble a
+    // moment to leave, then hang up.
+    auto sock = socks.front();
+    auto t = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(200));
+    t->async_wait([sock, t](std::error_code) { sock->Close(); });
+    co_return;
+  }
+  auto sess = std::make_shared<Session>(io_);
+  sess->id = next_session_id_++;
+  sess->cookie = cookie;
+  sess->dialer = true;
+  sess->data = socks[0];
+  sess->meta = socks[1];
+  session_ = sess;
+  asio::co_spawn(io_, RunSession(sess), asio::detached);
+}
+
+// ---- Handshake -------------------------------------------------------------------
+
+asio::awaitable<void> Connection::RunSession(std::shared_ptr<Session> s) {
+  auto self = shared_from_this();
+  s->handshake_timer.expires_after(cfg_.timeout);
+  s->handshake_timer.async_wait([s](std::error_code ec) {
+    if (ec) return;
+    s->data->Close();
+    s->meta->Close();
+  });
+  Status st = co_await Handshake(s);
+  s->handshake_timer.cancel();
+  if (!Alive(s)) co_return;
+  if (!st.ok()) {
+    bool fatal = IsFatal(st);
+    ConnState why =
+        st.code() == Errc::kProtocol ? ConnState::kProtocolError : ConnState::kNetworkFailure;
+    if (fatal) spdlog::error("{}: {}", Tag(), st.message());
+    EndSession(s, why, st.message(), !fatal);
+    co_return;
+  }
+  Established(s);
+}
+
+asio::awaitable<Status> Connection::SocketHandshake(std::shared_ptr<Session> s,
+                                                    PacketSocket& sock) {
+  if (s->dialer) {
+    auto reply = co_await Expect<protocol::Preamble>(sock, "preamble reply");
+    if (!reply.ok()) co_return reply.status();
+    Status chk = protocol::CheckPreamble(*reply, resource_->name(), my_id_, peer_id_, s->cookie);
+    if (!chk.ok()) co_return chk;
+  }
+  co_return Status::Ok();
+}
+
+asio::awaitable<Status> Connection::Handshake(std::shared_ptr<Session> s) {
+  auto self = shared_from_this();
+  PacketSocket* socks[2] = {s->data.get(), s->meta.get()};
+  for (auto* sock : socks) {
+    Status st = co_await SocketHandshake(s, *sock);
+    if (!st.ok()) co_return st;
+  }
+  for (auto* sock : socks) sock->SendPacket(protocol::Features{});
+  for (auto* sock : socks) {
+    auto f = co_await Expect<protocol::Features>(*sock, "feature negotiation");
+    if (!f.ok()) co_return f.status();
+    auto n = protocol::NegotiateFeatures(protocol::Features{}, *f);
+    if (!n.ok()) co_return Status(Errc::kState, n.status().message());
+    s->features = *n;
+  }
+  if (!Alive(s)) co_return Error(Errc::kIo, "stopped");
+  // Authentication, both ways on each socket at once.
+  const std::string& alg = cfg_.cram_hmac_alg;
+  if (!alg.empty()) {
+    for (int i = 0; i < 2; ++i) {
+      auto ch = protocol::MakeChallenge();
+      if (!ch.ok()) co_return ch.status();
+      s->challenge[i] = *ch;
+      protocol::AuthChallenge c;
+      c.alg = alg;
+      c.challenge = *ch;
+      socks[i]->SendPacket(c);
+    }
+    for (int i = 0; i < 2; ++i) {
+      auto c = co_await Expect<protocol::AuthChallenge>(*socks[i], "authentication");
+      if (!c.ok()) co_return c.status();
+      Status chk = protocol::CheckPeerChallenge(alg, s->challenge[i], *c);
+      if (!chk.ok()) co_return Status(Errc::kPermission, chk.message());
+      auto resp = protocol::ComputeAuthResponse(alg, cfg_.shared_secret, c->challenge,
+                                                static_cast<uint16_t>(my_id_));
+      if (!resp.ok()) co_return resp.status();
+      protocol::AuthResponse r;
+      r.digest = *resp;
+      socks[i]->SendPacket(r);
+    }
+    for (int i = 0; i < 2; ++i) {
+      auto r = co_await Expect<protocol::AuthResponse>(*socks[i], "authentication");
+      if (!r.ok()) co_return r.status();
+      Status v = protocol::VerifyAuthResponse(alg, cfg_.shared_secret, s->challenge[i],
+                                              static_cast<uint16_t>(peer_id_), r->digest);
+      protocol::AuthResult res;
+      res.accepted = v.ok();
+      res.message = v.ok() ? "" : v.message();
+      socks[i]->SendPacket(res);
+      if (!v.ok()) co_return Status(Errc::kPermission, v.message());
+    }
+    for (int i = 0; i < 2; ++i) {
+      auto r = co_await Expect<protocol::AuthResult>(*socks[i], "authentication");
+      if (!r.ok()) co_return r.status();
+      if (!r->accepted) {
+        co_return Error(Errc::kPermission, "the peer refused our authentication: {}", r->message);
+      }
+    }
+    spdlog::info("{}: peer authenticated ({})", Tag(), alg);
+  }
+  // Net options.
+  s->data->SendPacket(cfg_.options);
+  auto po = co_await Expect<protocol::ProtocolOptions>(*s->data, "net option exchange");
+  if (!po.ok()) co_return po.status();
+  Status compat = protocol::CheckCompatible(cfg_.options, *po);
+  if (!compat.ok()) co_return Status(Errc::kState, compat.message());
+  if (!Alive(s)) co_return Error(Errc::kIo, "stopped");
+  // Per volume: sizes, UUIDs, state.
+  std::vector<int> volumes;
+  for (auto& [vol, dev] : resource_->devices()) {
+    volumes.push_back(vol);
+    SendSizes(s, vol);
+    SendUuids(s, vol);
+    SendState(s, vol);
+  }
+  for (size_t i = 0; i < volumes.size() * 3; ++i) {
+    auto r = co_await s->data->Recv();
+    if (!r.ok()) co_return r.status();
+    if (!Alive(s)) co_return Error(Errc::kIo, "stopped");
+    int vol = (*r)->frame.volume();
+    if (!resource_->device(vol)) {
+      co_return Error(Errc::kState, "the peer has volume {} which this node does not have", vol);
+    }
+    auto& p = pd(vol);
+    if (auto* sz = std::get_if<protocol::Sizes>(&(*r)->packet)) {
+      p.sizes = *sz;
+    } else if (auto* u = std::get_if<protocol::Uuids>(&(*r)->packet)) {
+      p.uuids = *u;
+    } else if (auto* stp = std::get_if<protocol::StatePacket>(&(*r)->packet)) {
+      p.state = *stp;
+      p.have_info = true;
+    } else {
+      co_return Error(Errc::kProtocol, "expected Sizes/Uuids/State, got {}",
+                      protocol::PacketTypeName(protocol::TypeOf((*r)->packet)));
+    }
+  }
+  co_return Status::Ok();
+}
+
+void Connection::Established(std::shared_ptr<Session> s) {
+  s->established = true;
+  const auto& st0 = resource_->state();
+  Status ch = resource_->engine().Change(
+      "connection",
+      [&](ResourceState& st) {
+        auto it = st.connections.find(peer_id_);
+        if (it == st.connections.end()) return;
+        auto& c = it->second;
+        c.conn = ConnState::kConnected;
+        for (auto& [vol, p] : c.peer_devices) {
+          auto pit = peer_devices_.find(vol);
+          if (pit == peer_devices_.end() || !pit->second->have_info) continue;
+          const auto& ps = pit->second->state;
+          c.peer_role = static_cast<Role>(static_cast<uint8_t>(ps.role));
+          p.peer_disk = static_cast<DiskState>(static_cast<uint8_t>(ps.disk));
+          p.repl = ReplState::kEstablished;
+        }
+        if (st0.devices.empty()) c.peer_role = Role::kUnknown;
+      },
+      {.internal = true});
+  if (!ch.ok()) {
+    EndSession(s, ConnState::kStandAlone, ch.message(), false);
+    return;
+  }
+  spdlog::info("{}: Connected ({} socket {}, {} socket {}; peer role {})", Tag(),
+               s->dialer ? "dialed" : "accepted", s->data->remote(), "meta", s->meta->remote(),
+               Name(resource_->state().connections.at(peer_id_).peer_role));
+  for (auto& [vol, p] : peer_devices_) {
+    if (!p->have_info) continue;
+    uint64_t agreed = protocol::AgreedSize(
+        [&] {
+          protocol::Sizes mine;
+          auto dev = device(vol);
+          mine.usable_size = dev ? dev->size_bytes() : 0;
+          return mine;
+        }(),
+        p->sizes);
+    if (device(vol) && agreed < device(vol)->size_bytes()) {
+      spdlog::warn("{}/{}: the peer's disk is smaller: agreed size {} bytes", Tag(), vol, agreed);
+    }
+  }
+  // Decide before the receivers run: co_spawn may start them inline, and they
+  // could otherwise act on the peer's sync start first.
+  for (auto& [vol, p] : peer_devices_) {
+    if (Alive(s) && p->have_info) DecideAndStartSync(s, vol);
+  }
+  if (!Alive(s)) return;
+  asio::co_spawn(io_, DataReceiver(s), asio::detached);
+  asio::co_spawn(io_, MetaReceiver(s), asio::detached);
+  asio::co_spawn(io_, PingLoop(s), asio::detached);
+}
+
+}  // namespace bsr::replication

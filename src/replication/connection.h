@@ -1,0 +1,144 @@
+// Connection: the link to one peer of a resource: listening and dialing on its path,
+// the per-socket handshake (preamble, features, auth), net-option/size/UUID/state
+// exchange, keepalive, the replicated write stream (both directions) and resync.
+// Lives on the node's io_context thread (single-threaded: no locks); its coroutines
+// hold a shared_ptr and stop touching the Resource once Stop() ran.
+#pragma once
+
+#include <asio.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "protocol/bitmap_rle.h"
+#include "protocol/dispatch.h"
+#include "replication/connection_socket.h"
+#include "replication/resource_state.h"
+#include "replication/states.h"
+#include "replication/sync_decision.h"
+
+namespace bsr::replication {
+
+class Resource;
+class Device;
+
+// Net options of one connection, parsed from PeerSpec::net_opts (DRBD units).
+struct NetConfig {
+  protocol::WireProtocol protocol = protocol::WireProtocol::kC;
+  std::string cram_hmac_alg;  // empty: no authentication
+  std::string shared_secret;
+  std::chrono::milliseconds connect_int{10000};  // connect-int, seconds
+  std::chrono::milliseconds ping_int{10000};     // ping-int, seconds
+  std::chrono::milliseconds ping_timeout{500};   // ping-timeout, tenths of a second
+  std::chrono::milliseconds timeout{6000};       // timeout, tenths of a second (handshake)
+  bool use_rle = true;
+  protocol::ProtocolOptions options;
+};
+Result<NetConfig> ParseNetConfig(const std::map<std::string, std::string>& opts);
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  using AckCallback = std::function<void(bool ok)>;
+
+  Connection(Resource* resource, int peer_node_id);
+  ~Connection();
+
+  int peer_node_id() const { return peer_id_; }
+  bool established() const;
+
+  // StandAlone -> Connecting: listen on the local address, dial the remote one.
+  Status Start();
+  // -> StandAlone: tells the peer (Disconnect packet), closes everything.
+  void Stop(std::string_view reason);
+
+  // Write path (Primary). CanReplicate: the peer takes writes for this volume now.
+  bool CanReplicate(int volume) const;
+  // Sends a write (copied; split into 1 MiB packets); `done(true)` when the
+  // connection's protocol acknowledged it, `done(false)` if the peer dropped out.
+  void SendWrite(int volume, uint64_t offset, std::span<const uint8_t> data, uint64_t length,
+                 uint32_t dp_flags, AckCallback done);
+  // Closes the epoch with a barrier; done when the peer flushed everything before it.
+  void SendFlush(int volume, AckCallback done);
+
+  // The local node was promoted; with `forced` a full sync to an Inconsistent peer.
+  void OnPromoted(bool forced);
+
+ private:
+  struct Session;
+  struct PeerDevice;
+  struct Attempt;
+
+  // connection.cc: lifecycle, listening, dialing, handshake.
+  asio::awaitable<void> AcceptLoop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor);
+  asio::awaitable<void> HandleIncoming(asio::ip::tcp::socket sock);
+  asio::awaitable<void> DialLoop();
+  asio::awaitable<void> DialOnce();
+  asio::awaitable<void> RunSession(std::shared_ptr<Session> s);
+  asio::awaitable<Status> Handshake(std::shared_ptr<Session> s);
+  asio::awaitable<Status> SocketHandshake(std::shared_ptr<Session> s, PacketSocket& sock);
+  void Established(std::shared_ptr<Session> s);
+  // Ends the session; retry -> NetworkFailure then Connecting, else StandAlone.
+  void EndSession(const std::shared_ptr<Session>& s, ConnState why, const std::string& reason,
+                  bool retry);
+  void SetConn(ConnState c);
+  bool Alive(const std::shared_ptr<Session>& s) const;
+
+  // connection_io.cc: established traffic.
+  asio::awaitable<void> DataReceiver(std::shared_ptr<Session> s);
+  asio::awaitable<void> MetaReceiver(std::shared_ptr<Session> s);
+  asio::awaitable<void> PingLoop(std::shared_ptr<Session> s);
+  asio::awaitable<Status> OnDataPacket(std::shared_ptr<Session> s, std::unique_ptr<Received> r);
+  Status OnMetaPacket(const std::shared_ptr<Session>& s, const Received& r);
+  asio::awaitable<void> WaitWritesBelow(std::shared_ptr<Session> s, int limit);
+  void PeerWriteDone(const std::shared_ptr<Session>& s);
+  void SendState(const std::shared_ptr<Session>& s, int volume);
+  void SendUuids(const std::shared_ptr<Session>& s, int volume);
+  void SendSizes(const std::shared_ptr<Session>& s, int volume);
+  void OnPeerState(const std::shared_ptr<Session>& s, int volume, const protocol::StatePacket& st);
+  void OnLocalChange(const ResourceState& o, const ResourceState& n);
+
+  // sync.cc: sync decision, bitmap exchange, resync.
+  GenerationUuids LocalUuids(int volume) const;
+  void DecideAndStartSync(const std::shared_ptr<Session>& s, int volume);
+  void BeginSync(const std::shared_ptr<Session>& s, int volume, bool source, bool full);
+  Status OnBitmapChunk(const std::shared_ptr<Session>& s, int volume,
+                       const protocol::BitmapChunk& chunk);
+  void OnBitmapExchanged(const std::shared_ptr<Session>& s, int volume);
+  void PumpResync(const std::shared_ptr<Session>& s, int volume);
+  void OnResyncRequest(const std::shared_ptr<Session>& s, int volume,
+                       const protocol::RsDataRequest& rq);
+  void OnResyncReply(const std::shared_ptr<Session>& s, int volume, std::shared_ptr<Received> r);
+  void OnResyncAck(const std::shared_ptr<Session>& s, int volume,
+                   const protocol::BlockAckFields& ack, bool ok);
+  void FinishSyncTarget(const std::shared_ptr<Session>& s, int volume);
+  void FinishSyncSource(const std::shared_ptr<Session>& s, int volume);
+  void MarkStaleResync(PeerDevice& pd, uint64_t offset, uint64_t length);
+  void UpdateSyncStats(int volume);
+
+  PeerDevice& pd(int volume);
+  std::shared_ptr<Device> device(int volume) const;
+  std::string Tag() const;  // "r0 peer node1(1)" for logs
+
+  Resource* resource_;
+  int peer_id_;
+  int my_id_;
+  asio::io_context& io_;
+  NetConfig cfg_;
+  bool running_ = false;  // between Start and Stop
+  bool stopped_ = false;  // Stop ran: never touch resource_ again
+  std::shared_ptr<asio::ip::tcp::acceptor> acceptor_;
+  std::unique_ptr<asio::steady_timer> dial_timer_;
+  std::shared_ptr<Session> session_;     // handshaking or established
+  std::unique_ptr<Attempt> pending_in_;  // incoming sockets waiting for their pair
+  uint64_t next_session_id_ = 1;
+  int engine_listener_ = 0;
+  std::map<int, std::unique_ptr<PeerDevice>> peer_devices_;
+};
+
+}  // namespace bsr::replication

@@ -1,0 +1,111 @@
+// Internal state of a Connection shared by connection.cc, connection_io.cc and
+// sync.cc: one session (socket pair) and the per-volume peer devices. io thread only.
+#pragma once
+
+#include <asio.hpp>
+#include <deque>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "replication/connection.h"
+
+namespace bsr::replication {
+
+struct Connection::Attempt {
+  uint64_t cookie = 0;
+  std::shared_ptr<PacketSocket> data;
+  std::shared_ptr<PacketSocket> meta;
+};
+
+// One dial attempt that passed the preamble: its two sockets, the handshake, and
+// everything in flight on it. Ends (closed) exactly once.
+struct Connection::Session {
+  explicit Session(asio::io_context& io) : ping_timer(io), drain_timer(io), handshake_timer(io) {}
+
+  uint64_t id = 0;
+  uint64_t cookie = 0;
+  bool dialer = false;
+  std::shared_ptr<PacketSocket> data;
+  std::shared_ptr<PacketSocket> meta;
+  bool established = false;
+  bool closed = false;
+  protocol::NegotiatedFeatures features;
+  std::vector<uint8_t> challenge[2];  // ours, per socket (data, meta)
+
+  // Keepalive.
+  asio::steady_timer ping_timer;
+  bool ping_outstanding = false;
+
+  // Outgoing writes (we are Primary): block_id -> ack callback.
+  struct PendingWrite {
+    int volume = 0;
+    uint32_t sectors = 0;
+    int parts = 0;  // packets still unacknowledged
+    bool ok = true;
+    AckCallback done;
+  };
+  uint64_t next_block_id = 1;
+  uint32_t next_seq = 1;
+  std::map<uint64_t, std::shared_ptr<PendingWrite>> pending;  // by packet block_id
+  uint32_t barrier_nr = 0;
+  uint32_t epoch_writes = 0;
+  std::map<uint32_t, std::vector<AckCallback>> barriers;
+
+  // Incoming writes (we are Secondary / SyncTarget): local writes in flight.
+  struct Range {
+    uint64_t offset, length;
+  };
+  std::map<uint64_t, Range> inflight;  // by a local counter
+  uint64_t next_inflight = 1;
+  asio::steady_timer drain_timer;
+  uint32_t epoch_received = 0;
+
+  asio::steady_timer handshake_timer;
+};
+
+// Per volume: what we know of the peer's device and the resync in progress.
+struct Connection::PeerDevice {
+  int volume = 0;
+  bool have_info = false;
+  protocol::Sizes sizes;
+  protocol::Uuids uuids;
+  protocol::StatePacket state;
+
+  enum class Sync { kNone, kSource, kTarget };
+  Sync sync = Sync::kNone;
+  bool full = false;
+  bool bitmap_done = false;
+  std::vector<uint64_t> bm_rx;  // peer's bitmap chunks land here, then merge
+  std::unique_ptr<protocol::BitmapReceiver> bm_receiver;
+  uint64_t total_bits = 0;
+  uint64_t rs_total_bits = 0;
+  uint64_t cursor = 0;  // next bit to request (target)
+  struct Request {
+    uint64_t offset, length;
+    bool stale = false;
+  };
+  std::map<uint64_t, Request> requests;  // target: by block_id
+  uint64_t next_request_id = 1;
+  uint64_t requested_bytes = 0;
+  uint64_t rate_kib = 0;  // resync-rate; 0 = unlimited (bounded by requests in flight)
+  std::chrono::steady_clock::time_point started;
+  bool pump_scheduled = false;
+  bool finishing = false;
+
+  void ResetSync() {
+    sync = Sync::kNone;
+    full = false;
+    bitmap_done = false;
+    bm_rx.clear();
+    bm_receiver.reset();
+    rs_total_bits = 0;
+    cursor = 0;
+    requests.clear();
+    requested_bytes = 0;
+    pump_scheduled = false;
+    finishing = false;
+  }
+};
+
+}  // namespace bsr::replication

@@ -1,0 +1,64 @@
+// PacketSocket: one TCP socket of a peer connection (the data or the meta socket):
+// frame decoding on receive and a FIFO send queue with a single writer. Lives on the
+// node's io_context thread; every method is called there.
+#pragma once
+
+#include <asio.hpp>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "protocol/dispatch.h"
+#include "protocol/frame.h"
+
+namespace bsr::replication {
+
+// A received packet together with the frame that backs its views (Data's `data`
+// points into frame.payload, which moves with it).
+struct Received {
+  protocol::Frame frame;
+  protocol::Packet packet;
+};
+
+class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
+ public:
+  PacketSocket(asio::ip::tcp::socket socket, protocol::SocketKind kind);
+
+  protocol::SocketKind kind() const { return kind_; }
+  asio::ip::tcp::socket& socket() { return socket_; }
+  bool failed() const { return failed_; }
+  size_t queued_bytes() const { return queued_bytes_; }
+  std::string remote() const { return remote_; }
+
+  // Next packet; a kIo Status on a socket error or end of stream, kProtocol on a
+  // malformed frame or a packet that belongs on the other socket.
+  asio::awaitable<Result<std::unique_ptr<Received>>> Recv();
+
+  // Queues a complete frame; a send error closes the socket (the reader then fails).
+  void Send(std::vector<uint8_t> frame);
+  template <typename T>
+  void SendPacket(const T& packet, uint16_t volume = protocol::kNoVolume) {
+    Send(protocol::EncodePacket(packet, volume));
+  }
+  void Close();
+
+ private:
+  void StartWrite();
+
+  asio::ip::tcp::socket socket_;
+  protocol::SocketKind kind_;
+  protocol::StreamDecoder decoder_;
+  std::deque<std::vector<uint8_t>> queue_;
+  size_t queued_bytes_ = 0;
+  bool writing_ = false;
+  bool failed_ = false;
+  std::string remote_;
+};
+
+// "ipv4:10.1.1.31:7789" / "ipv6:[fd00::1]:7789" -> endpoint.
+Result<asio::ip::tcp::endpoint> ParseAddress(const std::string& addr);
+
+}  // namespace bsr::replication

@@ -1,0 +1,208 @@
+"""Cluster test harness: bsrd nodes in their own network namespaces, linked by a veth
+pair with private addresses, driven with bsrsetup; I/O through NBD (python3-libnbd).
+
+Everything it creates (namespaces, veth, processes, files) is removed in close(),
+which callers run in a finally block. Processes are stopped by their own PID."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+BIN = os.environ.get("BSR_BIN", os.path.join(os.getcwd(), "build", "bin"))
+MIB = 1 << 20
+
+
+class TestFailure(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise TestFailure(what)
+    print(f"ok: {what}", flush=True)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+class Node:
+    def __init__(self, cluster, index, ns, addr, work):
+        self.cluster = cluster
+        self.index = index
+        self.node_id = index
+        self.ns = ns
+        self.addr = addr
+        self.dir = os.path.join(work, f"node{index}")
+        self.run_dir = os.path.join(self.dir, "run")
+        self.sock = os.path.join(self.run_dir, "bsrd.sock")
+        self.disk = os.path.join(self.dir, "disk.img")
+        self.log = os.path.join(self.dir, "bsrd.log")
+        self.proc = None
+        os.makedirs(self.run_dir, exist_ok=True)
+
+    def create_disk(self, size_mib):
+        with open(self.disk, "wb") as f:
+            f.truncate(size_mib * MIB)
+        p = run([os.path.join(BIN, "bsrmeta"), "--force", "0", "bsr1", self.disk, "internal",
+                 "create-md", "1", f"--node-id={self.node_id}"])
+        if p.returncode != 0:
+            raise TestFailure(f"bsrmeta create-md on node{self.index}: {p.stderr}")
+
+    def start(self):
+        logf = open(self.log, "ab")
+        # BSR_GDB=1: run bsrd under gdb and print a backtrace into the log on a crash.
+        wrap = (["gdb", "-q", "-batch", "-ex", "run", "-ex", "bt", "--args"]
+                if os.environ.get("BSR_GDB") else [])
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, *wrap, os.path.join(BIN, "bsrd"), "--run-dir",
+             self.run_dir, "--socket", self.sock, "--no-kernel-device", "--state-dir",
+             os.path.join(self.dir, "state"), "--log-level", "debug"],
+            stdout=logf, stderr=subprocess.STDOUT)
+        logf.close()
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if os.path.exists(self.sock) and self.setup("status", check_rc=False).returncode == 0:
+                return
+            if self.proc.poll() is not None:
+                raise TestFailure(f"bsrd on node{self.index} exited: {self.log_text()[-2000:]}")
+            time.sleep(0.05)
+        raise TestFailure(f"bsrd on node{self.index} did not come up")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def setup(self, *args, check_rc=True):
+        p = run([os.path.join(BIN, "bsrsetup"), "--socket", self.sock, *args])
+        if check_rc and p.returncode != 0:
+            raise TestFailure(f"node{self.index}: bsrsetup {' '.join(args)} failed "
+                              f"({p.returncode}): {p.stdout}{p.stderr}")
+        return p
+
+    def up(self, peer, net_opts=()):
+        self.setup("new-resource", "r0", str(self.node_id))
+        self.setup("new-minor", "r0", "0", "0")
+        self.setup("attach", "0", self.disk, self.disk, "internal")
+        self.setup("new-peer", "r0", str(peer.node_id), f"--_name=node{peer.index}",
+                   "--connect-int=1", "--ping-int=1", *net_opts)
+        self.setup("new-path", "r0", str(peer.node_id), f"ipv4:{self.addr}:7789",
+                   f"ipv4:{peer.addr}:7789")
+
+    def status(self):
+        p = self.setup("status", "r0", "--json")
+        return json.loads(p.stdout)[0]
+
+    def conn(self, peer_id=None):
+        st = self.status()
+        for c in st["connections"]:
+            if peer_id is None or c["peer-node-id"] == peer_id:
+                return c
+        return None
+
+    def disk_state(self):
+        return self.status()["devices"][0]["disk-state"]
+
+    def log_text(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def nbd_path(self):
+        return os.path.join(self.run_dir, "r0", "0.sock")
+
+    def nbd(self):
+        import nbd
+        h = nbd.NBD()
+        h.set_export_name("r0/0")
+        h.connect_unix(self.nbd_path())
+        return h
+
+
+class Cluster:
+    def __init__(self, n=2, size_mib=64):
+        self.tag = f"bsrc{os.getpid() % 100000}"
+        self.work = tempfile.mkdtemp(prefix="bsr-cluster-")
+        self.namespaces = []
+        self.nodes = []
+        self.size_mib = size_mib
+        subnet = 10 + os.getpid() % 200
+        try:
+            for i in range(n):
+                ns = f"{self.tag}-n{i}"
+                self._ip("netns", "add", ns)
+                self.namespaces.append(ns)
+                self._ip("-n", ns, "link", "set", "lo", "up")
+            a, b = self.namespaces[0], self.namespaces[1]
+            self._ip("link", "add", f"{self.tag}a", "netns", a, "type", "veth", "peer", "name",
+                     f"{self.tag}b", "netns", b)
+            addrs = [f"10.99.{subnet}.1", f"10.99.{subnet}.2"]
+            for ns, dev, addr in ((a, f"{self.tag}a", addrs[0]), (b, f"{self.tag}b", addrs[1])):
+                self._ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+                self._ip("-n", ns, "link", "set", dev, "up")
+            for i in range(n):
+                node = Node(self, i, self.namespaces[i], addrs[i], self.work)
+                node.create_disk(size_mib)
+                self.nodes.append(node)
+        except Exception:
+            self.close()
+            raise
+
+    @staticmethod
+    def _ip(*args):
+        p = run(["ip", *args])
+        if p.returncode != 0:
+            raise TestFailure(f"ip {' '.join(args)}: {p.stderr.strip()}")
+
+    def close(self, keep_logs_on_failure=False):
+        for node in self.nodes:
+            try:
+                node.stop()
+            except Exception as e:  # keep cleaning up
+                print(f"stopping node{node.index}: {e}")
+        for ns in self.namespaces:
+            run(["ip", "netns", "del", ns])
+        self.namespaces = []
+        if keep_logs_on_failure:
+            print(f"logs kept in {self.work}")
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def wait_for(what, fn, timeout=30.0, interval=0.1):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise TestFailure(f"timed out waiting for {what} (last: {last})")
+
+
+def data_size(node):
+    return node.status()["devices"][0]["size"] * 1024
+
+
+def same_data(a, b, size):
+    """True when the first `size` bytes (the data area) of both backing files match."""
+    with open(a.disk, "rb") as fa, open(b.disk, "rb") as fb:
+        pos = 0
+        while pos < size:
+            n = min(4 * MIB, size - pos)
+            if fa.read(n) != fb.read(n):
+                return False
+            pos += n
+    return True

@@ -1,0 +1,183 @@
+#!/usr/bin/python3
+"""Two bsrd nodes in network namespaces: connect, auth refusal, initial full sync after
+primary --force, protocol C writes, disconnect/write/reconnect bitmap resync.
+Needs root (ip netns) and python3-libnbd; BSR_BIN names the binaries."""
+
+import os
+import random
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import MIB, Cluster, TestFailure, check, data_size, same_data, wait_for  # noqa: E402
+
+SIZE_MIB = 128
+
+
+def connected(a, b):
+    ca, cb = a.conn(b.node_id), b.conn(a.node_id)
+    return (ca and cb and ca["connection-state"] == "Connected"
+            and cb["connection-state"] == "Connected")
+
+
+def peer_dev(node, peer):
+    return node.conn(peer.node_id)["peer_devices"][0]
+
+
+def test_wrong_secret():
+    c = Cluster(2, size_mib=16)
+    ok = False
+    try:
+        a, b = c.nodes
+        for n in (a, b):
+            n.start()
+        a.up(b, ["--cram-hmac-alg=sha256", "--shared-secret=right"])
+        b.up(a, ["--cram-hmac-alg=sha256", "--shared-secret=wrong"])
+        a.setup("connect", "r0", "1")
+        b.setup("connect", "r0", "0")
+        for n, p in ((a, b), (b, a)):
+            wait_for(f"node{n.index} StandAlone after auth failure",
+                     lambda: n.conn(p.node_id)["connection-state"] == "StandAlone", timeout=20)
+        for n in (a, b):
+            check(re.search(r"authentication of peer node-id \d failed", n.log_text()) is not None,
+                  f"node{n.index} logs why the peer was refused")
+        check(a.conn(1)["peer-role"] == "Unknown", "the refused peer is not shown as connected")
+        ok = True
+    finally:
+        c.close(keep_logs_on_failure=not ok)
+
+
+def test_replication():
+    c = Cluster(2, size_mib=SIZE_MIB)
+    ok = False
+    try:
+        a, b = c.nodes
+        for n in (a, b):
+            n.start()
+        secret = ["--protocol=C", "--cram-hmac-alg=sha256", "--shared-secret=s3cret"]
+        a.up(b, secret)
+        b.up(a, secret)
+        # (a) connect: both Connected, each shows the peer.
+        a.setup("connect", "r0", "1")
+        b.setup("connect", "r0", "0")
+        wait_for("both Connected", lambda: connected(a, b), timeout=20)
+        check(a.conn(1)["peer-role"] == "Secondary" and b.conn(0)["peer-role"] == "Secondary",
+              "status shows the peer's role")
+        check(peer_dev(a, b)["peer-disk-state"] == "Inconsistent",
+              "fresh metadata: peer disk Inconsistent")
+        text = a.setup("status", "r0").stdout
+        check("node1 role:Secondary" in text and "peer-disk:Inconsistent" in text,
+              "status text lists the peer: " + text.replace("\n", " | "))
+
+        # (b) primary --force on node0: full initial sync to node1.
+        size = data_size(a)
+        h = a_nbd = None
+        try:
+            # Put some data down first so the sync has something to carry.
+            a.setup("primary", "r0", "--force")
+            t0 = time.time()
+            a_nbd = a.nbd()
+            pattern = bytes(random.getrandbits(8) for _ in range(64 * 1024))
+            for off in range(0, 8 * MIB, len(pattern)):
+                a_nbd.pwrite(pattern, off)
+            sync_seen = [False]
+
+            def synced():
+                st = b.disk_state()
+                pd = peer_dev(b, a)
+                if pd["replication-state"] in ("SyncTarget", "WFBitMapT"):
+                    sync_seen[0] = True
+                return st == "UpToDate" and peer_dev(a, b)["peer-disk-state"] == "UpToDate"
+
+            wait_for("initial sync done", synced, timeout=90, interval=0.05)
+            secs = time.time() - t0
+            print(f"initial sync of {size // MIB} MiB: {secs:.2f} s "
+                  f"({size / MIB / secs:.1f} MiB/s)", flush=True)
+            check(sync_seen[0] or "resync started as SyncTarget" in b.log_text(),
+                  "node1 was SyncTarget")
+            a_nbd.flush()
+            check(same_data(a, b, size), "after the initial sync both data areas are identical")
+
+            # (c) protocol C writes reach the secondary's disk before they complete.
+            blk = os.urandom(4096)
+            lat = []
+            for i in range(200):
+                off = random.randrange(0, size // 4096) * 4096
+                t = time.perf_counter()
+                a_nbd.pwrite(blk, off)
+                lat.append(time.perf_counter() - t)
+                if i % 50 == 0:
+                    with open(b.disk, "rb") as f:
+                        f.seek(off)
+                        check(f.read(4096) == blk, f"write at {off} is on node1's disk at ack")
+            lat.sort()
+            print(f"protocol C 4K write latency: p50 {lat[len(lat) // 2] * 1e3:.2f} ms, "
+                  f"p99 {lat[int(len(lat) * 0.99)] * 1e3:.2f} ms", flush=True)
+            big = os.urandom(3 * MIB)  # split into 1 MiB packets
+            a_nbd.pwrite(big, 17 * MIB)
+            a_nbd.flush()
+            check(same_data(a, b, size), "after protocol C writes both data areas are identical")
+            check(peer_dev(a, b)["out-of-sync"] == 0, "nothing out of sync toward node1")
+
+            # (d) disconnect, write, reconnect: only the marked blocks are resent.
+            a.setup("disconnect", "r0", "1")
+            wait_for("node0 StandAlone", lambda: a.conn(1)["connection-state"] == "StandAlone")
+            wait_for("node1 lost node0",
+                     lambda: b.conn(0)["connection-state"] != "Connected", timeout=15)
+            blocks = set()
+            for _ in range(300):
+                blocks.add(random.randrange(0, size // 4096))
+            for blkno in sorted(blocks):
+                a_nbd.pwrite(os.urandom(4096), blkno * 4096)
+            a_nbd.flush()
+            oos_kib = peer_dev(a, b)["out-of-sync"]
+            check(oos_kib == len(blocks) * 4,
+                  f"node0 marks exactly the {len(blocks)} written blocks ({oos_kib} KiB)")
+            recv_before = peer_dev(b, a)["received"]
+            a.setup("connect", "r0", "1")
+            wait_for("resync after reconnect done",
+                     lambda: connected(a, b) and b.disk_state() == "UpToDate"
+                     and peer_dev(a, b)["replication-state"] == "Established"
+                     and peer_dev(a, b)["peer-disk-state"] == "UpToDate", timeout=60)
+            recv = peer_dev(b, a)["received"] - recv_before
+            check(recv == len(blocks) * 4,
+                  f"node1 received exactly the marked blocks: {recv} KiB for {len(blocks)} blocks")
+            m = re.findall(r"resync started as SyncTarget: (\d+) KiB", b.log_text())
+            check(m and int(m[-1]) == len(blocks) * 4, f"bitmap-based resync of {m[-1:]} KiB")
+            check(same_data(a, b, size), "after the resync both data areas are identical")
+        finally:
+            if a_nbd is not None:
+                a_nbd.shutdown()
+            del h
+        ok = True
+    finally:
+        c.close(keep_logs_on_failure=not ok)
+
+
+def main():
+    if os.geteuid() != 0:
+        print("SKIP: needs root for network namespaces")
+        return 0
+    try:
+        import nbd  # noqa: F401
+    except ImportError:
+        print("SKIP: python3-libnbd missing")
+        return 0
+    tests = [test_wrong_secret, test_replication]
+    only = sys.argv[1:]
+    for t in tests:
+        if only and t.__name__ not in only:
+            continue
+        print(f"== {t.__name__}", flush=True)
+        try:
+            t()
+        except TestFailure as e:
+            print(f"FAIL: {t.__name__}: {e}", flush=True)
+            return 1
+    print("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

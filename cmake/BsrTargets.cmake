@@ -13,6 +13,11 @@ function(bsr_module)
   target_link_libraries(bsr_${M_NAME} PUBLIC ${M_DEPS})
 endfunction()
 
+# Every gtest binary, so the sanitizer build can build just the unit tests.
+if(NOT TARGET unit_tests)
+  add_custom_target(unit_tests)
+endif()
+
 function(bsr_test)
   if(BSR_FUZZ)
     return()
@@ -24,6 +29,7 @@ function(bsr_test)
   target_compile_definitions(${T_NAME}_test
                              PRIVATE BSR_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
                                      BSR_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  add_dependencies(unit_tests ${T_NAME}_test)
   gtest_discover_tests(${T_NAME}_test
                        PROPERTIES LABELS "unit;${T_LABELS}"
                        DISCOVERY_TIMEOUT 60)

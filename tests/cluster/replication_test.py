@@ -6,6 +6,7 @@ Needs root (ip netns) and python3-libnbd; BSR_BIN names the binaries."""
 import os
 import random
 import re
+import signal
 import sys
 import time
 
@@ -155,6 +156,78 @@ def test_replication():
         c.close(keep_logs_on_failure=not ok)
 
 
+def test_dead_peer():
+    """A frozen peer (SIGSTOP) misses its PingAck: NetworkFailure, Connecting, writes go
+    to its bitmap; after SIGCONT it reconnects and gets exactly those blocks. Then a
+    kill -9 of the Secondary and a restart of its bsrd: same outcome."""
+    c = Cluster(2, size_mib=32)
+    ok = False
+    h = None
+    try:
+        a, b = c.nodes
+        for n in (a, b):
+            n.start()
+        a.up(b, ["--protocol=C"])
+        b.up(a, ["--protocol=C"])
+        a.setup("connect", "r0", "1")
+        b.setup("connect", "r0", "0")
+        wait_for("both Connected", lambda: connected(a, b), timeout=20)
+        a.setup("primary", "r0", "--force")
+        wait_for("initial sync done", lambda: b.disk_state() == "UpToDate"
+                 and peer_dev(a, b)["peer-disk-state"] == "UpToDate", timeout=60)
+        check(b.conn(0)["peer-role"] == "Primary", "node1 shows node0 as Primary")
+        h = a.nbd()
+        size = data_size(a)
+
+        # Freeze node1: its PingAck stops (ping-int 1 s, ping-timeout 0.5 s).
+        b.proc.send_signal(signal.SIGSTOP)
+        t0 = time.time()
+        wait_for("node0 notices the dead peer",
+                 lambda: a.conn(1)["connection-state"] != "Connected", timeout=10)
+        print(f"dead peer detected after {time.time() - t0:.2f} s", flush=True)
+        check("PingAck did not arrive" in a.log_text(), "node0 logs the missing PingAck")
+        check(a.conn(1)["connection-state"] == "Connecting", "node0 is Connecting again")
+        blocks = {random.randrange(0, size // 4096) for _ in range(100)}
+        for blkno in blocks:
+            h.pwrite(os.urandom(4096), blkno * 4096)
+        h.flush()
+        check(peer_dev(a, b)["out-of-sync"] == len(blocks) * 4, "writes marked for node1")
+        b.proc.send_signal(signal.SIGCONT)
+        wait_for("reconnected and resynced",
+                 lambda: connected(a, b) and peer_dev(a, b)["peer-disk-state"] == "UpToDate"
+                 and peer_dev(a, b)["replication-state"] == "Established"
+                 and b.disk_state() == "UpToDate", timeout=60)
+        check(same_data(a, b, size), "identical after the frozen peer came back")
+
+        # kill -9 the Secondary, write, restart its bsrd and bring it up again.
+        b.stop(signal.SIGKILL)
+        wait_for("node0 sees node1 gone", lambda: a.conn(1)["connection-state"] == "Connecting",
+                 timeout=10)
+        blocks = {random.randrange(0, size // 4096) for _ in range(50)}
+        for blkno in blocks:
+            h.pwrite(os.urandom(4096), blkno * 4096)
+        h.flush()
+        b.start()
+        b.up(a, ["--protocol=C"])
+        b.setup("connect", "r0", "0")
+        wait_for("restarted node1 resynced",
+                 lambda: connected(a, b) and peer_dev(a, b)["peer-disk-state"] == "UpToDate"
+                 and peer_dev(a, b)["replication-state"] == "Established"
+                 and b.disk_state() == "UpToDate", timeout=60)
+        m = re.findall(r"resync started as SyncTarget: (\d+) KiB", b.log_text())
+        check(m and int(m[-1]) == len(blocks) * 4,
+              f"after kill -9 only the {len(blocks)} written blocks were resynced ({m[-1:]} KiB)")
+        check(same_data(a, b, size), "identical after the restart")
+        ok = True
+    finally:
+        if h is not None:
+            h.shutdown()
+        for n in c.nodes:
+            if n.proc and n.proc.poll() is None:
+                n.proc.send_signal(signal.SIGCONT)
+        c.close(keep_logs_on_failure=not ok)
+
+
 def main():
     if os.geteuid() != 0:
         print("SKIP: needs root for network namespaces")
@@ -164,7 +237,7 @@ def main():
     except ImportError:
         print("SKIP: python3-libnbd missing")
         return 0
-    tests = [test_wrong_secret, test_replication]
+    tests = [test_wrong_secret, test_replication, test_dead_peer]
     only = sys.argv[1:]
     for t in tests:
         if only and t.__name__ not in only:

@@ -49,6 +49,75 @@ def test_wrong_secret():
         c.close(keep_logs_on_failure=not ok)
 
 
+def test_option_mismatch():
+    c = Cluster(2, size_mib=16)
+    ok = False
+    try:
+        a, b = c.nodes
+        for n in (a, b):
+            n.start()
+        a.up(b, ["--protocol=C"])
+        b.up(a, ["--protocol=A"])
+        a.setup("connect", "r0", "1")
+        b.setup("connect", "r0", "0")
+        for n, p in ((a, b), (b, a)):
+            wait_for(f"node{n.index} StandAlone after the option mismatch",
+                     lambda: n.conn(p.node_id)["connection-state"] == "StandAlone", timeout=20)
+            check("incompatible net options: protocol" in n.log_text(),
+                  f"node{n.index} logs which option differs")
+        ok = True
+    finally:
+        c.close(keep_logs_on_failure=not ok)
+
+
+def test_protocol_a_writes_during_resync():
+    """Protocol A; the initial sync is slowed down (resync-rate) while the Primary keeps
+    writing: the writes overtake resync replies, and both disks still end identical."""
+    c = Cluster(2, size_mib=64)
+    ok = False
+    h = None
+    try:
+        a, b = c.nodes
+        for n in (a, b):
+            n.start()
+        for n, p in ((a, b), (b, a)):
+            n.up(p, ["--protocol=A"])
+            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--resync-rate=16M")
+        a.setup("connect", "r0", "1")
+        b.setup("connect", "r0", "0")
+        wait_for("both Connected", lambda: connected(a, b), timeout=20)
+        a.setup("primary", "r0", "--force")
+        h = a.nbd()
+        size = data_size(a)
+        wait_for("SyncSource", lambda: peer_dev(a, b)["replication-state"] == "SyncSource",
+                 timeout=10, interval=0.02)
+        writes = 0
+        done_seen = []
+        while peer_dev(a, b)["replication-state"] == "SyncSource":
+            # Hot range near the resync front and random ones everywhere.
+            for _ in range(20):
+                off = random.randrange(0, size // 4096) * 4096
+                h.pwrite(os.urandom(4096 * random.choice((1, 2, 16))), min(off, size - 65536))
+                writes += 1
+            m = re.search(r"done:([\d.]+)", a.setup("status", "r0").stdout)
+            if m:
+                done_seen.append(float(m.group(1)))
+        print(f"{writes} writes during the resync; done: samples {done_seen[:3]}..."
+              f"{done_seen[-3:]}", flush=True)
+        check(writes >= 100, f"the Primary wrote during the resync ({writes} writes)")
+        check(len(done_seen) >= 2 and done_seen[0] < done_seen[-1],
+              "status shows done: progress while syncing")
+        h.flush()
+        wait_for("sync done", lambda: b.disk_state() == "UpToDate"
+                 and peer_dev(a, b)["peer-disk-state"] == "UpToDate", timeout=60)
+        check(same_data(a, b, size), "identical after writes during the resync (protocol A)")
+        ok = True
+    finally:
+        if h is not None:
+            h.shutdown()
+        c.close(keep_logs_on_failure=not ok)
+
+
 def test_replication():
     c = Cluster(2, size_mib=SIZE_MIB)
     ok = False
@@ -237,7 +306,8 @@ def main():
     except ImportError:
         print("SKIP: python3-libnbd missing")
         return 0
-    tests = [test_wrong_secret, test_replication, test_dead_peer]
+    tests = [test_wrong_secret, test_option_mismatch, test_replication, test_dead_peer,
+             test_protocol_a_writes_during_resync]
     only = sys.argv[1:]
     for t in tests:
         if only and t.__name__ not in only:

@@ -16,6 +16,10 @@ namespace p = protocol;
 namespace {
 
 constexpr size_t kMaxResyncRequests = 16;
+
+uint64_t U(uint64_t uuid) {
+  return uuid & ~uint64_t{1};
+}
 constexpr uint64_t kMaxRunBits = p::kMaxDataSize / 4096;
 
 // resync-rate in KiB/s ("100M", "250k", "4096"); 0 when unset or unparsable.
@@ -70,7 +74,19 @@ void Connection::DecideAndStartSync(const std::shared_ptr<Session>& s, int volum
       peer.bitmap);
   bool primary = resource_->state().role == Role::kPrimary;
   switch (d) {
-    case SyncDecision::kNone: return;
+    case SyncDecision::kNone: {
+      // Same generation, but blocks written while the connection was being set up
+      // are marked: the Primary sends them (both bitmaps are exchanged).
+      uint64_t dirty = dev->OutOfSyncSectors(peer_id_) / 8 + pdv.uuids.dirty_bits;
+      bool have_data = U(local.current) != meta::kUuidJustCreated;
+      auto peer_role = static_cast<Role>(static_cast<uint8_t>(pdv.state.role));
+      if (dirty > 0 && have_data && (primary || peer_role == Role::kPrimary)) {
+        spdlog::info("{}/{}: same data generation but {} marked blocks: bitmap-based sync", Tag(),
+                     volume, dirty);
+        BeginSync(s, volume, primary, false);
+      }
+      return;
+    }
     case SyncDecision::kSplitBrain:
       spdlog::error("{}/{}: Split-Brain detected but unresolved, dropping connection! ({})", Tag(),
                     volume, why);

@@ -8,6 +8,7 @@
 #include "protocol/auth.h"
 #include "replication/connection_internal.h"
 #include "replication/device.h"
+#include "replication/listener.h"
 #include "replication/resource.h"
 
 namespace bsr::replication {
@@ -194,16 +195,17 @@ Status Connection::Start() {
   BSR_ASSIGN_OR_RETURN(auto local, ParseAddress(it->second.paths.front().local));
   BSR_RETURN_IF_ERROR(ParseAddress(it->second.paths.front().remote).status());
 
-  auto acc = std::make_shared<asio::ip::tcp::acceptor>(io_);
-  std::error_code ec;
-  acc->open(local.protocol(), ec);
-  if (!ec) acc->set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acc->bind(local, ec);
-  if (!ec) acc->listen(8, ec);
-  if (ec) {
-    return Error(Errc::kIo, "listen on {}: {}", it->second.paths.front().local, ec.message());
-  }
-  acceptor_ = acc;
+  std::weak_ptr<Connection> weak = weak_from_this();
+  auto l = Listener::Register(io_, local, resource_->name(), my_id_, peer_id_,
+                              [weak](std::shared_ptr<PacketSocket> sock, protocol::Preamble pre) {
+                                if (auto c = weak.lock()) {
+                                  c->OnIncoming(std::move(sock), pre);
+                                } else {
+                                  sock->Close();
+                                }
+                              });
+  if (!l.ok()) return l.status().WithContext(it->second.paths.front().local);
+  listener_ = *l;
   running_ = true;
   dial_timer_ = std::make_unique<asio::steady_timer>(io_);
   engine_listener_ = resource_->engine().Subscribe(
@@ -213,7 +215,6 @@ Status Connection::Start() {
                it->second.paths.front().local, it->second.paths.front().remote,
                protocol::WireProtocolName(cfg_.protocol),
                cfg_.cram_hmac_alg.empty() ? "" : ", cram-hmac-alg " + cfg_.cram_hmac_alg);
-  asio::co_spawn(io_, AcceptLoop(acc), asio::detached);
   asio::co_spawn(io_, DialLoop(), asio::detached);
   return Status::Ok();
 }
@@ -230,8 +231,7 @@ void Connection::Stop(std::string_view reason) {
     }
     EndSession(session_, ConnState::kStandAlone, std::string(reason), false);
   }
-  std::error_code ec;
-  if (acceptor_) acceptor_->close(ec);
+  StopListening();
   if (dial_timer_) dial_timer_->cancel();
   if (pending_in_) {
     if (pending_in_->data) pending_in_->data->Close();
@@ -292,8 +292,7 @@ void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
   if (!retry) {
     spdlog::error("{}: {}; going StandAlone", Tag(), reason);
     running_ = false;
-    std::error_code ec;
-    if (acceptor_) acceptor_->close(ec);
+    StopListening();
     if (dial_timer_) dial_timer_->cancel();
     resource_->engine().Unsubscribe(engine_listener_);
     SetConn(ConnState::kStandAlone);
@@ -306,61 +305,32 @@ void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
 
 // ---- Listening -------------------------------------------------------------------
 
-asio::awaitable<void> Connection::AcceptLoop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor) {
-  auto self = shared_from_this();
-  for (;;) {
-    auto [ec, sock] = co_await acceptor->async_accept(as_tuple(asio::use_awaitable));
-    if (!running_ || acceptor_ != acceptor) co_return;
-    if (ec) {
-      spdlog::warn("{}: accept: {}", Tag(), ec.message());
-      continue;
-    }
-    asio::co_spawn(io_, HandleIncoming(std::move(sock)), asio::detached);
-  }
+void Connection::StopListening() {
+  if (!listener_) return;
+  listener_->Unregister(resource_->name(), peer_id_);
+  listener_.reset();
 }
 
-asio::awaitable<void> Connection::HandleIncoming(asio::ip::tcp::socket raw) {
-  auto self = shared_from_this();
-  // The socket kind is unknown until the preamble; decode it as "any".
-  auto sock = std::make_shared<PacketSocket>(std::move(raw), SocketKind::kAny);
-  asio::steady_timer timer(io_);
-  timer.expires_after(cfg_.timeout);
-  timer.async_wait([sock](std::error_code ec) {
-    if (!ec) sock->Close();
-  });
-  auto pre = co_await Expect<protocol::Preamble>(*sock, "connection preamble");
-  timer.cancel();
-  if (!running_) co_return;
-  if (!pre.ok()) {
-    spdlog::warn("{}: incoming connection from {}: {}", Tag(), sock->remote(),
-                 pre.status().message());
-    sock->Close();
-    co_return;
-  }
-  Status s = protocol::CheckPreamble(*pre, resource_->name(), my_id_, peer_id_, std::nullopt);
-  if (!s.ok()) {
-    spdlog::warn("{}: incoming connection from {} refused: {}", Tag(), sock->remote(), s.message());
-    sock->Close();
-    co_return;
-  }
-  if (pre->sender_node_id > my_id_) {
+void Connection::OnIncoming(std::shared_ptr<PacketSocket> sock, const protocol::Preamble& pre) {
+  if (!running_ || stopped_) return sock->Close();
+  if (pre.sender_node_id > my_id_) {
     // Only the lower node id's dial becomes the connection (both nodes decide alike);
     // a dial from the higher one tells us it is waiting: dial it now.
     sock->Close();
     if (!session_ && dial_timer_) dial_timer_->cancel();
-    co_return;
+    return;
   }
-  auto typed = std::make_shared<PacketSocket>(std::move(sock->socket()), pre->socket);
-  if (!pending_in_ || pending_in_->cookie != pre->cookie) {
+  auto typed = std::make_shared<PacketSocket>(std::move(sock->socket()), pre.socket);
+  if (!pending_in_ || pending_in_->cookie != pre.cookie) {
     if (pending_in_) {
       if (pending_in_->data) pending_in_->data->Close();
       if (pending_in_->meta) pending_in_->meta->Close();
     }
     pending_in_ = std::make_unique<Attempt>();
-    pending_in_->cookie = pre->cookie;
+    pending_in_->cookie = pre.cookie;
   }
-  (pre->socket == SocketKind::kData ? pending_in_->data : pending_in_->meta) = typed;
-  if (!pending_in_->data || !pending_in_->meta) co_return;
+  (pre.socket == SocketKind::kData ? pending_in_->data : pending_in_->meta) = typed;
+  if (!pending_in_->data || !pending_in_->meta) return;
   auto attempt = std::move(pending_in_);
   if (session_) {
     // Same dialer with a new cookie: it gave up the old attempt (e.g. restarted).
@@ -384,7 +354,7 @@ asio::awaitable<void> Connection::HandleIncoming(asio::ip::tcp::socket raw) {
   sess->data = attempt->data;
   sess->meta = attempt->meta;
   session_ = sess;
-  co_await RunSession(sess);
+  asio::co_spawn(io_, RunSession(sess), asio::detached);
 }
 
 // ---- Dialing ---------------------------------------------------------------------

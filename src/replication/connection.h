@@ -27,6 +27,7 @@ namespace bsr::replication {
 
 class Resource;
 class Device;
+class Listener;
 
 // Net options of one connection, parsed from PeerSpec::net_opts (DRBD units).
 struct NetConfig {
@@ -75,8 +76,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   struct Attempt;
 
   // connection.cc: lifecycle, listening, dialing, handshake.
-  asio::awaitable<void> AcceptLoop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor);
-  asio::awaitable<void> HandleIncoming(asio::ip::tcp::socket sock);
+  void OnIncoming(std::shared_ptr<PacketSocket> sock, const protocol::Preamble& pre);
+  void StopListening();
   asio::awaitable<void> DialLoop();
   asio::awaitable<void> DialOnce();
   asio::awaitable<void> RunSession(std::shared_ptr<Session> s);
@@ -132,7 +133,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   NetConfig cfg_;
   bool running_ = false;  // between Start and Stop
   bool stopped_ = false;  // Stop ran: never touch resource_ again
-  std::shared_ptr<asio::ip::tcp::acceptor> acceptor_;
+  std::shared_ptr<Listener> listener_;
   std::unique_ptr<asio::steady_timer> dial_timer_;
   std::shared_ptr<Session> session_;     // handshaking or established
   std::unique_ptr<Attempt> pending_in_;  // incoming sockets waiting for their pair

@@ -45,11 +45,11 @@ class Node:
         self.proc = None
         os.makedirs(self.run_dir, exist_ok=True)
 
-    def create_disk(self, size_mib):
+    def create_disk(self, size_mib, max_peers=1):
         with open(self.disk, "wb") as f:
             f.truncate(size_mib * MIB)
         p = run([os.path.join(BIN, "bsrmeta"), "--force", "0", "bsr1", self.disk, "internal",
-                 "create-md", "1", f"--node-id={self.node_id}"])
+                 "create-md", str(max_peers), f"--node-id={self.node_id}"])
         if p.returncode != 0:
             raise TestFailure(f"bsrmeta create-md on node{self.index}: {p.stderr}")
 
@@ -91,13 +91,19 @@ class Node:
         return p
 
     def up(self, peer, net_opts=()):
+        self.up_many([peer], net_opts)
+
+    def up_many(self, peers, net_opts=()):
+        """Resource r0 with volume 0 on the disk and one connection per peer, all using
+        this node's address and port 7789 (one shared listener)."""
         self.setup("new-resource", "r0", str(self.node_id))
         self.setup("new-minor", "r0", "0", "0")
         self.setup("attach", "0", self.disk, self.disk, "internal")
-        self.setup("new-peer", "r0", str(peer.node_id), f"--_name=node{peer.index}",
-                   "--connect-int=1", "--ping-int=1", *net_opts)
-        self.setup("new-path", "r0", str(peer.node_id), f"ipv4:{self.addr}:7789",
-                   f"ipv4:{peer.addr}:7789")
+        for peer in peers:
+            self.setup("new-peer", "r0", str(peer.node_id), f"--_name=node{peer.index}",
+                       "--connect-int=1", "--ping-int=1", *net_opts)
+            self.setup("new-path", "r0", str(peer.node_id), f"ipv4:{self.addr}:7789",
+                       f"ipv4:{peer.addr}:7789")
 
     def status(self):
         p = self.setup("status", "r0", "--json")
@@ -145,16 +151,34 @@ class Cluster:
                 self._ip("netns", "add", ns)
                 self.namespaces.append(ns)
                 self._ip("-n", ns, "link", "set", "lo", "up")
-            a, b = self.namespaces[0], self.namespaces[1]
-            self._ip("link", "add", f"{self.tag}a", "netns", a, "type", "veth", "peer", "name",
-                     f"{self.tag}b", "netns", b)
-            addrs = [f"10.99.{subnet}.1", f"10.99.{subnet}.2"]
-            for ns, dev, addr in ((a, f"{self.tag}a", addrs[0]), (b, f"{self.tag}b", addrs[1])):
+            # Two nodes: one veth pair. More: each node's veth ends on a bridge in a
+            # "switch" namespace.
+            addrs = [f"10.99.{subnet}.{i + 1}" for i in range(n)]
+            if n == 2:
+                a, b = self.namespaces[0], self.namespaces[1]
+                self._ip("link", "add", f"{self.tag}a", "netns", a, "type", "veth", "peer",
+                         "name", f"{self.tag}b", "netns", b)
+                links = [(a, f"{self.tag}a"), (b, f"{self.tag}b")]
+            else:
+                sw = f"{self.tag}-sw"
+                self._ip("netns", "add", sw)
+                self.namespaces.append(sw)
+                self._ip("-n", sw, "link", "add", "br0", "type", "bridge")
+                self._ip("-n", sw, "link", "set", "br0", "up")
+                links = []
+                for i in range(n):
+                    ns = self.namespaces[i]
+                    self._ip("link", "add", f"{self.tag}n{i}", "netns", ns, "type", "veth",
+                             "peer", "name", f"{self.tag}s{i}", "netns", sw)
+                    self._ip("-n", sw, "link", "set", f"{self.tag}s{i}", "master", "br0")
+                    self._ip("-n", sw, "link", "set", f"{self.tag}s{i}", "up")
+                    links.append((ns, f"{self.tag}n{i}"))
+            for (ns, dev), addr in zip(links, addrs):
                 self._ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
                 self._ip("-n", ns, "link", "set", dev, "up")
             for i in range(n):
                 node = Node(self, i, self.namespaces[i], addrs[i], self.work)
-                node.create_disk(size_mib)
+                node.create_disk(size_mib, max_peers=n - 1)
                 self.nodes.append(node)
         except Exception:
             self.close()

@@ -297,6 +297,46 @@ def test_dead_peer():
         c.close(keep_logs_on_failure=not ok)
 
 
+def test_three_nodes():
+    """1:N: node0 Primary, node1 and node2 Secondaries, a full mesh on one port per
+    node: initial sync to both, writes on both, all three disks identical."""
+    c = Cluster(3, size_mib=32)
+    ok = False
+    h = None
+    try:
+        nodes = c.nodes
+        for n in nodes:
+            n.start()
+        for n in nodes:
+            n.up_many([p for p in nodes if p is not n], ["--protocol=C"])
+        for n in nodes:
+            for p in nodes:
+                if p is not n:
+                    n.setup("connect", "r0", str(p.node_id))
+        wait_for("full mesh Connected", lambda: all(
+            connected(n, p) for n in nodes for p in nodes if p is not n), timeout=30)
+        a, b, d = nodes
+        a.setup("primary", "r0", "--force")
+        wait_for("both Secondaries synced", lambda: b.disk_state() == "UpToDate"
+                 and d.disk_state() == "UpToDate", timeout=60)
+        check(b.conn(0)["peer-role"] == "Primary" and d.conn(0)["peer-role"] == "Primary",
+              "both Secondaries see node0 as Primary")
+        h = a.nbd()
+        size = data_size(a)
+        for _ in range(100):
+            h.pwrite(os.urandom(8192), random.randrange(0, size // 8192) * 8192)
+        h.flush()
+        check(same_data(a, b, size) and same_data(a, d, size), "all three disks identical")
+        r = b.setup("primary", "r0", check_rc=False)
+        check(r.returncode != 0 and "Primary" in r.stderr,
+              f"a second Primary is refused: {r.stderr.strip()}")
+        ok = True
+    finally:
+        if h is not None:
+            h.shutdown()
+        c.close(keep_logs_on_failure=not ok)
+
+
 def main():
     if os.geteuid() != 0:
         print("SKIP: needs root for network namespaces")
@@ -307,7 +347,7 @@ def main():
         print("SKIP: python3-libnbd missing")
         return 0
     tests = [test_wrong_secret, test_option_mismatch, test_replication, test_dead_peer,
-             test_protocol_a_writes_during_resync]
+             test_protocol_a_writes_during_resync, test_three_nodes]
     only = sys.argv[1:]
     for t in tests:
         if only and t.__name__ not in only:

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# fio through NBD against bsrd (one node, standalone: internal metadata, activity log,
+# O_DIRECT backing I/O) and against `nbdkit file` on the same backing file, in the
+# same run; prints each metric and the ratio bsrd/nbdkit.
+# Usage: bench/bsrd_vs_nbdkit.sh [BUILD_DIR] [SECONDS_PER_JOB]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+secs=${2:-8}
+bin=$build/bin
+for p in bsrd bsrsetup bsrmeta; do
+  [[ -x $bin/$p ]] || { echo "build $p first ($bin/$p)" >&2; exit 1; }
+done
+work=$(mktemp -d /tmp/bsrd-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+img=$work/disk.img
+# Fully written, so neither server pays for block allocation.
+dd if=/dev/zero of="$img" bs=1M count=1100 status=none conv=fsync
+"$bin/bsrmeta" --force 0 bsr1 "$img" internal create-md 1 --node-id=0 >/dev/null
+
+export BSR_RUN_DIR=$work/run
+"$bin/bsrd" --no-kernel-device --log-level warn &
+pids+=($!)
+for _ in $(seq 200); do [[ -S $BSR_RUN_DIR/bsrd.sock ]] && break; sleep 0.05; done
+S=$bin/bsrsetup
+$S new-resource r0 0
+$S new-minor r0 0 0
+$S attach 0 "$img" "$img" internal
+$S primary r0 --force
+nbdkit --foreground --exit-with-parent -U "$work/kit.sock" file file="$img" &
+pids+=($!)
+for _ in $(seq 200); do [[ -S $work/kit.sock ]] && break; sleep 0.05; done
+
+declare -A uri=([bsrd]="nbd+unix:///r0/0?socket=$BSR_RUN_DIR/r0/0.sock"
+                [nbdkit]="nbd+unix:///?socket=$work/kit.sock")
+run_fio() {  # NAME URI ARGS...
+  local name=$1 u=$2
+  shift 2
+  fio --name="$name" --ioengine=nbd --uri="$u" --size=1G --time_based --runtime="$secs" \
+    --ramp_time=1 --randrepeat=0 --norandommap --output-format=json "$@" \
+    --output="$work/$name.json" >/dev/null
+}
+# Both servers back to back per job, order alternating, after writing back dirty pages.
+pair() {  # JOB ORDER FIO_ARGS...
+  local job=$1 order=$2
+  shift 2
+  local tags=(bsrd nbdkit)
+  [[ $order == 1 ]] && tags=(nbdkit bsrd)
+  for t in "${tags[@]}"; do sync; run_fio "$t-$job" "${uri[$t]}" "$@"; done
+}
+pair seq 0 --rw=write --bs=1M --iodepth=8
+pair qd1 1 --rw=randwrite --bs=4k --iodepth=1
+pair qd32 0 --rw=randwrite --bs=4k --iodepth=32
+
+/usr/bin/python3 - "$work" <<'PY'
+import json, os, sys
+work = sys.argv[1]
+def job(name):
+    with open(os.path.join(work, name + ".json")) as f:
+        return json.load(f)["jobs"][0]["write"]
+rows = []
+for tag in ("bsrd", "nbdkit"):
+    seq, qd1, qd32 = job(f"{tag}-seq"), job(f"{tag}-qd1"), job(f"{tag}-qd32")
+    pct = qd1["clat_ns"]["percentile"]
+    rows.append({"seq 1M write MiB/s": seq["bw"] / 1024,
+                 "4k randwrite QD1 IOPS": qd1["iops"],
+                 "4k randwrite QD1 p50 us": pct["50.000000"] / 1000,
+                 "4k randwrite QD1 p99 us": pct["99.000000"] / 1000,
+                 "4k randwrite QD32 IOPS": qd32["iops"]})
+print(f"{'metric':28} {'bsrd':>12} {'nbdkit':>12} {'bsrd/nbdkit':>12}")
+for k in rows[0]:
+    b, n = rows[0][k], rows[1][k]
+    ratio = (n / b if b else 0) if k.endswith(" us") else (b / n if n else 0)
+    print(f"{k:28} {b:12.1f} {n:12.1f} {ratio:11.2f}x")
+print("(latency rows: nbdkit/bsrd, so > 1.0x means bsrd is faster; bsrd writes with "
+      "O_DIRECT, nbdkit into the page cache)")
+PY

@@ -191,18 +191,26 @@ class Cluster:
             raise TestFailure(f"ip {' '.join(args)}: {p.stderr.strip()}")
 
     def close(self, keep_logs_on_failure=False):
+        reports = []
         for node in self.nodes:
             try:
                 node.stop()
             except Exception as e:  # keep cleaning up
                 print(f"stopping node{node.index}: {e}")
+            text = node.log_text()
+            for marker in ("ERROR: AddressSanitizer", "runtime error:", "Segmentation fault"):
+                if marker in text:
+                    i = text.index(marker)
+                    reports.append(f"node{node.index}: {text[max(0, i - 200):i + 3000]}")
         for ns in self.namespaces:
             run(["ip", "netns", "del", ns])
         self.namespaces = []
-        if keep_logs_on_failure:
+        if keep_logs_on_failure or reports:
             print(f"logs kept in {self.work}")
         else:
             shutil.rmtree(self.work, ignore_errors=True)
+        if reports:
+            raise TestFailure("sanitizer report or crash in bsrd:\n" + "\n".join(reports))
 
 
 def wait_for(what, fn, timeout=30.0, interval=0.1):

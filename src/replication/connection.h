@@ -104,21 +104,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnPeerState(const std::shared_ptr<Session>& s, int volume, const protocol::StatePacket& st);
   void OnLocalChange(const ResourceState& o, const ResourceState& n);
 
-  // sync.cc: sync decision, bitmap exchange, resync.
+  // sync.cc: sync decision, sync start, bitmap exchange, sync end.
   GenerationUuids LocalUuids(int volume) const;
   void DecideAndStartSync(const std::shared_ptr<Session>& s, int volume);
   void BeginSync(const std::shared_ptr<Session>& s, int volume, bool source, bool full);
   Status OnBitmapChunk(const std::shared_ptr<Session>& s, int volume,
                        const protocol::BitmapChunk& chunk);
   void OnBitmapExchanged(const std::shared_ptr<Session>& s, int volume);
+  void FinishSyncTarget(const std::shared_ptr<Session>& s, int volume);
+  void FinishSyncSource(const std::shared_ptr<Session>& s, int volume);
+
+  // resync.cc: the block transfer of a running resync.
+  void ConfigureResync(PeerDevice& pdv, int volume);  // peer-device options -> pdv
   void PumpResync(const std::shared_ptr<Session>& s, int volume);
   void OnResyncRequest(const std::shared_ptr<Session>& s, int volume,
                        const protocol::RsDataRequest& rq);
   void OnResyncReply(const std::shared_ptr<Session>& s, int volume, std::shared_ptr<Received> r);
   void OnResyncAck(const std::shared_ptr<Session>& s, int volume,
                    const protocol::BlockAckFields& ack, bool ok);
-  void FinishSyncTarget(const std::shared_ptr<Session>& s, int volume);
-  void FinishSyncSource(const std::shared_ptr<Session>& s, int volume);
   void MarkStaleResync(PeerDevice& pd, uint64_t offset, uint64_t length);
   void UpdateSyncStats(int volume);
 

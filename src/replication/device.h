@@ -16,6 +16,7 @@
 #include "frontend/export.h"
 #include "frontend/nbd_server.h"
 #include "meta/metadata.h"
+#include "replication/handlers.h"
 #include "replication/resource_state.h"
 #include "storage/aligned_buffer.h"
 #include "storage/backing_device.h"
@@ -37,6 +38,7 @@ struct DeviceEnv {
   asio::io_context* io = nullptr;
   asio::thread_pool* meta_pool = nullptr;  // may block (metadata writes)
   std::string run_dir;                     // NBD sockets: <run_dir>/<res>/<vol>.sock
+  HandlerRunner* handlers = nullptr;       // usermode helper calls (handlers.h)
 };
 
 class Device : public std::enable_shared_from_this<Device> {

@@ -4,7 +4,8 @@
 
 namespace bsr::replication {
 
-Node::Node(asio::io_context& io, NodeOptions options) : io_(io), options_(std::move(options)) {}
+Node::Node(asio::io_context& io, NodeOptions options)
+    : io_(io), options_(std::move(options)), handlers_(io, options_.usermode_helper) {}
 
 Node::~Node() {
   meta_pool_.join();
@@ -19,7 +20,7 @@ Result<Resource*> Node::NewResource(const std::string& name, int node_id,
   if (node_id < 0 || node_id > 31) {
     return Error(Errc::kInvalidArgument, "node-id {} out of range 0..31", node_id);
   }
-  DeviceEnv env{&io_, &meta_pool_, options_.run_dir};
+  DeviceEnv env{&io_, &meta_pool_, options_.run_dir, &handlers_};
   auto res = std::make_unique<Resource>(name, node_id, opts, env);
   Resource* r = res.get();
   r->engine().Subscribe([this](const ResourceState& o, const ResourceState& n) { Notify(&o, &n); });

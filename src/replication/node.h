@@ -21,6 +21,8 @@ struct NodeOptions {
   bool kernel_devices = true;
   std::string state_dir = "/var/lib/bsr";
   std::string dev_dir = "/dev";
+  // Program run for handlers (`<helper> <handler> <resource>`); empty: none.
+  std::string usermode_helper = "bsradm";
 };
 
 class Node {
@@ -29,6 +31,7 @@ class Node {
   ~Node();
 
   asio::io_context& io() { return io_; }
+  HandlerRunner& handlers() { return handlers_; }
 
   Result<Resource*> NewResource(const std::string& name, int node_id,
                                 const std::map<std::string, std::string>& opts);
@@ -76,6 +79,7 @@ class Node {
   asio::io_context& io_;
   NodeOptions options_;
   asio::thread_pool meta_pool_{1};
+  HandlerRunner handlers_;
   std::map<std::string, std::unique_ptr<Resource>> resources_;
   std::map<int, std::pair<std::string, int>> minors_;             // minor -> (resource, volume)
   std::map<int, std::unique_ptr<frontend::KernelDevice>> kdevs_;  // by minor

@@ -39,6 +39,20 @@ std::vector<int> Resource::peer_node_ids() const {
   return ids;
 }
 
+void Resource::RunHandler(HandlerCall call, std::function<void(int)> done) {
+  call.resource = name_;
+  call.my_node_id = node_id_;
+  if (call.peer_node_id >= 0 && call.peer_name.empty()) {
+    auto p = peers_.find(call.peer_node_id);
+    if (p != peers_.end()) call.peer_name = p->second.name;
+  }
+  if (!env_.handlers) {
+    if (done) asio::post(*env_.io, [done] { done(-1); });
+    return;
+  }
+  env_.handlers->Run(call, std::move(done));
+}
+
 Result<std::shared_ptr<Device>> Resource::AddDevice(int volume, int minor) {
   if (devices_.count(volume)) {
     return Error(Errc::kExists, "resource {} already has volume {}", name_, volume);

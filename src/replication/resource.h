@@ -59,6 +59,9 @@ class Resource {
   // The peer's Connection (nullptr while StandAlone without one).
   std::shared_ptr<Connection> connection(int node_id) const;
   const DeviceEnv& env() const { return env_; }
+  // Runs a handler about this resource (fills in resource and my node id; volume,
+  // minor, peer and extra environment come from `call`). `done` gets the exit code.
+  void RunHandler(HandlerCall call, std::function<void(int)> done = {});
   Status Connect(int node_id);
   Status Disconnect(int node_id, bool force);
   const std::map<int, PeerSpec>& peers() const { return peers_; }

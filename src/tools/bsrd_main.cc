@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 
 #include "common/log.h"
 #include "control/client.h"
@@ -43,10 +44,20 @@ int main(int argc, char** argv) {
   app.add_option("--dev-dir", node_opts.dev_dir,
                  "where bsr<minor> and bsr/by-res links go ($BSR_DEV_DIR, /dev)");
   app.add_flag("--no-kernel-device", no_kdev, "serve volumes over NBD only, no /dev/bsrN");
+  std::string helper_flag = EnvOr("BSR_USERMODE_HELPER", "");
+  app.add_option("--usermode-helper", helper_flag,
+                 "program run for handlers as `PROG HANDLER RESOURCE` ($BSR_USERMODE_HELPER; "
+                 "default: the bsradm beside bsrd; \"none\" disables handlers)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
   app.add_flag("-d,--daemon", daemonize, "detach from the terminal (default: foreground)");
   CLI11_PARSE(app, argc, argv);
   node_opts.kernel_devices = !no_kdev;
+  if (helper_flag.empty()) {
+    std::error_code ec;
+    helper_flag = bsr::replication::DefaultUsermodeHelper(
+        std::filesystem::read_symlink("/proc/self/exe", ec).string());
+  }
+  node_opts.usermode_helper = helper_flag == "none" ? "" : helper_flag;
 
   if (bsr::Status s = bsr::InitLogging("bsrd", log_level); !s.ok()) {
     std::fprintf(stderr, "bsrd: %s\n", s.message().c_str());

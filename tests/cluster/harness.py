@@ -6,6 +6,7 @@ which callers run in a finally block. Processes are stopped by their own PID."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -83,6 +84,19 @@ class Node:
                 self.proc.wait()
         self.proc = None
 
+    def kill(self):
+        """kill -9 this node's bsrd (its own PID) and reap it."""
+        self.stop(signal.SIGKILL)
+
+    def link_bytes(self):
+        """(tx, rx) byte counters of this node's network link (veth end)."""
+        ns, dev = self.cluster.links[self.index]
+        p = run(["ip", "-n", ns, "-j", "-s", "link", "show", "dev", dev])
+        if p.returncode != 0:
+            raise TestFailure(f"ip -s link on node{self.index}: {p.stderr.strip()}")
+        st = json.loads(p.stdout)[0]["stats64"]
+        return st["tx"]["bytes"], st["rx"]["bytes"]
+
     def setup(self, *args, check_rc=True):
         p = run([os.path.join(BIN, "bsrsetup"), "--socket", self.sock, *args])
         if check_rc and p.returncode != 0:
@@ -138,11 +152,25 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, n=2, size_mib=64):
-        self.tag = f"bsrc{os.getpid() % 100000}"
+    """n bsrd nodes, each in its own namespace. prefix names the namespaces and links
+    (<prefix><pid>-n0 ...; at most 6 characters so link names stay under 15), net is
+    the first two octets of the private /16 the addresses come from ("10.96"); both
+    default to $BSR_NETNS_PREFIX / $BSR_NET or "bsrc" / "10.99" so parallel test runs
+    with different prefixes and ranges never clash."""
+
+    def __init__(self, n=2, size_mib=64, prefix=None, net=None):
+        prefix = prefix or os.environ.get("BSR_NETNS_PREFIX", "bsrc")
+        net = net or os.environ.get("BSR_NET", "10.99")
+        if len(prefix) > 6 or not re.fullmatch(r"[a-z]+", prefix):
+            raise TestFailure(f"netns prefix {prefix!r}: use 1-6 lowercase letters")
+        if not re.fullmatch(r"\d+\.\d+", net):
+            raise TestFailure(f"net {net!r}: give the first two octets, e.g. 10.96")
+        self.tag = f"{prefix}{os.getpid() % 100000}"
         self.work = tempfile.mkdtemp(prefix="bsr-cluster-")
         self.namespaces = []
         self.nodes = []
+        self.links = []  # (namespace, device) of each node's end, by node index
+        self.cuts = set()
         self.size_mib = size_mib
         subnet = 10 + os.getpid() % 200
         try:
@@ -153,7 +181,7 @@ class Cluster:
                 self._ip("-n", ns, "link", "set", "lo", "up")
             # Two nodes: one veth pair. More: each node's veth ends on a bridge in a
             # "switch" namespace.
-            addrs = [f"10.99.{subnet}.{i + 1}" for i in range(n)]
+            addrs = [f"{net}.{subnet}.{i + 1}" for i in range(n)]
             if n == 2:
                 a, b = self.namespaces[0], self.namespaces[1]
                 self._ip("link", "add", f"{self.tag}a", "netns", a, "type", "veth", "peer",
@@ -173,6 +201,7 @@ class Cluster:
                     self._ip("-n", sw, "link", "set", f"{self.tag}s{i}", "master", "br0")
                     self._ip("-n", sw, "link", "set", f"{self.tag}s{i}", "up")
                     links.append((ns, f"{self.tag}n{i}"))
+            self.links = links
             for (ns, dev), addr in zip(links, addrs):
                 self._ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
                 self._ip("-n", ns, "link", "set", dev, "up")
@@ -183,6 +212,34 @@ class Cluster:
         except Exception:
             self.close()
             raise
+
+    def cut(self, a, b, port=7789):
+        """Cut the replication link between nodes a and b: in both namespaces an nftables
+        table drops every TCP segment to or from the other node's port (no RST, so the
+        peers notice through missing PingAcks, as on a real cut cable)."""
+        for x, y in ((a, b), (b, a)):
+            t = f"bsrcut{y.index}"
+            rules = (f"table inet {t} {{\n"
+                     f" chain in {{ type filter hook input priority 0; policy accept;\n"
+                     f"  ip saddr {y.addr} tcp sport {port} drop\n"
+                     f"  ip saddr {y.addr} tcp dport {port} drop\n }}\n"
+                     f" chain out {{ type filter hook output priority 0; policy accept;\n"
+                     f"  ip daddr {y.addr} tcp dport {port} drop\n"
+                     f"  ip daddr {y.addr} tcp sport {port} drop\n }}\n}}\n")
+            p = run(["ip", "netns", "exec", x.ns, "nft", "-f", "-"], input=rules)
+            if p.returncode != 0:
+                raise TestFailure(f"nft cut on node{x.index}: {p.stderr.strip()}")
+            self.cuts.add((x.index, t))
+
+    def heal(self, a, b):
+        """Remove the tables cut() added between a and b."""
+        for x, y in ((a, b), (b, a)):
+            t = f"bsrcut{y.index}"
+            if (x.index, t) in self.cuts:
+                p = run(["ip", "netns", "exec", x.ns, "nft", "delete", "table", "inet", t])
+                if p.returncode != 0:
+                    raise TestFailure(f"nft heal on node{x.index}: {p.stderr.strip()}")
+                self.cuts.discard((x.index, t))
 
     @staticmethod
     def _ip(*args):
@@ -202,6 +259,8 @@ class Cluster:
                 if marker in text:
                     i = text.index(marker)
                     reports.append(f"node{node.index}: {text[max(0, i - 200):i + 3000]}")
+        # nftables tables live in their namespace and go with it.
+        self.cuts.clear()
         for ns in self.namespaces:
             run(["ip", "netns", "del", ns])
         self.namespaces = []

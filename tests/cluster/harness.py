@@ -90,12 +90,17 @@ class Node:
 
     def link_bytes(self):
         """(tx, rx) byte counters of this node's network link (veth end)."""
+        st = self.link_counters()
+        return st["tx_bytes"], st["rx_bytes"]
+
+    def link_counters(self):
+        """{"tx_bytes", "tx_packets", "rx_bytes", "rx_packets"} of this node's veth end."""
         ns, dev = self.cluster.links[self.index]
         p = run(["ip", "-n", ns, "-j", "-s", "link", "show", "dev", dev])
         if p.returncode != 0:
             raise TestFailure(f"ip -s link on node{self.index}: {p.stderr.strip()}")
         st = json.loads(p.stdout)[0]["stats64"]
-        return st["tx"]["bytes"], st["rx"]["bytes"]
+        return {f"{d}_{k}": st[d][k] for d in ("tx", "rx") for k in ("bytes", "packets")}
 
     def setup(self, *args, check_rc=True):
         p = run([os.path.join(BIN, "bsrsetup"), "--socket", self.sock, *args])

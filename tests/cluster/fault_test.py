@@ -112,17 +112,18 @@ def verify_on(node, baseline, journals):
         h.shutdown()
 
 
-def run_ack_cycles(cycles, size_mib=64, area_mib=16, seed=None):
+def run_ack_cycles(cycles, size_mib=64, area_mib=16, seed=None, results=None):
     """Writes go to the first area_mib of the volume (4 activity-log extents of 4 MiB),
     the verifier reads all of it: after each crash only those extents may be resynced.
-    Returns the per-cycle results; raises TestFailure on the first violation."""
+    Appends each cycle's numbers to `results` (also on failure) and returns them;
+    raises TestFailure on the first violation."""
     seed = seed if seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     print(f"ack checker: {cycles} cycles, {size_mib} MiB volume, seed {seed}", flush=True)
     c = start_pair(size_mib)
     ok = False
     w = None
-    results = []
+    results = [] if results is None else results
     try:
         primary, secondary = c.nodes
         size = data_size(primary)

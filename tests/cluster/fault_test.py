@@ -343,6 +343,81 @@ def test_link_cut():
         c.close(keep_logs_on_failure=not ok)
 
 
+def resync_sizes(node):
+    return [int(k) for k in re.findall(r"resync started as SyncTarget: (\d+) KiB",
+                                        node.log_text())]
+
+
+def test_resync_interrupted():
+    """A bitmap resync is cut off twice: by a link cut (heal: it resumes) and by kill -9 of
+    the SyncTarget (restart: it resumes). Each restart carries no more than what was still
+    out of sync plus what was written meanwhile, and the disks end identical."""
+    c = start_pair(64)
+    ok = False
+    h = None
+    try:
+        a, b = c.nodes
+        size = data_size(a)
+        for n, p in ((a, b), (b, a)):
+            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--resync-rate=8M")
+        h = a.nbd()
+        a.setup("disconnect", "r0", "1")
+        wait_for("node0 StandAlone", lambda: a.conn(1)["connection-state"] == "StandAlone")
+        for i in range(0, 24 * MIB, 256 * 1024):
+            h.pwrite(os.urandom(256 * 1024), i)
+        h.flush()
+        total = peer_dev(a, b)["out-of-sync"]
+        check(total == 24 * 1024, f"24 MiB marked while disconnected ({total} KiB)")
+        a.setup("connect", "r0", "1")
+        wait_for("resync under way", lambda: peer_dev(a, b)["replication-state"] == "SyncSource"
+                 and peer_dev(a, b)["out-of-sync"] < total - 2048, timeout=20, interval=0.05)
+
+        # 1: cut the link in the middle of the resync, write more, heal.
+        c.cut(a, b)
+        wait_for("node0 notices the cut",
+                 lambda: a.conn(1)["connection-state"] != "Connected", timeout=15)
+        left = peer_dev(a, b)["out-of-sync"]
+        check(0 < left < total, f"cut with {left} of {total} KiB left to resync")
+        extra = {random.randrange(32 * MIB // BLOCK, size // BLOCK) for _ in range(100)}
+        for blk in extra:
+            h.pwrite(os.urandom(BLOCK), blk * BLOCK)
+        h.flush()
+        left = peer_dev(a, b)["out-of-sync"]
+        c.heal(a, b)
+        wait_for("resync resumes after the heal",
+                 lambda: connected(a, b) and len(resync_sizes(b)) >= 2, timeout=30)
+        second = resync_sizes(b)[-1]
+        check(second == left, f"after the heal the resync restarts with the {left} KiB still "
+              f"out of sync (log: {second} KiB)")
+
+        # 2: kill -9 the SyncTarget in the middle of the resumed resync, restart it.
+        wait_for("resync progressing",
+                 lambda: peer_dev(a, b)["out-of-sync"] < left - 1024 or in_sync(a, b),
+                 timeout=20, interval=0.05)
+        if not in_sync(a, b):
+            b.kill()
+            wait_for("node0 sees node1 gone",
+                     lambda: a.conn(1)["connection-state"] != "Connected", timeout=15)
+            left2 = peer_dev(a, b)["out-of-sync"]
+            b.start()
+            b.up(a, NET_OPTS)
+            b.setup("connect", "r0", "0")
+            wait_for("restarted SyncTarget resumes",
+                     lambda: connected(a, b) and len(resync_sizes(b)) >= 3, timeout=30)
+            third = resync_sizes(b)[-1]
+            print(f"killed SyncTarget: {left2} KiB were left, its restart resyncs {third} KiB",
+                  flush=True)
+            check(0 < third <= left, f"the restarted SyncTarget resyncs {third} KiB, no more "
+                  f"than the {left} KiB left before (the source had {left2} KiB)")
+        wait_for("resync complete", lambda: in_sync(a, b), timeout=60)
+        check(same_data(a, b, size), "identical after the interrupted resyncs")
+        ok = True
+    finally:
+        if h is not None:
+            h.shutdown()
+        c.close(keep_logs_on_failure=not ok)
+
+
 def test_three_node_failover(cycles=3):
     """1:2: kill -9 the Primary during writes, promote one Secondary: no acknowledged
     write lost there, the other Secondary follows the new Primary and ends identical to
@@ -422,7 +497,7 @@ def main():
     except ImportError:
         print("SKIP: python3-libnbd missing")
         return 0
-    tests = [test_checker_detects, test_link_cut, test_ack_cycles]
+    tests = [test_checker_detects, test_link_cut, test_resync_interrupted, test_ack_cycles]
     # Run by name only until the new Primary's current UUID reaches the connected
     # Secondaries (see docs/testing.md, "Three-node failover").
     by_name_only = [test_three_node_failover]

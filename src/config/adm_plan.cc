@@ -5,8 +5,188 @@
 #include <algorithm>
 #include <charconv>
 
+#include "config/adm_plan_internal.h"
+
 namespace bsr::config {
+
+namespace internal {
+
+std::vector<Peer> Peers(const Target& t) {
+  std::vector<Peer> out;
+  for (const Connection* c : t.res->ConnectionsOf(t.local_index)) {
+    out.push_back({c, &t.res->hosts[c->PeerOf(t.local_index)]});
+  }
+  return out;
+}
+
+std::vector<const Volume*> Volumes(const Target& t) {
+  std::vector<const Volume*> out;
+  for (const auto& v : t.local->volumes) {
+    if (t.volume < 0 || v.number == t.volume) out.push_back(&v);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> SetupOptions(const OptionMap& m, const Target& t) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& e : m.entries()) {
+    std::string value = e.value;
+    if (e.name == "resync-after" && t.cfg) {
+      // bsrsetup wants the minor of the volume to wait for: "res/vol" -> minor.
+      auto slash = value.find('/');
+      int vol = 0;
+      if (slash != std::string::npos) {
+        std::from_chars(value.data() + slash + 1, value.data() + value.size(), vol);
+      }
+      const Resource* other = t.cfg->FindResource(value.substr(0, slash));
+      const Host* h =
+          other && !t.local->names.empty() ? other->FindHost(t.local->names[0]) : nullptr;
+      const Volume* v = h ? h->FindVolume(vol) : nullptr;
+      if (v) value = std::to_string(v->minor);
+    }
+    out.emplace_back(e.name, value);
+  }
+  return out;
+}
+
+std::string OptionArg(OptSection section, const std::string& name, const std::string& value) {
+  const OptionDef* def = FindOption(section, name);
+  if (def && def->type == OptType::kFlag) return "--" + name;
+  return fmt::format("--{}={}", name, value);
+}
+
+void AppendOptions(std::vector<std::string>& argv, const OptionMap& m, const Target& t) {
+  for (const auto& [name, value] : SetupOptions(m, t))
+    argv.push_back(OptionArg(m.section(), name, value));
+}
+
+std::vector<std::string> MetaArgs(const Volume& v, bool force) {
+  std::vector<std::string> a = {"bsrmeta"};
+  if (force) a.push_back("--force");
+  a.push_back(std::to_string(v.minor));
+  a.push_back(kMetaFormat);
+  a.push_back(v.meta.MetaDevArg(v.disk));
+  a.push_back(v.meta.MetaIndexArg());
+  return a;
+}
+
+PlanStep Setup(std::initializer_list<std::string> words) {
+  return PlanStep{std::vector<std::string>(words), false};
+}
+
+PlanStep Attach(const Target& t, const Volume& v) {
+  PlanStep s{{"bsrsetup", "attach", std::to_string(v.minor), v.disk, v.meta.MetaDevArg(v.disk),
+              v.meta.AttachIndexArg()},
+             false};
+  AppendOptions(s.argv, v.disk_options, t);
+  return s;
+}
+
+PlanStep ApplyAl(const Volume& v) {
+  PlanStep s{MetaArgs(v, false), false};
+  s.argv.push_back("apply-al");
+  return s;
+}
+
+PeerDeviceOptions PeerDeviceOptionsFor(const Peer& p, const Volume& v) {
+  PeerDeviceOptions opts;
+  auto it = p.conn->peer_devices.find(v.number);
+  if (it != p.conn->peer_devices.end()) opts = it->second;
+  // A diskless peer needs no bitmap slot (drbdadm does the same).
+  const Volume* pv = p.host->FindVolume(v.number);
+  if (pv && pv->diskless && !opts.Has("bitmap")) opts.Set("bitmap", "no");
+  return opts;
+}
+
+// The config-only `adjust` (no running daemon to compare with) plans like `up`,
+// except that peer-device options are set with --set-defaults, as drbdadm does.
+void PlanUp(const Target& t, bool set_defaults, std::vector<PlanStep>& out) {
+  const Resource& r = *t.res;
+  PlanStep nr = Setup({"bsrsetup", "new-resource", r.name, std::to_string(t.local->node_id)});
+  AppendOptions(nr.argv, r.options, t);
+  out.push_back(nr);
+  auto vols = Volumes(t);
+  for (const Volume* v : vols) {
+    PlanStep nm = Setup(
+        {"bsrsetup", "new-minor", r.name, std::to_string(v->minor), std::to_string(v->number)});
+    if (v->diskless) nm.argv.push_back("--diskless");
+    out.push_back(nm);
+  }
+  auto peers = Peers(t);
+  for (const auto& p : peers) {
+    PlanStep np = Setup({"bsrsetup", "new-peer", r.name, std::to_string(p.host->node_id),
+                         "--_name=" + p.host->Name()});
+    AppendOptions(np.argv, p.conn->net, t);
+    out.push_back(np);
+  }
+  for (const auto& p : peers) {
+    for (const auto& path : p.conn->paths) {
+      bool local_is_a = path.host_a == t.local_index;
+      const Address& mine = local_is_a ? path.addr_a : path.addr_b;
+      const Address& theirs = local_is_a ? path.addr_b : path.addr_a;
+      out.push_back(Setup({"bsrsetup", "new-path", r.name, std::to_string(p.host->node_id),
+                           mine.ToSetupArg(), theirs.ToSetupArg()}));
+    }
+  }
+  for (const auto& p : peers) {
+    for (const Volume* v : vols) {
+      PeerDeviceOptions opts = PeerDeviceOptionsFor(p, *v);
+      if (opts.empty()) continue;
+      PlanStep pd = Setup({"bsrsetup", "peer-device-options", r.name,
+                           std::to_string(p.host->node_id), std::to_string(v->number)});
+      if (set_defaults) pd.argv.push_back("--set-defaults");
+      AppendOptions(pd.argv, opts, t);
+      out.push_back(pd);
+    }
+  }
+  for (const Volume* v : vols) {
+    if (v->diskless) continue;
+    out.push_back(ApplyAl(*v));
+    out.push_back(Attach(t, *v));
+  }
+  for (const auto& p : peers)
+    out.push_back(Setup({"bsrsetup", "connect", r.name, std::to_string(p.host->node_id)}));
+}
+
+Result<std::vector<Target>> ResolveTargets(const Config& cfg, const std::string& node,
+                                           const std::string& target) {
+  std::vector<Target> out;
+  auto add = [&](const Resource& r, int vol) -> Status {
+    BSR_ASSIGN_OR_RETURN(const Host* h, LocalHost(r, node));
+    Target t{&cfg, &r, h, static_cast<int>(h - r.hosts.data()), vol};
+    if (vol >= 0 && !h->FindVolume(vol)) {
+      return Error(Errc::kNotFound, "resource '{}' has no volume {} on '{}'", r.name, vol, node);
+    }
+    out.push_back(t);
+    return Status::Ok();
+  };
+  if (target == "all") {
+    for (const auto& r : cfg.resources) {
+      if (LocalHost(r, node).ok()) BSR_RETURN_IF_ERROR(add(r, -1));
+    }
+    return out;
+  }
+  std::string name = target;
+  int vol = -1;
+  if (auto slash = target.find('/'); slash != std::string::npos) {
+    name = target.substr(0, slash);
+    std::string v = target.substr(slash + 1);
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), vol);
+    if (v.empty() || ec != std::errc() || p != v.data() + v.size() || vol < 0) {
+      return Error(Errc::kInvalidArgument, "'{}': expected RESOURCE or RESOURCE/VOLUME", target);
+    }
+  }
+  const Resource* r = cfg.FindResource(name);
+  if (!r) return Error(Errc::kNotFound, "'{}' not defined in your config", name);
+  BSR_RETURN_IF_ERROR(add(*r, vol));
+  return out;
+}
+
+}  // namespace internal
+
 namespace {
+
+using namespace internal;  // NOLINT: this file implements them
 
 const std::vector<std::string>& PlannedCommands() {
   static const std::vector<std::string> v = {"up",
@@ -39,143 +219,6 @@ const std::vector<std::string>& PlannedCommands() {
                                              "cstate",
                                              "dstate"};
   return v;
-}
-
-struct Target {
-  const Config* cfg = nullptr;
-  const Resource* res = nullptr;
-  const Host* local = nullptr;
-  int local_index = -1;
-  int volume = -1;  // -1: all volumes
-};
-
-struct Peer {
-  const Connection* conn;
-  const Host* host;
-};
-
-std::vector<Peer> Peers(const Target& t) {
-  std::vector<Peer> out;
-  for (const Connection* c : t.res->ConnectionsOf(t.local_index)) {
-    out.push_back({c, &t.res->hosts[c->PeerOf(t.local_index)]});
-  }
-  return out;
-}
-
-std::vector<const Volume*> Volumes(const Target& t) {
-  std::vector<const Volume*> out;
-  for (const auto& v : t.local->volumes) {
-    if (t.volume < 0 || v.number == t.volume) out.push_back(&v);
-  }
-  return out;
-}
-
-void AppendOptions(std::vector<std::string>& argv, const OptionMap& m, const Target& t) {
-  for (const auto& e : m.entries()) {
-    std::string value = e.value;
-    if (e.name == "resync-after" && t.cfg) {
-      // bsrsetup wants the minor of the volume to wait for: "res/vol" -> minor.
-      auto slash = value.find('/');
-      int vol = 0;
-      if (slash != std::string::npos) {
-        std::from_chars(value.data() + slash + 1, value.data() + value.size(), vol);
-      }
-      const Resource* other = t.cfg->FindResource(value.substr(0, slash));
-      const Host* h =
-          other && !t.local->names.empty() ? other->FindHost(t.local->names[0]) : nullptr;
-      const Volume* v = h ? h->FindVolume(vol) : nullptr;
-      if (v) value = std::to_string(v->minor);
-    }
-    const OptionDef* def = FindOption(m.section(), e.name);
-    if (def && def->type == OptType::kFlag) {
-      argv.push_back("--" + e.name);
-    } else {
-      argv.push_back(fmt::format("--{}={}", e.name, value));
-    }
-  }
-}
-
-std::vector<std::string> MetaArgs(const Volume& v, bool force) {
-  std::vector<std::string> a = {"bsrmeta"};
-  if (force) a.push_back("--force");
-  a.push_back(std::to_string(v.minor));
-  a.push_back(kMetaFormat);
-  a.push_back(v.meta.MetaDevArg(v.disk));
-  a.push_back(v.meta.MetaIndexArg());
-  return a;
-}
-
-PlanStep Setup(std::initializer_list<std::string> words) {
-  return PlanStep{std::vector<std::string>(words), false};
-}
-
-PlanStep Attach(const Target& t, const Volume& v) {
-  PlanStep s{{"bsrsetup", "attach", std::to_string(v.minor), v.disk, v.meta.MetaDevArg(v.disk),
-              v.meta.AttachIndexArg()},
-             false};
-  AppendOptions(s.argv, v.disk_options, t);
-  return s;
-}
-
-PlanStep ApplyAl(const Volume& v) {
-  PlanStep s{MetaArgs(v, false), false};
-  s.argv.push_back("apply-al");
-  return s;
-}
-
-// `adjust` plans like `up` (there is no running daemon to compare with), except that
-// peer-device options are set with --set-defaults, as drbdadm does.
-void PlanUp(const Target& t, bool adjust, std::vector<PlanStep>& out) {
-  const Resource& r = *t.res;
-  PlanStep nr = Setup({"bsrsetup", "new-resource", r.name, std::to_string(t.local->node_id)});
-  AppendOptions(nr.argv, r.options, t);
-  out.push_back(nr);
-  auto vols = Volumes(t);
-  for (const Volume* v : vols) {
-    PlanStep nm = Setup(
-        {"bsrsetup", "new-minor", r.name, std::to_string(v->minor), std::to_string(v->number)});
-    if (v->diskless) nm.argv.push_back("--diskless");
-    out.push_back(nm);
-  }
-  auto peers = Peers(t);
-  for (const auto& p : peers) {
-    PlanStep np = Setup({"bsrsetup", "new-peer", r.name, std::to_string(p.host->node_id),
-                         "--_name=" + p.host->Name()});
-    AppendOptions(np.argv, p.conn->net, t);
-    out.push_back(np);
-  }
-  for (const auto& p : peers) {
-    for (const auto& path : p.conn->paths) {
-      bool local_is_a = path.host_a == t.local_index;
-      const Address& mine = local_is_a ? path.addr_a : path.addr_b;
-      const Address& theirs = local_is_a ? path.addr_b : path.addr_a;
-      out.push_back(Setup({"bsrsetup", "new-path", r.name, std::to_string(p.host->node_id),
-                           mine.ToSetupArg(), theirs.ToSetupArg()}));
-    }
-  }
-  for (const auto& p : peers) {
-    for (const Volume* v : vols) {
-      PeerDeviceOptions opts;
-      auto it = p.conn->peer_devices.find(v->number);
-      if (it != p.conn->peer_devices.end()) opts = it->second;
-      // A diskless peer needs no bitmap slot (drbdadm does the same).
-      const Volume* pv = p.host->FindVolume(v->number);
-      if (pv && pv->diskless && !opts.Has("bitmap")) opts.Set("bitmap", "no");
-      if (opts.empty()) continue;
-      PlanStep pd = Setup({"bsrsetup", "peer-device-options", r.name,
-                           std::to_string(p.host->node_id), std::to_string(v->number)});
-      if (adjust) pd.argv.push_back("--set-defaults");
-      AppendOptions(pd.argv, opts, t);
-      out.push_back(pd);
-    }
-  }
-  for (const Volume* v : vols) {
-    if (v->diskless) continue;
-    out.push_back(ApplyAl(*v));
-    out.push_back(Attach(t, *v));
-  }
-  for (const auto& p : peers)
-    out.push_back(Setup({"bsrsetup", "connect", r.name, std::to_string(p.host->node_id)}));
 }
 
 Status PlanOne(const Target& t, const std::string& cmd, const PlanFlags& flags,
@@ -276,40 +319,6 @@ Status PlanOne(const Target& t, const std::string& cmd, const PlanFlags& flags,
     return Error(Errc::kInvalidArgument, "unknown command '{}'", cmd);
   }
   return Status::Ok();
-}
-
-Result<std::vector<Target>> ResolveTargets(const Config& cfg, const std::string& node,
-                                           const std::string& target) {
-  std::vector<Target> out;
-  auto add = [&](const Resource& r, int vol) -> Status {
-    BSR_ASSIGN_OR_RETURN(const Host* h, LocalHost(r, node));
-    Target t{&cfg, &r, h, static_cast<int>(h - r.hosts.data()), vol};
-    if (vol >= 0 && !h->FindVolume(vol)) {
-      return Error(Errc::kNotFound, "resource '{}' has no volume {} on '{}'", r.name, vol, node);
-    }
-    out.push_back(t);
-    return Status::Ok();
-  };
-  if (target == "all") {
-    for (const auto& r : cfg.resources) {
-      if (LocalHost(r, node).ok()) BSR_RETURN_IF_ERROR(add(r, -1));
-    }
-    return out;
-  }
-  std::string name = target;
-  int vol = -1;
-  if (auto slash = target.find('/'); slash != std::string::npos) {
-    name = target.substr(0, slash);
-    std::string v = target.substr(slash + 1);
-    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), vol);
-    if (v.empty() || ec != std::errc() || p != v.data() + v.size() || vol < 0) {
-      return Error(Errc::kInvalidArgument, "'{}': expected RESOURCE or RESOURCE/VOLUME", target);
-    }
-  }
-  const Resource* r = cfg.FindResource(name);
-  if (!r) return Error(Errc::kNotFound, "'{}' not defined in your config", name);
-  BSR_RETURN_IF_ERROR(add(*r, vol));
-  return out;
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // bsradm: high-level admin. Reads the configuration, plans the bsrsetup / bsrmeta
 // calls for a command (config/adm_plan.h) and prints (-d) or runs them in order.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,8 +11,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "config/adm_adjust.h"
+#include "config/adm_handler.h"
 #include "config/adm_plan.h"
 #include "config/config.h"
 #include "config/dump.h"
@@ -29,13 +33,21 @@ void Usage(FILE* f) {
   std::fprintf(
       f,
       "usage: bsradm [-c FILE] [-d] [--node NAME] COMMAND [--force] {RESOURCE[/VOLUME]...|all}\n"
-      "  -c, --config-file FILE  configuration (default /etc/bsr.conf, else /etc/bsr.d/*.res)\n"
+      "  -c, --config-file FILE  configuration (default $BSR_CONFIG, else /etc/bsr.conf,\n"
+      "                          else /etc/bsr.d/*.res)\n"
       "  -d, --dry-run           print the bsrsetup/bsrmeta calls instead of running them\n"
       "  -n, --node NAME         act as node NAME (also $BSR_NODE); skips IP verification\n"
       "commands: up down adjust attach detach connect disconnect primary secondary\n"
       "  create-md dump-md apply-al wipe-md show-gi get-gi invalidate invalidate-remote\n"
       "  pause-sync resume-sync outdate verify resize suspend-io resume-io status\n"
-      "  dump sh-resources sh-resource sh-dev sh-ll-dev sh-md-dev sh-md-idx sh-minor sh-ip\n");
+      "  new-current-uuid dump sh-resources sh-resource sh-dev sh-ll-dev sh-md-dev sh-md-idx\n"
+      "  sh-minor sh-ip\n"
+      "handlers (run the configured command with /bin/sh -c, as bsrd's usermode helper):\n"
+      "  local-io-error split-brain initial-split-brain pri-lost pri-lost-after-sb\n"
+      "  pri-on-incon-degr fence-peer unfence-peer before-resync-target after-resync-target\n"
+      "  before-resync-source out-of-sync quorum-lost disconnected\n"
+      "adjust asks a running bsrd (bsrsetup show --json) and plans only the differences;\n"
+      "  with no bsrd to ask it plans like up\n");
 }
 
 bool IsExecutable(const std::string& path) {
@@ -94,9 +106,11 @@ int RunStep(const std::string& tool, const PlanStep& step) {
   return 1;
 }
 
-// -c FILE, else /etc/bsr.conf, else the resource files in /etc/bsr.d/ on their own.
+// -c FILE, else $BSR_CONFIG (bsrd runs handlers without -c), else /etc/bsr.conf, else
+// the resource files in /etc/bsr.d/ on their own.
 bsr::Result<Loaded> LoadConfiguration(const std::string& file) {
   if (!file.empty()) return LoadFile(file);
+  if (const char* env = std::getenv("BSR_CONFIG"); env && *env) return LoadFile(env);
   const std::string kMain = "/etc/bsr.conf";
   if (::access(kMain.c_str(), F_OK) == 0) return LoadFile(kMain);
   FileAccess fs = RealFileAccess();
@@ -158,6 +172,99 @@ int Run(const std::vector<PlanStep>& steps) {
   return 0;
 }
 
+// Runs `tool args...`, collecting its stdout and stderr; returns its exit status.
+int Capture(const std::string& tool, const std::vector<std::string>& args, std::string* out,
+            std::string* err) {
+  int po[2], pe[2];
+  if (::pipe2(po, O_CLOEXEC) != 0) return kExitNoTool;
+  if (::pipe2(pe, O_CLOEXEC) != 0) {
+    ::close(po[0]);
+    ::close(po[1]);
+    return kExitNoTool;
+  }
+  std::vector<std::string> words = {tool};
+  words.insert(words.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
+  std::fflush(stdout);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(po[1], 1);
+    ::dup2(pe[1], 2);
+    ::execv(tool.c_str(), argv.data());
+    _exit(kExitNoTool);
+  }
+  ::close(po[1]);
+  ::close(pe[1]);
+  if (pid < 0) {
+    ::close(po[0]);
+    ::close(pe[0]);
+    return kExitNoTool;
+  }
+  // stderr is drained after stdout; bsrsetup writes at most a line or two there.
+  for (auto [fd, dst] : {std::pair{po[0], out}, std::pair{pe[0], err}}) {
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+      if (n > 0) dst->append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// What the local bsrd runs (`bsrsetup show --json`). Sets *no_daemon and returns an
+// empty list when there is no bsrd (or no bsrsetup) to ask.
+bsr::Result<std::vector<RunningResource>> AskDaemon(bool* no_daemon) {
+  *no_daemon = false;
+  std::string looked;
+  std::string setup = FindTool("bsrsetup", &looked);
+  if (setup.empty()) {
+    *no_daemon = true;
+    return std::vector<RunningResource>{};
+  }
+  std::string out, err;
+  int rc = Capture(setup, {"show", "--json"}, &out, &err);
+  if (rc != 0) {
+    if (err.find("cannot reach bsrd") != std::string::npos) {
+      *no_daemon = true;
+      return std::vector<RunningResource>{};
+    }
+    while (!err.empty() && err.back() == '\n') err.pop_back();
+    return bsr::Error(bsr::Errc::kIo, "bsrsetup show --json failed (exit {}): {}", rc, err);
+  }
+  return ParseRunning(out);
+}
+
+// `bsradm HANDLER RES`: runs the configured command with /bin/sh -c in this process's
+// environment (bsrd's BSR_* variables pass through); exits with its status.
+int RunHandler(const Config& cfg, const std::string& handler,
+               const std::vector<std::string>& targets, bool dry_run) {
+  if (targets.size() != 1) {
+    std::fprintf(stderr, "bsradm: %s needs exactly one resource name\n", handler.c_str());
+    return kExitUsage;
+  }
+  auto cmd = HandlerCommand(cfg, targets[0], handler);
+  if (!cmd.ok()) {
+    std::fprintf(stderr, "bsradm: %s\n", cmd.status().message().c_str());
+    return kExitConfig;
+  }
+  if (cmd->empty()) return 0;  // no handler configured: nothing to do, as drbdadm
+  if (dry_run) {
+    std::printf("%s\n", cmd->c_str());
+    return 0;
+  }
+  std::fflush(stdout);
+  ::execl("/bin/sh", "sh", "-c", cmd->c_str(), static_cast<char*>(nullptr));
+  std::fprintf(stderr, "bsradm: cannot run /bin/sh for the %s handler: %s\n", handler.c_str(),
+               std::strerror(errno));
+  return kExitNoTool;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -205,7 +312,8 @@ int main(int argc, char** argv) {
     Usage(stderr);
     return kExitUsage;
   }
-  bool known = command == "dump" || IsShCommand(command) || IsPlannedCommand(command);
+  bool known = command == "dump" || IsShCommand(command) || IsPlannedCommand(command) ||
+               IsHandlerName(command);
   if (!known) {
     std::fprintf(stderr, "bsradm: unknown command '%s'\n", command.c_str());
     Usage(stderr);
@@ -217,6 +325,7 @@ int main(int argc, char** argv) {
     return kExitConfig;
   }
   const Config& cfg = loaded->config;
+  if (IsHandlerName(command)) return RunHandler(cfg, command, targets, dry_run);
   if (command == "dump") {
     bool all = targets.empty() || (targets.size() == 1 && targets[0] == "all");
     if (!all) {
@@ -248,6 +357,17 @@ int main(int argc, char** argv) {
   }
   std::vector<PlanStep> steps;
   std::vector<std::string> res_names;
+  // adjust diffs against what the local bsrd runs; without one it plans like up.
+  bool no_daemon = true;
+  std::vector<RunningResource> running;
+  if (command == "adjust") {
+    auto r = AskDaemon(&no_daemon);
+    if (!r.ok()) {
+      std::fprintf(stderr, "bsradm: %s\n", r.status().message().c_str());
+      return kExitNoTool;
+    }
+    running = std::move(*r);
+  }
   for (const auto& t : targets) {
     if (IsShCommand(command)) {
       auto r = ShQuery(cfg, NodeFor(cfg, t, node, named), command, t);
@@ -258,7 +378,9 @@ int main(int argc, char** argv) {
       if (!r->empty()) std::printf("%s\n", r->c_str());
       continue;
     }
-    auto plan = PlanCommand(cfg, NodeFor(cfg, t, node, named), command, t, PlanFlags{force});
+    auto plan = command == "adjust" && !no_daemon
+                    ? PlanAdjust(cfg, NodeFor(cfg, t, node, named), t, running)
+                    : PlanCommand(cfg, NodeFor(cfg, t, node, named), command, t, PlanFlags{force});
     if (!plan.ok()) {
       std::fprintf(stderr, "bsradm: %s\n", plan.status().message().c_str());
       return kExitConfig;

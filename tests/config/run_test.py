@@ -114,6 +114,70 @@ def main():
         p = subprocess.run([adm, "-c", conf, "-d", "up", "fl"], capture_output=True, text=True, env=env)
         check("floating local by address", p.returncode == 0 and "new-resource fl 4" in p.stdout
               and "new-path fl 5 ipv4:127.0.0.1:7000 ipv4:192.0.2.9:7000" in p.stdout, p.stdout + p.stderr)
+
+        # 7. Handlers (bsrd's usermode helper calls): $BSR_CONFIG instead of -c, the
+        # resource's command over common's, run by /bin/sh -c with the caller's
+        # environment, exit status passed back; none configured -> exit 0, silent.
+        out = os.path.join(d, "handler.out")
+        hconf = os.path.join(d, "h.res")
+        with open(hconf, "w") as f:
+            f.write("common { handlers { before-resync-target \"exit 9\"; fence-peer \"exit 4\"; } }\n"
+                    "resource r { device minor 1; disk /dev/x; meta-disk internal;\n"
+                    f"  handlers {{ before-resync-target \"echo $BSR_RESOURCE $BSR_PEER_NODE_ID > {out}; exit 5\"; }}\n"
+                    "  on alice { node-id 0; address 192.0.2.1:7000; }\n"
+                    "  on bob { node-id 1; address 192.0.2.2:7000; } }\n")
+        henv = dict(env, PATH="/usr/bin:/bin", BSR_CONFIG=hconf, BSR_RESOURCE="r", BSR_PEER_NODE_ID="1")
+        p = subprocess.run([adm, "before-resync-target", "r"], capture_output=True, text=True, env=henv)
+        got = open(out).read().split() if os.path.exists(out) else []
+        check("handler runs with the caller's environment", p.returncode == 5 and got == ["r", "1"],
+              f"rc={p.returncode} got={got} err={p.stderr!r}")
+        p = subprocess.run([adm, "fence-peer", "r/0"], capture_output=True, text=True, env=henv)
+        check("handler inherited from common", p.returncode == 4, f"rc={p.returncode} {p.stderr!r}")
+        p = subprocess.run([adm, "split-brain", "r"], capture_output=True, text=True, env=henv)
+        check("no handler configured: exit 0, silent", p.returncode == 0 and p.stdout == p.stderr == "",
+              f"rc={p.returncode} {p.stdout!r} {p.stderr!r}")
+        p = subprocess.run([adm, "-d", "fence-peer", "r"], capture_output=True, text=True, env=henv)
+        check("-d prints the handler command", p.returncode == 0 and p.stdout == "exit 4\n", p.stdout)
+        bad = os.path.join(d, "bad.res")
+        with open(bad, "w") as f:
+            f.write("resource r { handlers { fence-peer; } }\n")
+        p = subprocess.run([adm, "fence-peer", "r"], capture_output=True, text=True, env=dict(henv, BSR_CONFIG=bad))
+        check("bad $BSR_CONFIG: exit 10 naming the file", p.returncode == 10 and p.stderr.startswith(bad + ":"),
+              f"rc={p.returncode} {p.stderr!r}")
+
+        # 8. adjust asks the daemon (`bsrsetup show --json`) and runs only the difference.
+        show = os.path.join(d, "show.json")
+        with open(os.path.join(d, "bsrsetup"), "w") as f:
+            f.write(f"""#!/bin/sh
+if [ "$1 $2" = "show --json" ]; then /bin/cat "{show}"; exit 0; fi
+echo "${{0##*/}} $*" >> "{log}"
+exit 0
+""")
+        with open(show, "w") as f:
+            f.write("""[{"name": "r0", "node_id": 0, "options": {},
+  "volumes": [{"volume": 0, "minor": 2, "attached": true, "disk": "/dev/sdb1",
+               "meta_disk": "/dev/sdb1", "meta_index": "internal", "disk_options": {"al-extents": "3389"}}],
+  "connections": [{"peer_node_id": 1, "name": "bob", "cstate": "StandAlone",
+                   "net": {"protocol": "C", "ping-timeout": "10"},
+                   "paths": [{"local": "ipv4:10.1.1.31:7789", "remote": "ipv4:10.1.1.32:7789"}],
+                   "peer_devices": [{"volume": 0, "options": {"resync-rate": "20M", "c-plan-ahead": "0"}}]}]}]
+""")
+        os.unlink(log)
+        p = subprocess.run([adm, "-c", CONF, "--node", "alice", "-d", "adjust", "r0"], capture_output=True,
+                           text=True, env=env)
+        want = ["bsrsetup peer-device-options r0 1 0 --resync-rate=10M", "bsrsetup connect r0 1"]
+        check("adjust -d plans the difference", p.returncode == 0 and p.stdout.splitlines() == want,
+              f"rc={p.returncode} {p.stdout!r} {p.stderr!r}")
+        p = subprocess.run([adm, "-c", CONF, "--node", "alice", "adjust", "r0"], capture_output=True, text=True,
+                           env=env)
+        ran = open(log).read().splitlines() if os.path.exists(log) else []
+        check("adjust runs the difference", p.returncode == 0 and ran == want, f"rc={p.returncode} ran={ran}")
+        with open(show, "w") as f:
+            f.write("[{")
+        p = subprocess.run([adm, "-c", CONF, "--node", "alice", "-d", "adjust", "r0"], capture_output=True,
+                           text=True, env=env)
+        check("adjust: a broken show reply is an error", p.returncode == 20 and "not JSON" in p.stderr,
+              f"rc={p.returncode} {p.stderr!r}")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

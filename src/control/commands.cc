@@ -79,7 +79,7 @@ const std::vector<CommandSpec>& Commands() {
        {},
        {"verbose", "statistics", "json", "color"},
        "show the state of resources"},
-      {"show", {}, {"resource"}, {}, {"show-defaults"}, "show the configuration"},
+      {"show", {}, {"resource"}, {}, {"show-defaults", "json"}, "show the configuration"},
       {"events2",
        {},
        {"resource"},

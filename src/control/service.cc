@@ -291,10 +291,65 @@ Reply Service::StatusCmd(const Request& r) {
   return rep;
 }
 
+namespace {
+
+// `show --json`: what bsrd runs, in the form `bsradm adjust` diffs against the
+// configuration (config/adm_adjust.h parses it).
+nlohmann::json ShowJson(const replication::Node& node, const std::string& only) {
+  using nlohmann::json;
+  json out = json::array();
+  for (const auto& [name, res] : node.resources()) {
+    if (!only.empty() && name != only) continue;
+    json rj = {{"name", name},
+               {"node_id", res->node_id()},
+               {"options", res->options()},
+               {"volumes", json::array()},
+               {"connections", json::array()}};
+    for (const auto& [vol, dev] : res->devices()) {
+      json vj = {{"volume", vol}, {"minor", dev->minor()}, {"attached", dev->attached()}};
+      if (dev->attached()) {
+        const auto& a = dev->attach_spec();
+        vj["disk"] = a.disk;
+        vj["meta_disk"] = a.meta_disk;
+        vj["meta_index"] = a.meta_index;
+        vj["disk_options"] = a.opts;
+      }
+      rj["volumes"].push_back(std::move(vj));
+    }
+    for (const auto& [id, p] : res->peers()) {
+      auto st = res->state().connections.find(id);
+      json cj = {{"peer_node_id", id},
+                 {"name", p.name},
+                 {"cstate", st == res->state().connections.end()
+                                ? std::string("StandAlone")
+                                : std::string(replication::Name(st->second.conn))},
+                 {"net", p.net_opts},
+                 {"paths", json::array()},
+                 {"peer_devices", json::array()}};
+      for (const auto& path : p.paths) {
+        cj["paths"].push_back({{"local", path.local}, {"remote", path.remote}});
+      }
+      for (const auto& [vol, opts] : p.peer_device_opts) {
+        cj["peer_devices"].push_back({{"volume", vol}, {"options", opts}});
+      }
+      rj["connections"].push_back(std::move(cj));
+    }
+    out.push_back(std::move(rj));
+  }
+  return out;
+}
+
+}  // namespace
+
 Reply Service::Show(const Request& r) {
   std::string only = r.args.empty() || r.args[0] == "all" ? "" : r.args[0];
   if (!only.empty() && !node_.FindResource(only)) {
     return Reply::Fail(Error(Errc::kNotFound, "{}: No such resource", only));
+  }
+  if (r.HasOpt("json")) {
+    Reply rep;
+    rep.output = ShowJson(node_, only).dump(2) + "\n";
+    return rep;
   }
   auto opts_block = [](const std::map<std::string, std::string>& opts, int indent,
                        std::string_view title) {

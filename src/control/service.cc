@@ -40,6 +40,21 @@ std::map<std::string, std::string> SectionOpts(const Request& r) {
   return out;
 }
 
+// get-gi / show-gi RESOURCE PEER_NODE_ID VOLUME on a running volume.
+Reply GenerationIds(replication::Node& node, const Request& r, bool verbose) {
+  auto res = node.GetResource(r.args[0]);
+  auto id = Int(r.args[1], "peer node-id");
+  auto vol = Int(r.args[2], "volume");
+  if (!res.ok()) return Reply::Fail(res.status());
+  if (!id.ok()) return Reply::Fail(id.status());
+  if (!vol.ok()) return Reply::Fail(vol.status());
+  auto text = (*res)->GenerationIds(*id, *vol, verbose);
+  if (!text.ok()) return Reply::Fail(text.status());
+  Reply rep;
+  rep.output = *text;
+  return rep;
+}
+
 std::string Timestamp() {
   auto now = std::chrono::system_clock::now();
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()) %
@@ -55,6 +70,17 @@ Service::Service(replication::Node& node) : node_(node) {
   };
   auto bind_async = [this](void (Service::*fn)(const Request&, Done)) -> Handler {
     return [this, fn](const Request& r, Done done) { (this->*fn)(r, std::move(done)); };
+  };
+  // Commands on one minor's resource (outdate, suspend-io, ...): resource_admin.cc.
+  auto minor_cmd =
+      [this](std::function<Status(replication::Resource*, int, const Request&)> fn) -> Handler {
+    return [this, fn](const Request& r, Done done) {
+      auto minor = Int(r.args[0], "minor");
+      if (!minor.ok()) return done(Reply::Fail(minor.status()));
+      auto rv = node_.GetMinor(*minor);
+      if (!rv.ok()) return done(Reply::Fail(rv.status()));
+      done(FromStatus(fn(rv->first, rv->second, r)));
+    };
   };
   table_ = {
       {"new-resource", bind(&Service::NewResource)},
@@ -78,6 +104,18 @@ Service::Service(replication::Node& node) : node_(node) {
       {"down", bind_async(&Service::Down)},
       {"status", bind(&Service::StatusCmd)},
       {"show", bind(&Service::Show)},
+      {"outdate", minor_cmd([](replication::Resource* r, int vol, const Request&) {
+         return r->Outdate(vol);
+       })},
+      {"suspend-io",
+       minor_cmd([](replication::Resource* r, int, const Request&) { return r->SuspendIo(); })},
+      {"resume-io",
+       minor_cmd([](replication::Resource* r, int, const Request&) { return r->ResumeIo(); })},
+      {"new-current-uuid", minor_cmd([](replication::Resource* r, int vol, const Request& q) {
+         return r->NewCurrentUuid(vol, q.HasOpt("clear-bitmap"));
+       })},
+      {"get-gi", [this](const Request& r, Done done) { done(GenerationIds(node_, r, false)); }},
+      {"show-gi", [this](const Request& r, Done done) { done(GenerationIds(node_, r, true)); }},
   };
 }
 

@@ -62,33 +62,57 @@ class Device::VolumeExport : public frontend::Export {
   void Close(const OpenContext& ctx) override { d_->OnClose(ctx); }
 
   void Read(uint64_t offset, std::span<uint8_t> buf, IoCallback done) override {
-    if (!d_->disk_) return done(Failed(EIO, "no local disk attached"));
-    d_->UpdateIoStats(0, 0, +1);
     auto self = d_->shared_from_this();
-    d_->disk_->Read(offset, buf, [self, n = buf.size(), done = std::move(done)](IoResult r) {
-      self->UpdateIoStats(r.ok() ? n : 0, 0, -1);
-      done(std::move(r));
-    });
+    auto retry = [self, offset, buf, done](bool run) {
+      if (!run) return done(Failed(EIO, "export stopped while I/O was suspended"));
+      self->export_->Read(offset, buf, done);
+    };
+    if (d_->HoldIfSuspended(retry)) return;
+    if (!d_->disk_ || d_->failing_) {
+      if (d_->HoldIfNoData(retry)) return;
+      return done(Failed(EIO, "no local disk attached"));
+    }
+    d_->UpdateIoStats(0, 0, +1);
+    d_->DiskOpStart();
+    d_->disk_->Read(offset, buf,
+                    [self, offset, n = buf.size(), done = std::move(done)](IoResult r) {
+                      self->UpdateIoStats(r.ok() ? n : 0, 0, -1);
+                      if (!r.ok()) self->OnLocalIoError("read", offset, n, r);
+                      self->DiskOpDone();
+                      done(std::move(r));
+                    });
   }
 
   void Write(uint64_t offset, std::span<const uint8_t> data, bool fua, IoCallback done) override {
-    auto* disk = d_->disk_.get();
+    Device* d = d_;
     d_->SubmitWrite(
         offset, data.size(),
-        [disk, offset, data, fua](IoCallback cb) { disk->Write(offset, data, fua, std::move(cb)); },
+        [d, offset, data, fua](IoCallback cb) {
+          d->disk_->Write(offset, data, fua, std::move(cb));
+        },
         {fua ? protocol::kDpFua : 0u, data}, std::move(done));
   }
 
   void Flush(IoCallback done) override {
-    if (!d_->disk_) return done(Failed(EIO, "no local disk attached"));
+    auto self = d_->shared_from_this();
+    auto retry = [self, done](bool run) {
+      if (!run) return done(Failed(EIO, "export stopped while I/O was suspended"));
+      self->export_->Flush(done);
+    };
+    if (d_->HoldIfSuspended(retry)) return;
+    if (!d_->disk_ || d_->failing_) {
+      if (d_->HoldIfNoData(retry)) return;
+      return done(Failed(EIO, "no local disk attached"));
+    }
     d_->FlushAll(std::move(done));
   }
 
   void Trim(uint64_t offset, uint64_t length, bool fua, IoCallback done) override {
-    auto* disk = d_->disk_.get();
+    Device* d = d_;
     d_->SubmitWrite(
         offset, length,
-        [disk, offset, length, fua](IoCallback cb) {
+        [d, offset, length, fua](IoCallback cb) {
+          auto* disk = d->disk_.get();
           disk->Discard(offset, length, [disk, fua, cb = std::move(cb)](IoResult r) {
             if (!r.ok() || !fua) return cb(std::move(r));
             disk->Flush(std::move(cb));
@@ -99,10 +123,11 @@ class Device::VolumeExport : public frontend::Export {
 
   void WriteZeroes(uint64_t offset, uint64_t length, bool fua, bool no_hole,
                    IoCallback done) override {
-    auto* disk = d_->disk_.get();
+    Device* d = d_;
     d_->SubmitWrite(
         offset, length,
-        [disk, offset, length, fua, no_hole](IoCallback cb) {
+        [d, offset, length, fua, no_hole](IoCallback cb) {
+          auto* disk = d->disk_.get();
           disk->WriteZeroes(offset, length, !no_hole, [disk, fua, cb = std::move(cb)](IoResult r) {
             if (!r.ok() || !fua) return cb(std::move(r));
             disk->Flush(std::move(cb));
@@ -143,6 +168,11 @@ Status Device::StartExport() {
 }
 
 void Device::StopExport(std::function<void()> done) {
+  // Held requests keep their connections open: fail them so the server can stop.
+  export_stopping_ = true;
+  auto held = std::move(held_);
+  held_.clear();
+  for (auto& h : held) h(false);
   if (!nbd_) return done();
   // The resource may be gone by the time the server has stopped: take the path now.
   nbd_->Stop([path = nbd_socket_path(), done = std::move(done)] {
@@ -182,20 +212,27 @@ Result<DiskState> Device::Attach(const AttachSpec& spec, const std::vector<int>&
   uint32_t flags = (*md)->superblock().flags;
   DiskState ds = DiskState::kInconsistent;
   if (flags & meta::kFlagConsistent) {
-    ds = (flags & meta::kFlagWasUpToDate) ? DiskState::kUpToDate : DiskState::kConsistent;
+    // Consistent without was-up-to-date: outdated (`outdate`, or a detach after an
+    // I/O error), as DRBD's MDF_CONSISTENT without MDF_WAS_UP_TO_DATE.
+    ds = (flags & meta::kFlagWasUpToDate) ? DiskState::kUpToDate : DiskState::kOutdated;
   }
   spec_ = spec;
   disk_ = std::move(disk);
   md_ = std::move(*md);
   data_size_ = size;
   disk_flushes_ = OptYes(spec.opts, "disk-flushes", true);
+  no_data_eio_ = false;
+  // Runs after the resource recorded the new disk state (this is a control request).
+  asio::post(*env_.io, [self = shared_from_this()] { self->OnAttached(); });
   return ds;
 }
 
 Status Device::Detach() {
   if (!md_) return Error(Errc::kState, "minor {} has no disk attached", minor_);
-  if (inflight_ > 0)
-    return Error(Errc::kBusy, "minor {} has {} requests in flight", minor_, inflight_);
+  if (inflight_ > 0 || disk_ops_ > 0) {
+    return Error(Errc::kBusy, "minor {} has {} requests in flight", minor_, inflight_ + disk_ops_);
+  }
+  if (failing_) return Error(Errc::kBusy, "minor {} is detaching after an I/O error", minor_);
   Status s;
   {
     std::lock_guard lk(meta_mu_);
@@ -307,7 +344,15 @@ void Device::RunMeta(std::function<Status(meta::Metadata&)> fn, std::function<vo
 
 void Device::SubmitWrite(uint64_t offset, uint64_t length, std::function<void(IoCallback)> io,
                          Replica replica, IoCallback done) {
-  if (!md_ || !disk_) return done(Failed(EIO, "no local disk attached"));
+  auto retry = [self = shared_from_this(), offset, length, io, replica, done](bool run) {
+    if (!run) return done(Failed(EIO, "export stopped while I/O was suspended"));
+    self->SubmitWrite(offset, length, io, replica, done);
+  };
+  if (HoldIfSuspended(retry)) return;
+  if (!md_ || !disk_ || failing_) {
+    if (HoldIfNoData(retry)) return;
+    return done(Failed(EIO, "no local disk attached"));
+  }
   UpdateIoStats(0, 0, +1);
   ++inflight_;
   // Peers that take this write get it now; the others get its bits in their slot.
@@ -366,6 +411,7 @@ namespace {
 // One application write in flight: the local write and each peer's acknowledgement.
 struct WriteOp {
   int waiting = 0;
+  bool peer_took_it = false;  // an UpToDate peer acknowledged the write
   IoResult local;
   IoCallback done;
 };
@@ -380,15 +426,16 @@ void Device::StartWrite(uint64_t offset, uint64_t length, std::function<void(IoC
   op->done = std::move(done);
   auto one_done = [self, op, offset, length] {
     if (--op->waiting > 0) return;
-    self->AfterWrite(offset, length, std::move(op->local), std::move(op->done));
+    self->AfterWrite(offset, length, std::move(op->local), op->peer_took_it, std::move(op->done));
   };
   for (auto& c : peers) {
     int peer = c->peer_node_id();
     // A peer that can no longer take the write (disconnect before the ack): its bits
     // are set while the extent is still in the activity log, then the write completes.
     c->SendWrite(volume_, offset, replica.data, length, replica.dp_flags,
-                 [self, peer, offset, length, one_done](bool ok) {
+                 [self, op, peer, offset, length, one_done](bool ok) {
                    if (!ok) self->SetPeerOutOfSync(peer, offset, length);
+                   if (ok && self->PeerUpToDate(peer)) op->peer_took_it = true;
                    one_done();
                  });
   }
@@ -410,23 +457,42 @@ void Device::FlushAll(IoCallback done) {
   auto one_done = [op] {
     if (--op->waiting == 0) op->done(std::move(op->local));
   };
+  auto self = shared_from_this();
   for (auto& c : peers) {
     // A peer that drops out before its barrier ack no longer needs the flush.
-    c->SendFlush(volume_, [one_done](bool) { one_done(); });
+    int peer = c->peer_node_id();
+    c->SendFlush(volume_, [self, op, peer, one_done](bool ok) {
+      if (ok && self->PeerUpToDate(peer)) op->peer_took_it = true;
+      one_done();
+    });
   }
   if (!disk_flushes_) {
     op->local = IoResult::Ok();
     return one_done();
   }
-  disk_->Flush([op, one_done](IoResult r) {
+  DiskOpStart();
+  disk_->Flush([self, op, one_done](IoResult r) {
+    if (!r.ok()) {
+      self->OnLocalIoError("flush", 0, 0, r);
+      // The data is on an UpToDate peer: the flush succeeded where it matters.
+      if (self->io_error_policy() != IoErrorPolicy::kPassthrough && op->peer_took_it) {
+        r = IoResult::Ok();
+      }
+    }
     op->local = std::move(r);
+    self->DiskOpDone();
     one_done();
   });
 }
 
-void Device::AfterWrite(uint64_t offset, uint64_t length, IoResult r, IoCallback done) {
+void Device::AfterWrite(uint64_t offset, uint64_t length, IoResult r, bool peer_took_it,
+                        IoCallback done) {
   if (!r.ok()) {
     spdlog::error("{}/{}: local write failed: {}", resource_->name(), volume_, r.status.message());
+    OnLocalIoError("write", offset, length, r);
+    // detach / call-local-io-error: a connected UpToDate peer holds the data, so the
+    // write completes (DRBD); without one the caller gets the error.
+    if (io_error_policy() != IoErrorPolicy::kPassthrough && peer_took_it) r = IoResult::Ok();
   }
   auto finish = [self = shared_from_this(), length, r, done = std::move(done)](Status s) mutable {
     if (!s.ok()) {
@@ -436,6 +502,9 @@ void Device::AfterWrite(uint64_t offset, uint64_t length, IoResult r, IoCallback
     --self->inflight_;
     self->UpdateIoStats(0, r.ok() ? length : 0, -1);
     self->UpdatePeerOosStats();
+    if (self->failing_) {
+      asio::post(*self->env_.io, [self] { self->MaybeFinishFailure(); });
+    }
     done(std::move(r));
   };
   {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "frontend/export.h"
@@ -108,6 +109,39 @@ class Device : public std::enable_shared_from_this<Device> {
   // SyncTarget: the disk is Inconsistent on disk until the resync finishes.
   void MarkInconsistent();
 
+  // ---- Admin commands (device_admin.cc); io thread, metadata written synchronously. ----
+  // `outdate`: UpToDate/Consistent -> Outdated, recorded as consistent without
+  // was-up-to-date in the metadata flags.
+  Status Outdate();
+  // `new-current-uuid`: a new data generation. With clear_bitmap every peer slot's
+  // bitmap is cleared and its bitmap UUID reset; on a just-created disk (current UUID
+  // 4) it also marks the disk consistent and up to date (DRBD's skip-initial-sync).
+  // Sets *up_to_date when the disk became UpToDate that way.
+  Status NewCurrentUuid(bool clear_bitmap, bool* up_to_date);
+  // `get-gi` / `show-gi` against the attached metadata, in bsrmeta's format.
+  Result<std::string> GenerationIds(int peer_node_id, bool verbose) const;
+
+  // ---- I/O suspension (device_admin.cc); io thread. ----
+  // While the resource is suspended (suspend-io, or no data accessible with
+  // on-no-data-accessible suspend-io) an application request is held: `retry(true)`
+  // runs it again when I/O resumes, `retry(false)` fails it (the export stops).
+  // Returns false when it is not suspended (go on at once).
+  using Retry = std::function<void(bool run)>;
+  bool HoldIfSuspended(Retry retry);
+  // Runs every held request again (resume-io, attach); still suspended ones are held
+  // again.
+  void ReleaseHeld();
+  // resume-io while no data is accessible: requests without data fail with EIO (the
+  // io-error behaviour) until a disk is attached again.
+  void SetNoDataFailsFast() { no_data_eio_ = true; }
+  int held_requests() const { return static_cast<int>(held_.size()); }
+
+  // on-io-error policy of the attached disk (disk option, changeable at runtime).
+  enum class IoErrorPolicy { kPassthrough, kDetach, kCallHandler };
+  IoErrorPolicy io_error_policy() const;
+  // True between a local I/O error (detach policies) and the end of the detach.
+  bool failing() const { return failing_; }
+
   // The Export the NBD server (and /dev/bsrN) serve.
   std::shared_ptr<frontend::Export> block_export() const { return export_; }
   // NBD clients holding the volume (/dev/bsrN is not counted: see OnOpen).
@@ -132,8 +166,27 @@ class Device : public std::enable_shared_from_this<Device> {
                   Replica replica, std::vector<std::shared_ptr<Connection>> peers,
                   storage::IoCallback done);
   void FlushAll(storage::IoCallback done);
-  void AfterWrite(uint64_t offset, uint64_t length, storage::IoResult r, storage::IoCallback done);
+  void AfterWrite(uint64_t offset, uint64_t length, storage::IoResult r, bool peer_took_it,
+                  storage::IoCallback done);
+  // A failed local request (device_io_error.cc). With passthrough the range is marked
+  // out of sync for every peer and the error goes up. With detach/call-local-io-error
+  // the disk goes Failed, the handler runs, and once no request is in flight the
+  // metadata is written (where it still can be) and the disk becomes Diskless.
+  void OnLocalIoError(const char* what, uint64_t offset, uint64_t length,
+                      const storage::IoResult& r);
+  void MaybeFinishFailure();
+  // No local data and no UpToDate peer: with on-no-data-accessible suspend-io the
+  // resource suspends (susp_no_data) and the request is held.
+  bool HoldIfNoData(Retry retry);
+  // After a successful attach (posted from Attach): leaves a no-data suspension.
+  void OnAttached();
+  // Counts a backing-device request that is not an application write (reads, peer
+  // writes, flushes), so that a failure detach waits for it.
+  void DiskOpStart() { ++disk_ops_; }
+  void DiskOpDone();
   std::vector<int> DisconnectedPeerSlots() const;
+  // The peer is connected and its disk for this volume is UpToDate.
+  bool PeerUpToDate(int peer_node_id) const;
   Status OnOpen(const frontend::OpenContext& ctx);
   void OnClose(const frontend::OpenContext& ctx);
   void UpdateIoStats(uint64_t read_bytes, uint64_t written_bytes, int pending_delta);
@@ -153,6 +206,11 @@ class Device : public std::enable_shared_from_this<Device> {
   int open_count_ = 0;
   bool kernel_open_ = false;
   int inflight_ = 0;
+  int disk_ops_ = 0;          // other backing-device requests in flight (DiskOpStart)
+  bool failing_ = false;      // local I/O error: detaching (disk Failed)
+  std::vector<Retry> held_;   // requests held while I/O is suspended
+  bool no_data_eio_ = false;  // see SetNoDataFailsFast
+  bool export_stopping_ = false;
   std::shared_ptr<frontend::Export> export_;
   std::unique_ptr<frontend::NbdServer> nbd_;
 };

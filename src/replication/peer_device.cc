@@ -126,7 +126,7 @@ void Device::UpdatePeerOosStats() {
 
 void Device::ApplyPeerWrite(uint64_t offset, std::span<const uint8_t> data, uint64_t length,
                             uint32_t dp_flags, storage::IoCallback done) {
-  if (!disk_) {
+  if (!disk_ || failing_) {
     storage::IoResult r;
     r.err = EIO;
     r.status = Status(Errc::kIo, "no local disk attached");
@@ -134,8 +134,11 @@ void Device::ApplyPeerWrite(uint64_t offset, std::span<const uint8_t> data, uint
   }
   auto self = shared_from_this();
   bool fua = dp_flags & protocol::kDpFua;
-  auto finish = [self, length, done = std::move(done)](storage::IoResult r) {
+  self->DiskOpStart();
+  auto finish = [self, offset, length, done = std::move(done)](storage::IoResult r) {
     self->UpdateIoStats(0, r.ok() ? length : 0, 0);
+    if (!r.ok()) self->OnLocalIoError("peer write", offset, length, r);
+    self->DiskOpDone();
     done(std::move(r));
   };
   auto write = [self, offset, data, length, dp_flags, fua, finish = std::move(finish)]() mutable {
@@ -172,25 +175,33 @@ void Device::ApplyPeerWrite(uint64_t offset, std::span<const uint8_t> data, uint
 }
 
 void Device::PeerFlush(storage::IoCallback done) {
-  if (!disk_) return done(storage::IoResult::Ok());
+  if (!disk_ || failing_) return done(storage::IoResult::Ok());
   if (!disk_flushes_) return done(storage::IoResult::Ok());
-  disk_->Flush(std::move(done));
+  DiskOpStart();
+  disk_->Flush([self = shared_from_this(), done = std::move(done)](storage::IoResult r) {
+    if (!r.ok()) self->OnLocalIoError("flush", 0, 0, r);
+    self->DiskOpDone();
+    done(std::move(r));
+  });
 }
 
 void Device::ReadForPeer(
     uint64_t offset, uint32_t length,
     std::function<void(storage::IoResult, std::shared_ptr<storage::AlignedBuffer>)> done) {
   auto buf = std::make_shared<storage::AlignedBuffer>(length);
-  if (!disk_) {
+  if (!disk_ || failing_) {
     storage::IoResult r;
     r.err = EIO;
     r.status = Status(Errc::kIo, "no local disk attached");
     return done(std::move(r), buf);
   }
   auto self = shared_from_this();
+  DiskOpStart();
   disk_->Read(offset, buf->span().first(length),
-              [self, buf, length, done = std::move(done)](storage::IoResult r) {
+              [self, buf, offset, length, done = std::move(done)](storage::IoResult r) {
                 self->UpdateIoStats(r.ok() ? length : 0, 0, 0);
+                if (!r.ok()) self->OnLocalIoError("read", offset, length, r);
+                self->DiskOpDone();
                 done(std::move(r), buf);
               });
 }

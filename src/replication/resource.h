@@ -76,6 +76,18 @@ class Resource {
   Status Attach(int volume, const AttachSpec& spec);
   Status Detach(int volume);
 
+  // Admin commands (resource_admin.cc). Each checks first and changes nothing when it
+  // refuses. outdate: UpToDate/Consistent -> Outdated (refused on a Primary).
+  Status Outdate(int volume);
+  // suspend-io / resume-io: application requests are held (not failed) while
+  // suspended; resume-io also leaves a no-data suspension (on-no-data-accessible).
+  Status SuspendIo();
+  Status ResumeIo();
+  // new-current-uuid [--clear-bitmap] (see Device::NewCurrentUuid).
+  Status NewCurrentUuid(int volume, bool clear_bitmap);
+  // get-gi / show-gi of a running volume: the generation identifiers for a peer.
+  Result<std::string> GenerationIds(int peer_node_id, int volume, bool verbose) const;
+
  private:
   Status Refuse(std::string_view what, const Status& s) const;
 

@@ -43,6 +43,7 @@ class Node:
         self.conf = os.path.join(root, "r0.res")
         self.log = os.path.join(root, "bsrd.log")
         self.proc = None
+        self.bsrd_args = []  # extra bsrd arguments (--usermode-helper ...)
         with open(self.disk, "wb") as f:
             f.truncate(size_mib * MIB)
         with open(self.conf, "w") as f:
@@ -75,7 +76,8 @@ class Node:
 
     def start(self):
         logf = open(self.log, "a")
-        self.proc = subprocess.Popen([f"{BIN}/bsrd", "--log-level", "debug"], env=self.env,
+        self.proc = subprocess.Popen([f"{BIN}/bsrd", "--log-level", "debug"] + self.bsrd_args,
+                                     env=self.env,
                                      stdout=logf, stderr=subprocess.STDOUT)
         # A killed bsrd leaves its socket file behind: wait until one answers.
         for _ in range(200):

@@ -1,0 +1,94 @@
+// Device's reaction to a failed backing-device request (the disk option on-io-error,
+// DRBD semantics): passthrough, detach, call-local-io-error. io thread.
+#include <spdlog/spdlog.h>
+
+#include "replication/device.h"
+#include "replication/resource.h"
+
+namespace bsr::replication {
+
+Device::IoErrorPolicy Device::io_error_policy() const {
+  auto it = spec_.opts.find("on-io-error");
+  if (it == spec_.opts.end()) return IoErrorPolicy::kPassthrough;
+  if (it->second == "detach") return IoErrorPolicy::kDetach;
+  if (it->second == "call-local-io-error") return IoErrorPolicy::kCallHandler;
+  return IoErrorPolicy::kPassthrough;  // passthrough, pass_on
+}
+
+bool Device::PeerUpToDate(int peer_node_id) const {
+  const auto& st = resource_->state();
+  auto c = st.connections.find(peer_node_id);
+  if (c == st.connections.end() || c->second.conn != ConnState::kConnected) return false;
+  auto p = c->second.peer_devices.find(volume_);
+  return p != c->second.peer_devices.end() && p->second.peer_disk == DiskState::kUpToDate;
+}
+
+void Device::OnLocalIoError(const char* what, uint64_t offset, uint64_t length,
+                            const storage::IoResult& r) {
+  if (!md_) return;
+  std::string tag = fmt::format("{}/{}", resource_->name(), volume_);
+  // The range may now differ from every peer's copy: a resync rewrites it (a retry
+  // that succeeds locally leaves the bits for the next resync, as bsr's passthrough).
+  if (length > 0) {
+    std::lock_guard lk(meta_mu_);
+    for (int id : resource_->peer_node_ids()) {
+      int slot = md_->FindPeerSlot(id);
+      if (slot >= 0) md_->SetOutOfSync(slot, offset, length).ok();
+    }
+  }
+  IoErrorPolicy policy = io_error_policy();
+  if (policy == IoErrorPolicy::kPassthrough) {
+    spdlog::warn("{}: local {} error at offset {} length {}: {} (on-io-error passthrough)", tag,
+                 what, offset, length, r.status.message());
+    return;
+  }
+  if (failing_) return;
+  failing_ = true;
+  spdlog::error("{}: local {} error at offset {} length {}: {}; on-io-error {}: detaching", tag,
+                what, offset, length, r.status.message(),
+                policy == IoErrorPolicy::kDetach ? "detach" : "call-local-io-error");
+  Status s = resource_->engine().Change(
+      "local-io-error", [&](ResourceState& st) { st.devices[volume_].disk = DiskState::kFailed; },
+      {.internal = true});
+  if (!s.ok()) spdlog::error("{}: {}", tag, s.message());
+  if (policy == IoErrorPolicy::kCallHandler) {
+    resource_->RunHandler({.handler = "local-io-error", .volume = volume_, .minor = minor_},
+                          [tag](int rc) {
+                            if (rc != 0)
+                              spdlog::warn("{}: local-io-error handler exit {}", tag, rc);
+                          });
+  }
+  // The failed request and any others still in flight finish first; their
+  // completions post MaybeFinishFailure again.
+  asio::post(*env_.io, [self = shared_from_this()] { self->MaybeFinishFailure(); });
+}
+
+void Device::DiskOpDone() {
+  --disk_ops_;
+  if (failing_) asio::post(*env_.io, [self = shared_from_this()] { self->MaybeFinishFailure(); });
+}
+
+void Device::MaybeFinishFailure() {
+  if (!failing_ || inflight_ > 0 || disk_ops_ > 0) return;
+  std::string tag = fmt::format("{}/{}", resource_->name(), volume_);
+  if (md_) {
+    // Record what we can: the disk missed (or may have missed) writes, so it is no
+    // longer known to be up to date (it attaches Outdated); then close it clean. On a
+    // dead metadata device this fails and the disk is dropped all the same.
+    std::lock_guard lk(meta_mu_);
+    Status s = md_->SetFlags(0, meta::kFlagWasUpToDate);
+    if (s.ok()) s = md_->Close();
+    if (!s.ok()) spdlog::warn("{}: metadata not updated after the I/O error: {}", tag, s.message());
+    md_.reset();
+  }
+  disk_.reset();
+  failing_ = false;
+  // data_size_ stays: connected clients keep the size and get EIO.
+  Status s = resource_->engine().Change(
+      "local-io-error", [&](ResourceState& st) { st.devices[volume_].disk = DiskState::kDiskless; },
+      {.internal = true});
+  if (!s.ok()) spdlog::error("{}: {}", tag, s.message());
+  spdlog::warn("{}: detached after a local I/O error; the volume is Diskless", tag);
+}
+
+}  // namespace bsr::replication

@@ -52,13 +52,13 @@ def in_sync(src, dst):
             and pd["out-of-sync"] == 0)
 
 
-def start_pair(size_mib):
+def start_pair(size_mib, net_opts=NET_OPTS):
     c = Cluster(2, size_mib=size_mib, prefix=PREFIX, net=NET)
     a, b = c.nodes
     for n in (a, b):
         n.start()
-    a.up(b, NET_OPTS)
-    b.up(a, NET_OPTS)
+    a.up(b, net_opts)
+    b.up(a, net_opts)
     a.setup("connect", "r0", "1")
     b.setup("connect", "r0", "0")
     wait_for("both Connected", lambda: connected(a, b), timeout=20)
@@ -113,15 +113,19 @@ def verify_on(node, baseline, journals):
 
 
 def run_ack_cycles(cycles, size_mib=64, area_mib=16, seed=None, results=None,
-                   kill_secondary_every=3):
+                   kill_secondary_every=3, protocol="C"):
     """Writes go to the first area_mib of the volume (4 activity-log extents of 4 MiB),
     the verifier reads all of it: after each crash only those extents may be resynced.
     Appends each cycle's numbers to `results` (also on failure) and returns them;
     raises TestFailure on the first violation."""
     seed = seed if seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
-    print(f"ack checker: {cycles} cycles, {size_mib} MiB volume, seed {seed}", flush=True)
-    c = start_pair(size_mib)
+    print(f"ack checker: {cycles} cycles, protocol {protocol}, {size_mib} MiB volume, "
+          f"seed {seed}", flush=True)
+    # Protocol B acknowledges once the peer has the data in memory: enough when only the
+    # Primary's process dies (the Secondary still writes what it received).
+    net_opts = [f"--protocol={protocol}"]
+    c = start_pair(size_mib, net_opts)
     ok = False
     w = None
     results = [] if results is None else results
@@ -176,7 +180,7 @@ def run_ack_cycles(cycles, size_mib=64, area_mib=16, seed=None, results=None,
                                   f"node{survivor.index}: " + "; ".join(problems[:10]))
             # Bring the killed node back as Secondary; it resyncs from the survivor.
             victim.start()
-            victim.up(survivor, NET_OPTS)
+            victim.up(survivor, net_opts)
             victim.setup("connect", "r0", str(survivor.node_id))
             wait_for(f"node{victim.index} resynced after its crash",
                      lambda: in_sync(survivor, victim), timeout=60)
@@ -263,6 +267,13 @@ def test_checker_detects():
     finally:
         import shutil
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_ack_cycles_protocol_b():
+    results = run_ack_cycles(6, protocol="B")
+    tot = summarize(results)
+    check(tot["lost"] == 0 and tot["corrupt"] == 0,
+          "protocol B: a crash of the Primary's bsrd loses no acknowledged write")
 
 
 def test_ack_cycles():
@@ -497,7 +508,8 @@ def main():
     except ImportError:
         print("SKIP: python3-libnbd missing")
         return 0
-    tests = [test_checker_detects, test_link_cut, test_resync_interrupted, test_ack_cycles]
+    tests = [test_checker_detects, test_link_cut, test_resync_interrupted, test_ack_cycles,
+             test_ack_cycles_protocol_b]
     # Run by name only until the new Primary's current UUID reaches the connected
     # Secondaries (see docs/testing.md, "Three-node failover").
     by_name_only = [test_three_node_failover]

@@ -162,6 +162,32 @@ def test_io_error_call_handler(node):
     node.adm("down", "r0")
 
 
+def test_io_error_handler_via_bsradm(node):
+    """The default usermode helper: the bsradm beside bsrd runs the handlers section's
+    local-io-error command (config found through $BSR_CONFIG)."""
+    node.small_disk()
+    record = os.path.join(node.root, "handler.out")
+    node.configure(disk_opts="on-io-error call-local-io-error;",
+                   handlers=f'local-io-error "echo $BSR_RESOURCE $BSR_MINOR $BSR_VOLUME >> {record}";')
+    node.stop()
+    node.env["BSR_CONFIG"] = node.conf
+    node.start()
+    up_primary(node)
+    write_until_error(node)
+    wait_status(node, r"^  disk:Diskless")
+    for _ in range(100):
+        if os.path.exists(record):
+            break
+        time.sleep(0.1)
+    check(os.path.exists(record), "bsradm did not run the local-io-error handler:\n" +
+          node.logtext()[-2000:])
+    with open(record) as f:
+        lines = f.read().splitlines()
+    check(lines == ["r0 10 0"], f"handler output: {lines}")
+    node.adm("secondary", "r0")
+    node.adm("down", "r0")
+
+
 def test_io_error_passthrough(node):
     node.small_disk()
     node.configure()  # on-io-error passthrough is the default

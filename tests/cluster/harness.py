@@ -156,6 +156,12 @@ class Node:
         return h
 
 
+def _exit_on_term(signum, frame):
+    # SystemExit unwinds through the callers' finally blocks, so a test stopped with
+    # SIGTERM (or SIGHUP) still removes its namespaces, processes and files.
+    raise SystemExit(128 + signum)
+
+
 class Cluster:
     """n bsrd nodes, each in its own namespace. prefix names the namespaces and links
     (<prefix><pid>-n0 ...; at most 6 characters so link names stay under 15), net is
@@ -170,6 +176,12 @@ class Cluster:
             raise TestFailure(f"netns prefix {prefix!r}: use 1-6 lowercase letters")
         if not re.fullmatch(r"\d+\.\d+", net):
             raise TestFailure(f"net {net!r}: give the first two octets, e.g. 10.96")
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                    signal.signal(sig, _exit_on_term)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
         self.tag = f"{prefix}{os.getpid() % 100000}"
         self.work = tempfile.mkdtemp(prefix="bsr-cluster-")
         self.namespaces = []

@@ -124,7 +124,10 @@ def run_ack_cycles(cycles, size_mib=64, area_mib=16, seed=None, results=None,
           f"seed {seed}", flush=True)
     # Protocol B acknowledges once the peer has the data in memory: enough when only the
     # Primary's process dies (the Secondary still writes what it received).
-    net_opts = [f"--protocol={protocol}"]
+    # ping-timeout 2 s: a kill -9 is seen at once (the sockets close), and a PingAck late
+    # on a loaded machine must not drop the link just before the kill: writes acked
+    # while disconnected are legitimately not on the Secondary (no fencing here).
+    net_opts = [f"--protocol={protocol}", "--ping-timeout=20"]
     c = start_pair(size_mib, net_opts)
     ok = False
     w = None
@@ -151,8 +154,11 @@ def run_ack_cycles(cycles, size_mib=64, area_mib=16, seed=None, results=None,
                      or w.poll() is not None, timeout=15, interval=0.02)
             if w.poll() is not None:
                 raise TestFailure(f"writer exited early: {w.stdout.read()}")
+            log_mark = len(primary.log_text())
             time.sleep(rng.uniform(0.0, 1.0))
             victim.kill()
+            # Did the link drop before the kill? Then losses are not the crash's doing.
+            early = re.findall(r"connection lost: .*", primary.log_text()[log_mark:])
             try:
                 out, _ = w.communicate(timeout=30)
             except subprocess.TimeoutExpired:
@@ -176,8 +182,10 @@ def run_ack_cycles(cycles, size_mib=64, area_mib=16, seed=None, results=None,
                   f"{stats['corrupt']}, unacked seen new/old {stats['unacked_new']}/"
                   f"{stats['unacked_old']}", flush=True)
             if problems:
+                why = (f" (the Primary had logged before the kill: {early[:2]})"
+                       if early and not kill_secondary else "")
                 raise TestFailure(f"cycle {cycle + 1}: {len(problems)} bad blocks on "
-                                  f"node{survivor.index}: " + "; ".join(problems[:10]))
+                                  f"node{survivor.index}{why}: " + "; ".join(problems[:10]))
             # Bring the killed node back as Secondary; it resyncs from the survivor.
             victim.start()
             victim.up(survivor, net_opts)

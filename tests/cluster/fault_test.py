@@ -437,6 +437,58 @@ def test_resync_interrupted():
         c.close(keep_logs_on_failure=not ok)
 
 
+def test_kill_sync_source():
+    """kill -9 of the Primary during the initial full sync: the SyncTarget is Inconsistent
+    and refuses to be promoted (state unchanged, reason given); the restarted source
+    finishes the sync and both disks are identical."""
+    c = Cluster(2, size_mib=64, prefix=PREFIX, net=NET)
+    ok = False
+    try:
+        a, b = c.nodes
+        for n in (a, b):
+            n.start()
+        a.up(b, NET_OPTS)
+        b.up(a, NET_OPTS)
+        for n, p in ((a, b), (b, a)):
+            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--resync-rate=8M")
+        a.setup("connect", "r0", "1")
+        b.setup("connect", "r0", "0")
+        wait_for("both Connected", lambda: connected(a, b), timeout=20)
+        size = data_size(a)
+        a.setup("primary", "r0", "--force")
+        h = a.nbd()
+        h.pwrite(os.urandom(4 * MIB), 40 * MIB)
+        h.shutdown()
+        total = size // 1024
+        wait_for("sync a quarter done", lambda: peer_dev(a, b)["out-of-sync"] < total * 3 // 4,
+                 timeout=30, interval=0.05)
+        a.kill()
+        wait_for("node1 lost node0", lambda: b.conn(0)["connection-state"] != "Connected",
+                 timeout=10)
+        check(b.disk_state() == "Inconsistent", f"the half-synced target is {b.disk_state()}")
+        r = b.setup("primary", "r0", check_rc=False)
+        reason = (r.stdout + r.stderr).strip()
+        check(r.returncode != 0 and reason, f"promoting the Inconsistent target is refused: "
+              f"{reason}")
+        check(b.status()["role"] == "Secondary" and b.disk_state() == "Inconsistent",
+              "the refused promotion changed nothing")
+        a.start()
+        a.up(b, NET_OPTS)
+        a.setup("connect", "r0", "1")
+        wait_for("the restarted source finishes the sync", lambda: in_sync(a, b), timeout=90)
+        sizes = resync_sizes(b)
+        print(f"resync sizes on the target: {sizes} KiB", flush=True)
+        # DRBD resumes an interrupted initial sync from the bitmap; bsrd restarts it as a
+        # full sync today (the target still has its just-created UUID). Correct, slower:
+        # reported, not failed (see notes/findings).
+        check(len(sizes) >= 2, f"the sync restarted after the source came back "
+              f"({'resumed' if sizes[-1] < sizes[0] else 'from the start'})")
+        check(same_data(a, b, size), "identical after the interrupted initial sync")
+        ok = True
+    finally:
+        c.close(keep_logs_on_failure=not ok)
+
+
 def test_three_node_failover(cycles=3):
     """1:2: kill -9 the Primary during writes, promote one Secondary: no acknowledged
     write lost there, the other Secondary follows the new Primary and ends identical to
@@ -516,8 +568,8 @@ def main():
     except ImportError:
         print("SKIP: python3-libnbd missing")
         return 0
-    tests = [test_checker_detects, test_link_cut, test_resync_interrupted, test_ack_cycles,
-             test_ack_cycles_protocol_b]
+    tests = [test_checker_detects, test_link_cut, test_resync_interrupted, test_kill_sync_source,
+             test_ack_cycles, test_ack_cycles_protocol_b]
     # Run by name only until the new Primary's current UUID reaches the connected
     # Secondaries (see docs/testing.md, "Three-node failover").
     by_name_only = [test_three_node_failover]

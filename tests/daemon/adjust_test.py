@@ -65,19 +65,21 @@ def config_text(root, vol1=False, disk="al-extents 1000;", extra_net="", options
 class Node:
     """One bsrd with its own run/state/dev dirs; bsradm reads $BSR_CONFIG (no -c)."""
 
-    def __init__(self, root):
+    def __init__(self, root, name="alice", conf=None):
         self.root = root
-        self.run = os.path.join(root, "run")
-        self.conf = os.path.join(root, "r0.res")
-        self.log = os.path.join(root, "bsrd.log")
+        self.run = os.path.join(root, name, "run")
+        self.conf = conf or os.path.join(root, "r0.res")
+        self.log = os.path.join(root, f"bsrd-{name}.log")
         self.proc = None
         for d in ("disk0", "disk1"):
             with open(os.path.join(root, d), "wb") as f:
                 f.truncate(64 * MIB)
-        self.env = dict(os.environ, BSR_RUN_DIR=self.run, BSR_STATE_DIR=os.path.join(root, "state"),
-                        BSR_DEV_DIR=os.path.join(root, "dev"), BSR_NODE="alice",
+        self.env = dict(os.environ, BSR_RUN_DIR=self.run,
+                        BSR_STATE_DIR=os.path.join(root, name, "state"),
+                        BSR_DEV_DIR=os.path.join(root, name, "dev"), BSR_NODE=name,
                         BSR_CONFIG=self.conf)
-        self.write()
+        if not conf:
+            self.write()
 
     def write(self, **kw):
         with open(self.conf, "w") as f:
@@ -310,7 +312,8 @@ def main():
                 pass
         finally:
             node.stop()
-            shutil.rmtree(root, ignore_errors=True)
+            if not os.environ.get("BSR_KEEP"):
+                shutil.rmtree(root, ignore_errors=True)
     print(f"{len(chosen) - failed} passed, {failed} failed")
     return 1 if failed else 0
 

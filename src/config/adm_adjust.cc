@@ -352,7 +352,8 @@ bool SameOptionValue(OptSection section, const std::string& name, const std::str
 
 Result<std::vector<PlanStep>> PlanAdjust(const Config& cfg, const std::string& node,
                                          const std::string& target,
-                                         const std::vector<RunningResource>& running) {
+                                         const std::vector<RunningResource>& running,
+                                         const PlanFlags& flags) {
   BSR_ASSIGN_OR_RETURN(auto targets, ResolveTargets(cfg, node, target));
   std::vector<PlanStep> out;
   for (const auto& t : targets) {
@@ -366,6 +367,7 @@ Result<std::vector<PlanStep>> PlanAdjust(const Config& cfg, const std::string& n
     }
     BSR_RETURN_IF_ERROR(PlanAdjustOne(t, *run, out));
   }
+  ApplyPassthrough("adjust", flags.passthrough, out);
   return out;
 }
 

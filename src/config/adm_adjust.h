@@ -63,6 +63,7 @@ bool SameOptionValue(OptSection section, const std::string& name, const std::str
 // Empty when nothing differs.
 Result<std::vector<PlanStep>> PlanAdjust(const Config& cfg, const std::string& node,
                                          const std::string& target,
-                                         const std::vector<RunningResource>& running);
+                                         const std::vector<RunningResource>& running,
+                                         const PlanFlags& flags = {});
 
 }  // namespace bsr::config

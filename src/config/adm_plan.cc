@@ -252,16 +252,19 @@ Status PlanOne(const Target& t, const std::string& cmd, const PlanFlags& flags,
       out.push_back(Attach(t, *v));
     }
   } else if (cmd == "detach") {
-    for (const Volume* v : disk_vols())
-      out.push_back(Setup({"bsrsetup", "detach", std::to_string(v->minor)}));
+    for (const Volume* v : disk_vols()) {
+      PlanStep s = Setup({"bsrsetup", "detach", std::to_string(v->minor)});
+      if (flags.force) s.argv.push_back("--force");
+      out.push_back(s);
+    }
   } else if (cmd == "connect" || cmd == "disconnect") {
     for (const auto& p : peers) {
       PlanStep s = Setup({"bsrsetup", cmd, r.name, std::to_string(p.host->node_id)});
       if (cmd == "disconnect" && flags.force) s.argv.push_back("--force");
       out.push_back(s);
     }
-  } else if (cmd == "primary") {
-    PlanStep s = Setup({"bsrsetup", "primary", r.name});
+  } else if (cmd == "primary" || (cmd == "secondary" && flags.force)) {
+    PlanStep s = Setup({"bsrsetup", cmd, r.name});
     if (flags.force) s.argv.push_back("--force");
     out.push_back(s);
   } else if (cmd == "secondary" || cmd == "status" || cmd == "role" || cmd == "cstate" ||
@@ -313,6 +316,12 @@ Status PlanOne(const Target& t, const std::string& cmd, const PlanFlags& flags,
       out.push_back(Setup({"bsrsetup", "resize", std::to_string(v->minor)}));
       out.push_back(Setup({"bsrsetup", "check-resize", std::to_string(v->minor)}));
     }
+  } else if (cmd == "new-current-uuid" && t.volume < 0) {
+    // As drbdadm: a new data generation is always about one volume.
+    return Error(Errc::kInvalidArgument,
+                 "new-current-uuid requires a specific volume id, but none is specified (try "
+                 "'new-current-uuid {}/<vnr>')",
+                 r.name);
   } else if (cmd == "suspend-io" || cmd == "resume-io" || cmd == "new-current-uuid") {
     for (const Volume* v : vols) out.push_back(Setup({"bsrsetup", cmd, std::to_string(v->minor)}));
   } else {
@@ -352,7 +361,59 @@ Result<std::vector<PlanStep>> PlanCommand(const Config& cfg, const std::string& 
   BSR_ASSIGN_OR_RETURN(auto targets, ResolveTargets(cfg, node, target));
   std::vector<PlanStep> out;
   for (const auto& t : targets) BSR_RETURN_IF_ERROR(PlanOne(t, command, flags, out));
+  ApplyPassthrough(command, flags.passthrough, out);
   return out;
+}
+
+bool IsPassthroughOption(const std::string& command, const std::string& option) {
+  if (option.rfind("--", 0) != 0) return false;
+  std::string name = option.substr(2, option.find('=') - 2);
+  bool has_value = option.find('=') != std::string::npos;
+  if (command == "attach") {
+    const OptionDef* def = FindOption(OptSection::kDisk, name);
+    return def && has_value != (def->type == OptType::kFlag);
+  }
+  struct Allowed {
+    const char* command;
+    const char* name;
+    bool value;
+  };
+  static const Allowed kAllowed[] = {
+      {"connect", "discard-my-data", false},
+      {"connect", "tentative", false},
+      {"adjust", "discard-my-data", false},
+      {"adjust", "tentative", false},
+      {"verify", "start", true},
+      {"verify", "stop", true},
+      {"invalidate", "reset-bitmap", true},
+      {"invalidate", "sync-from-peer-node-id", true},
+      {"invalidate-remote", "reset-bitmap", true},
+      {"new-current-uuid", "clear-bitmap", false},
+      {"resize", "size", true},
+      {"resize", "assume-peer-has-space", false},
+      {"resize", "assume-clean", false},
+      {"resize", "al-stripes", true},
+      {"resize", "al-stripe-size-kB", true},
+  };
+  for (const auto& a : kAllowed) {
+    if (command == a.command && name == a.name && has_value == a.value) return true;
+  }
+  return false;
+}
+
+void internal::ApplyPassthrough(const std::string& command, const std::vector<std::string>& words,
+                                std::vector<PlanStep>& steps) {
+  // adjust passes connect's options to its connect calls.
+  std::string verb = command == "adjust" ? "connect" : command;
+  for (auto& s : steps) {
+    if (s.argv.size() < 2 || s.argv[0] != "bsrsetup" || s.argv[1] != verb) continue;
+    for (const auto& w : words) {
+      std::string name = w.substr(0, w.find('='));
+      std::erase_if(s.argv,
+                    [&](const std::string& a) { return a == name || a.rfind(name + "=", 0) == 0; });
+      s.argv.push_back(w);
+    }
+  }
 }
 
 Result<std::string> ShQuery(const Config& cfg, const std::string& node, const std::string& command,

@@ -23,8 +23,18 @@ struct PlanStep {
 };
 
 struct PlanFlags {
-  bool force = false;  // primary --force, disconnect --force, create-md --force
+  // primary, secondary, disconnect, detach --force; create-md --force (to bsrmeta)
+  bool force = false;
+  // drbdsetup options given to bsradm ("--discard-my-data", "--start=100"), added to
+  // the command's bsrsetup calls (replacing a configured value of the same option).
+  std::vector<std::string> passthrough = {};
 };
+
+// Whether `option` ("--discard-my-data", "--size=10G") is one bsradm passes on to
+// bsrsetup for `command` (drbdadm's set: connect --discard-my-data|--tentative, verify
+// --start|--stop, invalidate[-remote] --reset-bitmap, new-current-uuid --clear-bitmap,
+// resize --size ..., attach with disk options, adjust with connect's).
+bool IsPassthroughOption(const std::string& command, const std::string& option);
 
 // Commands PlanCommand knows.
 bool IsPlannedCommand(const std::string& command);

@@ -47,6 +47,11 @@ PeerDeviceOptions PeerDeviceOptionsFor(const Peer& p, const Volume& v);
 // peer-device-options (the config-only `adjust`, as drbdadm prints it).
 void PlanUp(const Target& t, bool set_defaults, std::vector<PlanStep>& out);
 
+// Adds `words` (PlanFlags::passthrough) to the bsrsetup calls that carry out `command`,
+// replacing options of the same name.
+void ApplyPassthrough(const std::string& command, const std::vector<std::string>& words,
+                      std::vector<PlanStep>& steps);
+
 Result<std::vector<Target>> ResolveTargets(const Config& cfg, const std::string& node,
                                            const std::string& target);
 

@@ -134,5 +134,58 @@ TEST(HostEnvTest, IpVerification) {
   EXPECT_FALSE(HostNodeName().empty());
 }
 
+std::vector<std::string> PlanWith(const std::string& cmd, const std::string& target,
+                                  std::vector<std::string> passthrough, bool force = false) {
+  auto l = LoadString("p.res", kConfig);
+  EXPECT_TRUE(l.ok()) << l.status().ToString();
+  auto p = PlanCommand(l->config, "alice", cmd, target, PlanFlags{force, passthrough});
+  EXPECT_TRUE(p.ok()) << p.status().ToString();
+  std::vector<std::string> out;
+  if (p.ok()) {
+    for (const auto& s : *p) out.push_back(FormatStep(s));
+  }
+  return out;
+}
+
+TEST(AdmPlanTest, PassthroughOptionsAsDrbdadm) {
+  EXPECT_EQ(PlanWith("connect", "r0", {"--discard-my-data", "--tentative"}),
+            std::vector<std::string>{"bsrsetup connect r0 1 --discard-my-data --tentative"});
+  EXPECT_EQ(PlanWith("verify", "r0/0", {"--start=100"}),
+            std::vector<std::string>{"bsrsetup verify r0 1 0 --start=100"});
+  auto inv = PlanWith("invalidate", "r0/0", {"--reset-bitmap=no"});
+  ASSERT_EQ(inv.size(), 2u);
+  EXPECT_EQ(inv[0], "bsrsetup invalidate 2 --reset-bitmap=no");
+  EXPECT_EQ(inv[1], "bsrmeta 2 bsr1 /dev/sdb1 internal invalidate");  // not on bsrmeta
+  // A configured value of the same option is replaced, not repeated.
+  auto att = PlanWith("attach", "r0/0", {"--al-extents=100"});
+  EXPECT_EQ(att.back(), "bsrsetup attach 2 /dev/sdb1 /dev/sdb1 internal --al-extents=100");
+  EXPECT_EQ(PlanWith("resize", "r0/0", {"--size=10G"}),
+            (std::vector<std::string>{"bsrsetup resize 2 --size=10G", "bsrsetup check-resize 2"}));
+  EXPECT_EQ(PlanWith("new-current-uuid", "r0/1", {"--clear-bitmap"}),
+            std::vector<std::string>{"bsrsetup new-current-uuid 3 --clear-bitmap"});
+  auto adj = PlanWith("adjust", "r0", {"--discard-my-data"});
+  EXPECT_EQ(adj.back(), "bsrsetup connect r0 1 --discard-my-data");
+  EXPECT_EQ(PlanWith("detach", "r0/0", {}, true),
+            std::vector<std::string>{"bsrsetup detach 2 --force"});
+  EXPECT_EQ(PlanWith("secondary", "r0", {}, true),
+            std::vector<std::string>{"bsrsetup secondary r0 --force"});
+
+  EXPECT_TRUE(IsPassthroughOption("connect", "--discard-my-data"));
+  EXPECT_FALSE(IsPassthroughOption("connect", "--discard-my-data=yes"));
+  EXPECT_FALSE(IsPassthroughOption("connect", "--foo"));
+  EXPECT_FALSE(IsPassthroughOption("up", "--discard-my-data"));
+  EXPECT_FALSE(IsPassthroughOption("attach", "--resync-rate=1M"));  // as drbdadm
+  EXPECT_TRUE(IsPassthroughOption("attach", "--al-extents=100"));
+  EXPECT_FALSE(IsPassthroughOption("verify", "--start"));
+}
+
+TEST(AdmPlanTest, NewCurrentUuidNeedsAVolume) {
+  auto l = LoadString("p.res", kConfig);
+  ASSERT_TRUE(l.ok());
+  auto p = PlanCommand(l->config, "alice", "new-current-uuid", "r0");
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("requires a specific volume"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace bsr::config

@@ -32,7 +32,11 @@ constexpr int kExitNoTool = 20;
 void Usage(FILE* f) {
   std::fprintf(
       f,
-      "usage: bsradm [-c FILE] [-d] [--node NAME] COMMAND [--force] {RESOURCE[/VOLUME]...|all}\n"
+      "usage: bsradm [-c FILE] [-d] [--node NAME] [-- BSRSETUP-OPTION...] COMMAND [--force]\n"
+      "              [OPTION...] {RESOURCE[/VOLUME]...|all}\n"
+      "  OPTION: the bsrsetup options drbdadm passes on (connect/adjust --discard-my-data,\n"
+      "  --tentative; verify --start=, --stop=; invalidate --reset-bitmap=; new-current-uuid\n"
+      "  --clear-bitmap; resize --size=; attach DISK-OPTION); after -- any, unchecked\n"
       "  -c, --config-file FILE  configuration (default $BSR_CONFIG, else /etc/bsr.conf,\n"
       "                          else /etc/bsr.d/*.res)\n"
       "  -d, --dry-run           print the bsrsetup/bsrmeta calls instead of running them\n"
@@ -274,8 +278,19 @@ int main(int argc, char** argv) {
   bool force = false;
   std::string command;
   std::vector<std::string> targets;
+  std::vector<std::string> candidates;   // drbdsetup options, checked once the command is known
+  std::vector<std::string> passthrough;  // after "--": passed on unchecked, as drbdadm does
+  bool after_dashes = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    if (a == "--" && !after_dashes) {
+      after_dashes = true;
+      continue;
+    }
+    if (after_dashes && a.rfind("--", 0) == 0) {
+      passthrough.push_back(a);
+      continue;
+    }
     auto value = [&](const char* opt) -> std::string {
       if (i + 1 >= argc) {
         std::fprintf(stderr, "bsradm: %s needs a value\n", opt);
@@ -298,6 +313,8 @@ int main(int argc, char** argv) {
     } else if (a == "-h" || a == "--help" || a == "help") {
       Usage(stdout);
       return 0;
+    } else if (a.rfind("--", 0) == 0 && a.size() > 2) {
+      candidates.push_back(a);
     } else if (!a.empty() && a[0] == '-') {
       std::fprintf(stderr, "bsradm: unknown option '%s'\n", a.c_str());
       Usage(stderr);
@@ -318,6 +335,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bsradm: unknown command '%s'\n", command.c_str());
     Usage(stderr);
     return kExitUsage;
+  }
+  for (const auto& c : candidates) {
+    if (!IsPassthroughOption(command, c)) {
+      std::fprintf(stderr, "bsradm: unknown option '%s' for %s\n", c.c_str(), command.c_str());
+      Usage(stderr);
+      return kExitUsage;
+    }
+    passthrough.push_back(c);
   }
   auto loaded = LoadConfiguration(config_file);
   if (!loaded.ok()) {
@@ -379,8 +404,10 @@ int main(int argc, char** argv) {
       continue;
     }
     auto plan = command == "adjust" && !no_daemon
-                    ? PlanAdjust(cfg, NodeFor(cfg, t, node, named), t, running)
-                    : PlanCommand(cfg, NodeFor(cfg, t, node, named), command, t, PlanFlags{force});
+                    ? PlanAdjust(cfg, NodeFor(cfg, t, node, named), t, running,
+                                 PlanFlags{force, passthrough})
+                    : PlanCommand(cfg, NodeFor(cfg, t, node, named), command, t,
+                                  PlanFlags{force, passthrough});
     if (!plan.ok()) {
       std::fprintf(stderr, "bsradm: %s\n", plan.status().message().c_str());
       return kExitConfig;

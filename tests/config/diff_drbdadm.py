@@ -44,7 +44,11 @@ BSRADM = os.path.join(BIN, "bsradm")
 COMMANDS = ["up", "down", "attach", "detach", "connect", "disconnect", "primary --force",
             "secondary", "create-md", "show-gi", "invalidate-remote", "pause-sync", "adjust",
             "disconnect --force", "invalidate", "resume-sync", "verify", "status", "dump-md",
-            "apply-al", "wipe-md", "get-gi", "outdate", "resize", "suspend-io", "resume-io"]
+            "apply-al", "wipe-md", "get-gi", "outdate", "resize", "suspend-io", "resume-io",
+            # drbdsetup options drbdadm passes on
+            "connect --discard-my-data --tentative", "adjust --discard-my-data", "verify --start=8",
+            "invalidate --reset-bitmap=no", "invalidate-remote --reset-bitmap=no", "detach --force",
+            "secondary --force", "resize --size=10G", "attach --al-extents=100"]
 SH = ["sh-ll-dev", "sh-md-dev", "sh-minor", "sh-ip", "sh-dev"]
 NOBODY = "diff-test-no-such-node"
 

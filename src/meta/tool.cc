@@ -22,7 +22,9 @@ constexpr const char* kUsage =
     "                         --al-stripe-size-kB=N --peer-max-bio-size=N --data-size=BYTES\n"
     "  dump-md | restore-md FILE | wipe-md | apply-al (--force: salvage bad blocks)\n"
     "  show-gi | get-gi [--node-id=N]  (N: the peer whose bitmap UUID is shown)\n"
-    "  check-resize\n";
+    "  check-resize\n"
+    "  outdate     (a Consistent disk: UpToDate -> Outdated; refused on an Inconsistent one)\n"
+    "  invalidate  (the disk becomes Inconsistent; every peer slot all out of sync)\n";
 
 struct Args {
   bool force = false;
@@ -132,6 +134,8 @@ class Tool {
   int WipeMd();
   int ApplyAl();
   int Gi(bool show);
+  int Outdate();
+  int Invalidate();
   int CheckResize();
 
   Args a_;
@@ -181,6 +185,8 @@ int Tool::Run() {
   if (command_ == "show-gi") return Gi(true);
   if (command_ == "get-gi") return Gi(false);
   if (command_ == "check-resize") return CheckResize();
+  if (command_ == "outdate") return Outdate();
+  if (command_ == "invalidate") return Invalidate();
   err_ << "bsrmeta: unknown command '" << command_ << "'\n" << kUsage;
   return kExitUsage;
 }
@@ -441,6 +447,39 @@ int Tool::Gi(bool show) {
 
 // Internal meta data lives at the end of the device; after the device grew it is found
 // at the recorded old end and moved to the new end (the new area becomes out of sync).
+// outdate/invalidate on a detached disk, as drbdmeta does them: bsradm falls back to
+// these when no bsrd holds the volume.
+int Tool::Outdate() {
+  OpenReport rep;
+  auto m = OpenMeta(false, &rep);
+  if (!m.ok()) return Fail(m.status());
+  uint32_t flags = (*m)->superblock().flags;
+  if (!(flags & kFlagConsistent)) {
+    (void)(*m)->Close();
+    err_ << "bsrmeta: outdate refused: the disk is Inconsistent (flags: " << SbFlagsToString(flags)
+         << "); only Consistent data can be marked Outdated\n";
+    return kExitRefused;
+  }
+  Status st = (*m)->SetFlags(0, kFlagWasUpToDate);
+  if (st.ok()) st = (*m)->Close();
+  if (!st.ok()) return Fail(st);
+  return kExitOk;
+}
+
+int Tool::Invalidate() {
+  OpenReport rep;
+  auto m = OpenMeta(false, &rep);
+  if (!m.ok()) return Fail(m.status());
+  Status st = (*m)->SetFlags(0, kFlagConsistent | kFlagWasUpToDate);
+  for (int slot = 0; st.ok() && slot < kMaxPeers; ++slot) {
+    if ((*m)->bitmap(slot) != nullptr) st = (*m)->SetAllBits(slot);
+  }
+  if (st.ok()) st = (*m)->WriteDirtyBitmap();
+  if (st.ok()) st = (*m)->Close();
+  if (!st.ok()) return Fail(st);
+  return kExitOk;
+}
+
 int Tool::CheckResize() {
   OpenReport rep;
   auto m = OpenMeta(true, &rep);

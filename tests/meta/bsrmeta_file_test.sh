@@ -219,4 +219,21 @@ expect_rc 1 "$work/out" "$BSRMETA" 2 bsr1 "$disk" internal create-md --al-extent
 grep -q "919" "$work/out" || fail "al-extents limit not explained: $(cat "$work/out")"
 expect_rc 10 "$work/out" "$BSRMETA" 2 bsr1 "$work/missing" internal dump-md
 
+# --- outdate / invalidate on a detached disk (bsradm's fallback without bsrd) -----------
+od="$work/od.img"
+truncate -s 64M "$od"
+expect_rc 0 "$work/out" "$BSRMETA" 3 bsr1 "$od" internal create-md 2 --node-id=0
+expect_rc 20 "$work/out" "$BSRMETA" 3 bsr1 "$od" internal outdate
+grep -q "outdate refused: the disk is Inconsistent" "$work/out" || fail "outdate reason: $(cat "$work/out")"
+expect_rc 0 "$work/odd" "$BSRMETA" 3 bsr1 "$od" internal dump-md
+sed -i 's/^flags .*/flags consistent,was-up-to-date,al-clean/' "$work/odd"
+expect_rc 0 "$work/out" "$BSRMETA" --force 3 bsr1 "$od" internal restore-md "$work/odd"
+expect_rc 0 "$work/out" "$BSRMETA" 3 bsr1 "$od" internal outdate
+expect_rc 0 "$work/out" "$BSRMETA" 3 bsr1 "$od" internal dump-md
+grep -qx "flags consistent,al-clean" "$work/out" || fail "outdate left flags: $(grep flags "$work/out")"
+expect_rc 0 "$work/out" "$BSRMETA" 3 bsr1 "$od" internal invalidate
+expect_rc 0 "$work/out" "$BSRMETA" 3 bsr1 "$od" internal dump-md
+grep -qx "flags al-clean" "$work/out" || fail "invalidate left flags: $(grep flags "$work/out")"
+expect_rc 20 "$work/out" "$BSRMETA" 3 bsr1 "$od" internal outdate
+
 echo "$pass passed, 0 failed"

@@ -6,6 +6,21 @@
 #include "replication/resource.h"
 
 namespace bsr::replication {
+namespace {
+
+// The disk is going away: a resync or verify of this volume cannot go on (the state
+// engine allows neither without a local disk); the connection logic sees Established.
+void StopSyncOf(ResourceState& st, int volume) {
+  for (auto& [id, c] : st.connections) {
+    auto p = c.peer_devices.find(volume);
+    if (p == c.peer_devices.end()) continue;
+    if (IsSyncing(p->second.repl) || IsVerifying(p->second.repl)) {
+      p->second.repl = ReplState::kEstablished;
+    }
+  }
+}
+
+}  // namespace
 
 Device::IoErrorPolicy Device::io_error_policy() const {
   auto it = spec_.opts.find("on-io-error");
@@ -47,9 +62,12 @@ void Device::OnLocalIoError(const char* what, uint64_t offset, uint64_t length,
   spdlog::error("{}: local {} error at offset {} length {}: {}; on-io-error {}: detaching", tag,
                 what, offset, length, r.status.message(),
                 policy == IoErrorPolicy::kDetach ? "detach" : "call-local-io-error");
-  Status s = resource_->engine().Change(
-      "local-io-error", [&](ResourceState& st) { st.devices[volume_].disk = DiskState::kFailed; },
-      {.internal = true});
+  Status s = resource_->engine().Change("local-io-error",
+                                        [&](ResourceState& st) {
+                                          st.devices[volume_].disk = DiskState::kFailed;
+                                          StopSyncOf(st, volume_);
+                                        },
+                                        {.internal = true});
   if (!s.ok()) spdlog::error("{}: {}", tag, s.message());
   if (policy == IoErrorPolicy::kCallHandler) {
     resource_->RunHandler({.handler = "local-io-error", .volume = volume_, .minor = minor_},
@@ -84,9 +102,12 @@ void Device::MaybeFinishFailure() {
   disk_.reset();
   failing_ = false;
   // data_size_ stays: connected clients keep the size and get EIO.
-  Status s = resource_->engine().Change(
-      "local-io-error", [&](ResourceState& st) { st.devices[volume_].disk = DiskState::kDiskless; },
-      {.internal = true});
+  Status s = resource_->engine().Change("local-io-error",
+                                        [&](ResourceState& st) {
+                                          st.devices[volume_].disk = DiskState::kDiskless;
+                                          StopSyncOf(st, volume_);
+                                        },
+                                        {.internal = true});
   if (!s.ok()) spdlog::error("{}: {}", tag, s.message());
   spdlog::warn("{}: detached after a local I/O error; the volume is Diskless", tag);
 }

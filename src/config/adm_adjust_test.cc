@@ -204,5 +204,37 @@ TEST(AdmHandlerTest, ResourceOverridesCommon) {
   EXPECT_FALSE(IsHandlerName("adjust"));
 }
 
+TEST(AdmHandlerTest, EnvironmentFromTheConfig) {
+  auto l = LoadString("a.res", kConfig);
+  ASSERT_TRUE(l.ok());
+  std::map<std::string, std::string> have = {{"BSR_PEER_NODE_ID", "1"}, {"BSR_RESOURCE", "r0"}};
+  auto getenv = [&](const char* k) -> const char* {
+    auto it = have.find(k);
+    return it == have.end() ? nullptr : it->second.c_str();
+  };
+  auto env = HandlerEnvironment(l->config, "r0/0", "alice", "/etc/bsr.conf", getenv);
+  EXPECT_EQ(env.count("BSR_RESOURCE"), 0u);  // bsrd's value stays
+  EXPECT_EQ(env["BSR_CONF"], "/etc/bsr.conf");
+  EXPECT_EQ(env["BSR_PEERS"], "bob");
+  EXPECT_EQ(env["BSR_NODE_ID_0"], "alice");
+  EXPECT_EQ(env["BSR_NODE_ID_1"], "bob");
+  EXPECT_EQ(env["BSR_MY_NODE_ID"], "0");
+  EXPECT_EQ(env["BSR_MINOR_0"], "2");
+  EXPECT_EQ(env["BSR_BACKING_DEV_0"], "/dev/sdb1");
+  EXPECT_EQ(env["BSR_VOLUME"], "0");
+  EXPECT_EQ(env["BSR_MINOR"], "2");
+  EXPECT_EQ(env["BSR_BACKING_DEV"], "/dev/sdb1");
+  EXPECT_EQ(env["BSR_PEER"], "bob");
+  EXPECT_EQ(env["BSR_PEER_ADDRESS"], "10.1.1.32");
+  EXPECT_EQ(env["BSR_PEER_AF"], "ipv4");
+  EXPECT_EQ(env["BSR_MY_ADDRESS"], "10.1.1.31");
+  EXPECT_EQ(env["BSR_MY_AF"], "ipv4");
+  // Not the local node: only what is about the resource.
+  auto other = HandlerEnvironment(l->config, "r0", "nobody", "", getenv);
+  EXPECT_EQ(other.count("BSR_MINOR_0"), 0u);
+  EXPECT_EQ(other["BSR_PEERS"], "alice bob");
+  EXPECT_TRUE(HandlerEnvironment(l->config, "r9", "alice", "", getenv).empty());
+}
+
 }  // namespace
 }  // namespace bsr::config

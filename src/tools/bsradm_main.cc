@@ -247,7 +247,7 @@ bsr::Result<std::vector<RunningResource>> AskDaemon(bool* no_daemon) {
 // `bsradm HANDLER RES`: runs the configured command with /bin/sh -c in this process's
 // environment (bsrd's BSR_* variables pass through); exits with its status.
 int RunHandler(const Config& cfg, const std::string& handler,
-               const std::vector<std::string>& targets, bool dry_run) {
+               const std::vector<std::string>& targets, bool dry_run, const std::string& node) {
   if (targets.size() != 1) {
     std::fprintf(stderr, "bsradm: %s needs exactly one resource name\n", handler.c_str());
     return kExitUsage;
@@ -261,6 +261,13 @@ int RunHandler(const Config& cfg, const std::string& handler,
   if (dry_run) {
     std::printf("%s\n", cmd->c_str());
     return 0;
+  }
+  std::string conf = cfg.files.empty() || cfg.files[0].find("(default)") != std::string::npos
+                         ? std::string()
+                         : cfg.files[0];
+  for (const auto& [k, v] : HandlerEnvironment(cfg, targets[0], node, conf,
+                                               [](const char* k) { return std::getenv(k); })) {
+    ::setenv(k.c_str(), v.c_str(), 0);
   }
   std::fflush(stdout);
   ::execl("/bin/sh", "sh", "-c", cmd->c_str(), static_cast<char*>(nullptr));
@@ -350,7 +357,10 @@ int main(int argc, char** argv) {
     return kExitConfig;
   }
   const Config& cfg = loaded->config;
-  if (IsHandlerName(command)) return RunHandler(cfg, command, targets, dry_run);
+  if (IsHandlerName(command)) {
+    bool named_node = false;
+    return RunHandler(cfg, command, targets, dry_run, PickNodeName(node_opt, &named_node));
+  }
   if (command == "dump") {
     bool all = targets.empty() || (targets.size() == 1 && targets[0] == "all");
     if (!all) {

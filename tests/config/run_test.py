@@ -138,6 +138,16 @@ def main():
               f"rc={p.returncode} {p.stdout!r} {p.stderr!r}")
         p = subprocess.run([adm, "-d", "fence-peer", "r"], capture_output=True, text=True, env=henv)
         check("-d prints the handler command", p.returncode == 0 and p.stdout == "exit 4\n", p.stdout)
+        with open(hconf) as f:
+            text = f.read()
+        with open(hconf, "w") as f:
+            f.write(text.replace("handlers {", "handlers { after-resync-target \"echo $BSR_CONF $BSR_MINOR_0 "
+                                 f"$BSR_BACKING_DEV_0 $BSR_PEERS $BSR_PEER_ADDRESS $BSR_MY_ADDRESS > {out}\";", 1))
+        p = subprocess.run([adm, "after-resync-target", "r"], capture_output=True, text=True,
+                           env=dict(henv, BSR_NODE="alice"))
+        got = open(out).read().split()
+        check("handler environment from the config", p.returncode == 0 and
+              got == [hconf, "1", "/dev/x", "bob", "192.0.2.2", "192.0.2.1"], f"rc={p.returncode} got={got}")
         bad = os.path.join(d, "bad.res")
         with open(bad, "w") as f:
             f.write("resource r { handlers { fence-peer; } }\n")

@@ -59,8 +59,9 @@ class Node:
         # BSR_GDB=1: run bsrd under gdb and print a backtrace into the log on a crash.
         wrap = (["gdb", "-q", "-batch", "-ex", "run", "-ex", "bt", "--args"]
                 if os.environ.get("BSR_GDB") else [])
+        netns = ["ip", "netns", "exec", self.ns] if self.ns else []
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, *wrap, os.path.join(BIN, "bsrd"), "--run-dir",
+            [*netns, *wrap, os.path.join(BIN, "bsrd"), "--run-dir",
              self.run_dir, "--socket", self.sock, "--no-kernel-device", "--state-dir",
              os.path.join(self.dir, "state"), "--log-level", "debug"],
             stdout=logf, stderr=subprocess.STDOUT)
@@ -95,6 +96,7 @@ class Node:
 
     def link_counters(self):
         """{"tx_bytes", "tx_packets", "rx_bytes", "rx_packets"} of this node's veth end."""
+        self.cluster.need_netns("link counters")
         ns, dev = self.cluster.links[self.index]
         p = run(["ip", "-n", ns, "-j", "-s", "link", "show", "dev", dev])
         if p.returncode != 0:
@@ -167,7 +169,13 @@ class Cluster:
     (<prefix><pid>-n0 ...; at most 6 characters so link names stay under 15), net is
     the first two octets of the private /16 the addresses come from ("10.96"); both
     default to $BSR_NETNS_PREFIX / $BSR_NET or "bsrc" / "10.99" so parallel test runs
-    with different prefixes and ranges never clash."""
+    with different prefixes and ranges never clash.
+
+    Without root (or with BSR_CLUSTER_NETNS=0) there are no namespaces: every bsrd runs
+    in the host's network namespace on its own loopback address 127.<net's second
+    octet>.<subnet>.<node+1> (all of 127/8 is local), the same port each. Link cuts and
+    link counters need namespaces; they raise TestFailure there (`cluster.netns` says
+    which mode is in use)."""
 
     def __init__(self, n=2, size_mib=64, prefix=None, net=None):
         prefix = prefix or os.environ.get("BSR_NETNS_PREFIX", "bsrc")
@@ -190,6 +198,18 @@ class Cluster:
         self.cuts = set()
         self.size_mib = size_mib
         subnet = 10 + os.getpid() % 200
+        self.netns = os.geteuid() == 0 and os.environ.get("BSR_CLUSTER_NETNS", "1") != "0"
+        if not self.netns:
+            try:
+                addrs = [f"127.{net.split('.')[1]}.{subnet}.{i + 1}" for i in range(n)]
+                for i in range(n):
+                    node = Node(self, i, None, addrs[i], self.work)
+                    node.create_disk(size_mib, max_peers=n - 1)
+                    self.nodes.append(node)
+            except Exception:
+                self.close()
+                raise
+            return
         try:
             for i in range(n):
                 ns = f"{self.tag}-n{i}"
@@ -230,10 +250,16 @@ class Cluster:
             self.close()
             raise
 
+    def need_netns(self, what):
+        if not self.netns:
+            raise TestFailure(f"{what} need network namespaces (root); this cluster runs "
+                              f"on loopback addresses")
+
     def cut(self, a, b, port=7789):
         """Cut the replication link between nodes a and b: in both namespaces an nftables
         table drops every TCP segment to or from the other node's port (no RST, so the
         peers notice through missing PingAcks, as on a real cut cable)."""
+        self.need_netns("link cuts")
         for x, y in ((a, b), (b, a)):
             t = f"bsrcut{y.index}"
             rules = (f"table inet {t} {{\n"

@@ -88,8 +88,7 @@ def write_blocks(h, offsets, data_fn, qd=32):
 
 
 def wire(node):
-    st = node.link_counters()
-    return st
+    return node.link_counters()
 
 
 def wire_delta(before, after):
@@ -123,8 +122,9 @@ def test_sync_and_resync_1g():
         wait_for("initial sync of 1 GiB", lambda: synced(a, b), timeout=240, interval=0.2)
         secs = time.time() - t0
         raw, frames, payload = wire_delta(w0, wire(a))
-        print(f"initial sync of {size / MIB:.0f} MiB: {secs:.1f} s ({size / MIB / secs:.0f} MiB/s); "
-              f"link bytes {raw / MIB:.1f} MiB in {frames} frames", flush=True)
+        print(f"initial sync of {size / MIB:.0f} MiB: {secs:.1f} s "
+              f"({size / MIB / secs:.0f} MiB/s); link bytes {raw / MIB:.1f} MiB in {frames} "
+              f"frames", flush=True)
         check(payload >= size, f"the full sync carried the whole volume ({payload / MIB:.1f} MiB "
               f"of TCP payload)")
         check(identical(a, b, size), "1 GiB data areas identical after the initial sync")

@@ -11,8 +11,16 @@
 - test_link_cut: nftables cuts the link during writes: the Primary keeps completing
   writes (peer NetworkFailure/Connecting after ping-timeout); after the heal the peers
   reconnect, resync only the blocks written meanwhile, and the disks are identical.
+- test_resync_interrupted: a resync cut off by a link cut and by kill -9 of the
+  SyncTarget resumes with what is left.
+- test_kill_sync_source: kill -9 of the source during the initial sync; the Inconsistent
+  target refuses promotion; the restarted source finishes.
+- test_ack_cycles_protocol_b: the checker with protocol B.
+- test_checker_detects: the verifier flags lost, torn and misdirected blocks.
+- test_three_node_failover (by name only): 1:2 failover, see docs/testing.md.
 
-Needs root (ip netns, nft) and python3-libnbd; BSR_BIN names the binaries."""
+Needs root for namespaces and nftables (without it: loopback addresses, link-cut tests
+skipped) and python3-libnbd; BSR_BIN names the binaries. Details: docs/testing.md."""
 
 import os
 import random
@@ -53,17 +61,23 @@ def in_sync(src, dst):
 
 
 def start_pair(size_mib, net_opts=NET_OPTS):
+    """Two nodes, connected, node0 Primary, initial sync done. On any failure here the
+    cluster is closed before the error propagates (the caller has no handle yet)."""
     c = Cluster(2, size_mib=size_mib, prefix=PREFIX, net=NET)
-    a, b = c.nodes
-    for n in (a, b):
-        n.start()
-    a.up(b, net_opts)
-    b.up(a, net_opts)
-    a.setup("connect", "r0", "1")
-    b.setup("connect", "r0", "0")
-    wait_for("both Connected", lambda: connected(a, b), timeout=20)
-    a.setup("primary", "r0", "--force")
-    wait_for("initial sync done", lambda: in_sync(a, b), timeout=60)
+    try:
+        a, b = c.nodes
+        for n in (a, b):
+            n.start()
+        a.up(b, net_opts)
+        b.up(a, net_opts)
+        a.setup("connect", "r0", "1")
+        b.setup("connect", "r0", "0")
+        wait_for("both Connected", lambda: connected(a, b), timeout=20)
+        a.setup("primary", "r0", "--force")
+        wait_for("initial sync done", lambda: in_sync(a, b), timeout=60)
+    except BaseException:
+        c.close(keep_logs_on_failure=True)
+        raise
     return c
 
 

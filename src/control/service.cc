@@ -55,6 +55,29 @@ Reply GenerationIds(replication::Node& node, const Request& r, bool verbose) {
   return rep;
 }
 
+// pause-sync / resume-sync / verify RESOURCE PEER_NODE_ID VOLUME (replication/verify.cc).
+Reply SyncCommand(replication::Node& node, const Request& r) {
+  auto res = node.GetResource(r.args[0]);
+  auto id = Int(r.args[1], "peer node-id");
+  auto vol = Int(r.args[2], "volume");
+  if (!res.ok()) return Reply::Fail(res.status());
+  if (!id.ok()) return Reply::Fail(id.status());
+  if (!vol.ok()) return Reply::Fail(vol.status());
+  if (r.cmd != "verify") return FromStatus((*res)->PauseSync(*id, *vol, r.cmd == "pause-sync"));
+  uint64_t start = 0, stop = 0;
+  for (auto [name, out] : {std::pair{"start", &start}, std::pair{"stop", &stop}}) {
+    auto it = r.opts.find(name);
+    if (it == r.opts.end()) continue;
+    const std::string& v = it->second;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), *out);
+    if (v.empty() || ec != std::errc() || p != v.data() + v.size()) {
+      return Reply::Fail(
+          Error(Errc::kInvalidArgument, "verify: --{}={} is not a sector number", name, v));
+    }
+  }
+  return FromStatus((*res)->Verify(*id, *vol, start, stop));
+}
+
 std::string Timestamp() {
   auto now = std::chrono::system_clock::now();
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()) %
@@ -99,6 +122,9 @@ Service::Service(replication::Node& node) : node_(node) {
       {"del-path", bind(&Service::DelPath)},
       {"connect", bind(&Service::Connect)},
       {"disconnect", bind(&Service::Disconnect)},
+      {"pause-sync", [this](const Request& r, Done done) { done(SyncCommand(node_, r)); }},
+      {"resume-sync", [this](const Request& r, Done done) { done(SyncCommand(node_, r)); }},
+      {"verify", [this](const Request& r, Done done) { done(SyncCommand(node_, r)); }},
       {"primary", bind_async(&Service::Primary)},
       {"secondary", bind_async(&Service::Secondary)},
       {"down", bind_async(&Service::Down)},

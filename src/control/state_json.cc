@@ -78,7 +78,10 @@ json ToJson(const ResourceState& s) {
                                     {"unacked", st.unacked},
                                     {"rs_total_sectors", st.rs_total_sectors},
                                     {"rs_done_sectors", st.rs_done_sectors},
-                                    {"rs_rate_kib", st.rs_rate_kib}});
+                                    {"rs_rate_kib", st.rs_rate_kib},
+                                    {"ov_left_sectors", st.ov_left_sectors},
+                                    {"rs_same_csum_sectors", st.rs_same_csum_sectors},
+                                    {"rs_want_kib", st.rs_want_kib}});
     }
     r["connections"].push_back(std::move(cj));
   }
@@ -144,6 +147,9 @@ Result<ResourceState> FromJson(const json& j) {
           st.rs_total_sectors = Num<uint64_t>(pj, "rs_total_sectors");
           st.rs_done_sectors = Num<uint64_t>(pj, "rs_done_sectors");
           st.rs_rate_kib = Num<uint64_t>(pj, "rs_rate_kib");
+          st.ov_left_sectors = Num<uint64_t>(pj, "ov_left_sectors");
+          st.rs_same_csum_sectors = Num<uint64_t>(pj, "rs_same_csum_sectors");
+          st.rs_want_kib = Num<uint64_t>(pj, "rs_want_kib");
           c.peer_devices[p.volume] = p;
         }
       }

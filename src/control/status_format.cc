@@ -64,10 +64,21 @@ bool ResyncSuspended(const PeerDeviceState& p) {
   return p.resync_susp_user || p.resync_susp_peer || p.resync_susp_dependency;
 }
 
+// Sectors the running resync (out of sync) or online verify (left) still has to do.
+uint64_t SectorsToGo(const PeerDeviceState& p) {
+  return replication::IsVerifying(p.repl) ? p.stats.ov_left_sectors : p.stats.out_of_sync_sectors;
+}
+
+// A resync or verify with progress details (drbdsetup's sync_details).
+bool SyncDetails(const PeerDeviceState& p) {
+  return (replication::IsSyncing(p.repl) || replication::IsVerifying(p.repl)) &&
+         p.stats.rs_total_sectors > 0;
+}
+
 // Percentage of the running resync that is done (drbdsetup's "done:").
 double DonePercent(const PeerDeviceState& p, const DeviceState* dev) {
   if (p.stats.rs_total_sectors > 0) {
-    uint64_t to_go = std::min(p.stats.out_of_sync_sectors, p.stats.rs_total_sectors);
+    uint64_t to_go = std::min(SectorsToGo(p), p.stats.rs_total_sectors);
     return 100.0 * static_cast<double>(p.stats.rs_total_sectors - to_go) /
            static_cast<double>(p.stats.rs_total_sectors);
   }
@@ -116,7 +127,9 @@ void PeerDeviceStatus(Lines& l, const PeerDeviceState& p, const DeviceState* dev
   if (o.verbose || o.statistics || p.repl != ReplState::kOff ||
       p.peer_disk != replication::DiskState::kDUnknown) {
     l.Add(" peer-disk:{}", Name(p.peer_disk));
-    if (replication::IsSyncing(p.repl)) l.Add(" done:{:.2f}", DonePercent(p, dev));
+    if (replication::IsSyncing(p.repl) || SyncDetails(p)) {
+      l.Add(" done:{:.2f}", DonePercent(p, dev));
+    }
     if (o.verbose || ResyncSuspended(p)) l.Add(" resync-suspended:{}", ResyncSuspendedText(p));
     if (o.statistics) {
       l.End();
@@ -124,10 +137,15 @@ void PeerDeviceStatus(Lines& l, const PeerDeviceState& p, const DeviceState* dev
       const auto& st = p.stats;
       l.Add(" received:{} sent:{} out-of-sync:{} pending:{} unacked:{}", st.received_sectors / 2,
             st.sent_sectors / 2, st.out_of_sync_sectors / 2, st.pending, st.unacked);
-      if (replication::IsSyncing(p.repl) && st.rs_total_sectors > 0) {
-        uint64_t left_kib = st.out_of_sync_sectors / 2;
-        l.Add(" speed:{}", st.rs_rate_kib);
-        if (st.rs_rate_kib > 0) l.Add(" eta:{}", left_kib / st.rs_rate_kib);
+      if (o.verbose && SyncDetails(p)) {
+        // drbdsetup: speed over the last marks in MiB/s, and the seconds to go at it.
+        l.Add(" dbdt1:{:.2f}", static_cast<double>(st.rs_rate_kib) / 1024.0);
+        if (st.rs_rate_kib > 0) {
+          l.Add(" eta:{:.0f}",
+                static_cast<double>(SectorsToGo(p)) / 2.0 / static_cast<double>(st.rs_rate_kib));
+        } else {
+          l.Add(" eta:nan");
+        }
       }
     }
   }
@@ -260,6 +278,27 @@ nlohmann::json StatusJson(const ResourceState& s) {
           {"unacked", p.stats.unacked},
           {"has-sync-details", sync},
           {"percent-in-sync", DonePercent(p, dev == s.devices.end() ? nullptr : &dev->second)}};
+      if (SyncDetails(p)) {
+        // drbdsetup's sync details (rs-*, ov-*, want, db1/dt1, estimated seconds).
+        const auto& st = p.stats;
+        uint64_t to_go = SectorsToGo(p);
+        pj["has-sync-details"] = true;
+        pj["rs-total"] = st.rs_total_sectors;
+        if (replication::IsVerifying(p.repl)) {
+          pj["ov-left"] = st.ov_left_sectors;
+        } else {
+          pj["rs-same-csum"] = st.rs_same_csum_sectors;
+        }
+        pj["want"] = static_cast<double>(st.rs_want_kib) / 1024.0;
+        pj["db1/dt1 [MiB/s]"] = static_cast<double>(st.rs_rate_kib) / 1024.0;
+        pj["estimated-seconds-to-finish"] =
+            st.rs_rate_kib ? static_cast<double>(to_go) / 2.0 / static_cast<double>(st.rs_rate_kib)
+                           : 987654321.0;
+        pj["percent-resync-done"] =
+            100.0 *
+            static_cast<double>(st.rs_total_sectors - std::min(to_go, st.rs_total_sectors)) /
+            static_cast<double>(st.rs_total_sectors);
+      }
       cj["peer_devices"].push_back(std::move(pj));
     }
     r["connections"].push_back(std::move(cj));

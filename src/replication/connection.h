@@ -22,6 +22,7 @@
 #include "replication/resource_state.h"
 #include "replication/states.h"
 #include "replication/sync_decision.h"
+#include "storage/aligned_buffer.h"
 
 namespace bsr::replication {
 
@@ -69,6 +70,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // The local node was promoted; with `forced` a full sync to an Inconsistent peer.
   void OnPromoted(bool forced);
+
+  // pause-sync / resume-sync (resync.cc): the user's resync-suspend flag of a volume;
+  // kept across resyncs. Already set / already clear -> kState.
+  Status SetResyncPaused(int volume, bool paused);
+  // verify (verify.cc): online verify of sectors [start, stop) as VerifyS; stop 0 or
+  // past the end: to the end of the device.
+  Status StartVerify(int volume, uint64_t start_sector, uint64_t stop_sector);
 
  private:
   struct Session;
@@ -124,6 +132,39 @@ class Connection : public std::enable_shared_from_this<Connection> {
                    const protocol::BlockAckFields& ack, bool ok);
   void MarkStaleResync(PeerDevice& pd, uint64_t offset, uint64_t length);
   void UpdateSyncStats(int volume);
+  // resync.cc: rate control (resync_controller.h) and pause/resume.
+  void StartResyncTick(const std::shared_ptr<Session>& s, int volume);
+  void ResyncTick(const std::shared_ptr<Session>& s, int volume, uint64_t run_id);
+  void ApplyResyncSuspend(const std::shared_ptr<Session>& s, int volume);
+  uint64_t AppIoSectors(int volume) const;  // local disk I/O that is not ours
+  void SendResyncData(const std::shared_ptr<Session>& s, int volume,
+                      const protocol::BlockRequestFields& rq,
+                      std::shared_ptr<storage::AlignedBuffer> buf);
+  // verify.cc: packets of online verify and checksum-based resync, and the peer's
+  // replication state (VerifyS, paused) as connection_io.cc receives them.
+  static bool IsSyncExtraPacket(const protocol::Packet& p);
+  Status OnSyncExtraPacket(const std::shared_ptr<Session>& s, int volume, const Received& r);
+  void OnPeerReplState(const std::shared_ptr<Session>& s, int volume, ReplState peer_repl);
+  void PumpVerify(const std::shared_ptr<Session>& s, int volume);
+  void BeginVerifyTarget(const std::shared_ptr<Session>& s, int volume, uint64_t start_sector);
+  void OnVerifyRequest(const std::shared_ptr<Session>& s, int volume,
+                       const protocol::BlockRequestFields& rq);
+  void OnVerifyReply(const std::shared_ptr<Session>& s, int volume,
+                     const protocol::BlockRequestFields& rp);
+  void OnVerifyResult(const std::shared_ptr<Session>& s, int volume,
+                      const protocol::BlockAckFields& res, bool failed);
+  void VerifyBlockDone(const std::shared_ptr<Session>& s, int volume, uint64_t offset,
+                       uint64_t length, bool in_sync);
+  void MaybeFinishVerify(const std::shared_ptr<Session>& s, int volume);
+  void UpdateVerifyStats(int volume);
+  // csums.cc: the SyncTarget sends a digest of its block, the source answers
+  // RsIsInSync or the data.
+  void SendCsumRequest(const std::shared_ptr<Session>& s, int volume, uint64_t block_id,
+                       uint64_t offset, uint64_t length);
+  void OnCsumRequest(const std::shared_ptr<Session>& s, int volume,
+                     const protocol::BlockRequestFields& rq);
+  void OnResyncInSync(const std::shared_ptr<Session>& s, int volume,
+                      const protocol::BlockAckFields& ack);
 
   PeerDevice& pd(int volume);
   std::shared_ptr<Device> device(int volume) const;

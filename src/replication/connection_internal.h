@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "replication/connection.h"
+#include "replication/resync_controller.h"
 
 namespace bsr::replication {
 
@@ -92,6 +93,11 @@ struct Connection::PeerDevice {
   std::chrono::steady_clock::time_point started;
   bool pump_scheduled = false;
   bool finishing = false;
+  // Rate control, pause, verify (resync.cc, verify.cc, csums.cc).
+  ResyncRun rs;
+  VerifyRun ov;
+  bool user_paused = false;  // pause-sync here; kept across resyncs
+  bool peer_paused = false;  // pause-sync on the peer (its replication state says so)
 
   void ResetSync() {
     sync = Sync::kNone;
@@ -105,6 +111,9 @@ struct Connection::PeerDevice {
     requested_bytes = 0;
     pump_scheduled = false;
     finishing = false;
+    rs.Reset();
+    ov = VerifyRun{};
+    peer_paused = false;
   }
 };
 

@@ -235,6 +235,7 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
   if (auto* dc = std::get_if<p::Disconnect>(&pkt)) {
     co_return Error(Errc::kIo, "the peer disconnected ({})", dc->reason);
   }
+  if (IsSyncExtraPacket(pkt)) co_return OnSyncExtraPacket(s, vol, *r);  // verify.cc
   co_return Error(Errc::kProtocol, "unexpected {} on the data socket",
                   p::PacketTypeName(p::TypeOf(pkt)));
 }
@@ -295,6 +296,7 @@ Status Connection::OnMetaPacket(const std::shared_ptr<Session>& s, const Receive
     OnResyncAck(s, vol, *a, false);
     return Status::Ok();
   }
+  if (IsSyncExtraPacket(pkt)) return OnSyncExtraPacket(s, vol, r);  // verify.cc
   return Error(Errc::kProtocol, "unexpected {} on the meta socket",
                p::PacketTypeName(p::TypeOf(pkt)));
 }
@@ -316,6 +318,8 @@ bool Connection::CanReplicate(int volume) const {
     case ReplState::kSyncSource:
     case ReplState::kPausedSyncS:
     case ReplState::kWFBitMapS:
+    case ReplState::kVerifyS:
+    case ReplState::kVerifyT:
     case ReplState::kStartingSyncS: return true;
     default: return false;
   }
@@ -461,6 +465,7 @@ void Connection::OnPeerState(const std::shared_ptr<Session>& s, int volume,
       repl == ReplState::kEstablished) {
     FinishSyncSource(s, volume);
   }
+  OnPeerReplState(s, volume, repl);  // verify.cc: the peer's pause-sync, VerifyS
 }
 
 void Connection::OnLocalChange(const ResourceState& o, const ResourceState& n) {

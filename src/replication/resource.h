@@ -65,6 +65,10 @@ class Resource {
   Status Connect(int node_id);
   Status Disconnect(int node_id, bool force);
   const std::map<int, PeerSpec>& peers() const { return peers_; }
+  // pause-sync / resume-sync and verify of one peer device (verify.cc): refused with
+  // a reason unless the peer is connected.
+  Status PauseSync(int node_id, int volume, bool pause);
+  Status Verify(int node_id, int volume, uint64_t start_sector, uint64_t stop_sector);
   std::vector<int> peer_node_ids() const;
 
   // Roles.

@@ -42,6 +42,11 @@ struct PeerDeviceStats {
   uint64_t rs_total_sectors = 0;  // size of the running resync, 0 when none
   uint64_t rs_done_sectors = 0;
   uint64_t rs_rate_kib = 0;  // current resync speed, KiB/s
+  // Resync/verify details (drbdsetup status -vs, --json): verify blocks left, sectors
+  // csums-alg found identical, the rate controller's current target.
+  uint64_t ov_left_sectors = 0;
+  uint64_t rs_same_csum_sectors = 0;
+  uint64_t rs_want_kib = 0;
 };
 
 struct PeerDeviceState {

@@ -1,5 +1,6 @@
 // Resync block transfer of a Connection: SyncSource answers block requests;
-// SyncTarget requests the blocks its bitmap marks, writes them and clears the bits.
+// SyncTarget requests the blocks its bitmap marks (paced by the rate controller,
+// resync_controller.h), writes them and clears the bits; pause-sync/resume-sync.
 // io thread only.
 #include <spdlog/spdlog.h>
 
@@ -17,33 +18,54 @@ namespace {
 
 constexpr size_t kMaxResyncRequests = 16;
 constexpr uint64_t kMaxRunBits = p::kMaxDataSize / 4096;
+// csums-alg: one digest covers a request, so a request is smaller (a difference
+// anywhere in it sends all of it).
+constexpr uint64_t kCsumsRunBits = (128 * 1024) / 4096;
 
-// resync-rate in KiB/s ("100M", "250k", "4096"); 0 when unset or unparsable.
-uint64_t ParseRate(const std::string& v) {
-  if (v.empty()) return 0;
-  size_t pos = 0;
-  uint64_t n = 0;
-  try {
-    n = std::stoull(v, &pos);
-  } catch (...) {
-    return 0;
-  }
-  std::string unit = v.substr(pos);
-  if (unit == "M" || unit == "m") n *= 1024;
-  if (unit == "G" || unit == "g") n *= 1024 * 1024;
-  return n;
+std::string Opt(const std::map<std::string, std::string>& m, const char* key) {
+  auto it = m.find(key);
+  return it == m.end() ? std::string() : it->second;
+}
+
+bool IsPausedSync(ReplState r) {
+  return r == ReplState::kPausedSyncS || r == ReplState::kPausedSyncT;
 }
 
 }  // namespace
 
 void Connection::ConfigureResync(PeerDevice& pdv, int volume) {
   pdv.rate_kib = 0;
-  auto peers = resource_->peers().find(peer_id_);
-  if (peers == resource_->peers().end()) return;
-  auto o = peers->second.peer_device_opts.find(volume);
-  if (o == peers->second.peer_device_opts.end()) return;
-  auto r = o->second.find("resync-rate");
-  if (r != o->second.end()) pdv.rate_kib = ParseRate(r->second);
+  auto& rs = pdv.rs;
+  rs.opts = ResyncOptions{};
+  auto peer = resource_->peers().find(peer_id_);
+  if (peer == resource_->peers().end()) return;
+  // max-buffers (net option, pages of 4 KiB) bounds the resync data in flight.
+  std::string mb = Opt(peer->second.net_opts, "max-buffers");
+  if (!mb.empty()) {
+    try {
+      rs.max_in_flight = std::max<uint64_t>(std::stoull(mb), 32) * 4096;
+    } catch (...) {
+      spdlog::warn("{}/{}: max-buffers {} is not a number; using 2048", Tag(), volume, mb);
+    }
+  }
+  auto o = peer->second.peer_device_opts.find(volume);
+  if (o == peer->second.peer_device_opts.end()) return;
+  auto parsed = ParseResyncOptions(o->second);
+  if (!parsed.ok()) {
+    spdlog::error("{}/{}: peer-device options: {}; resync without rate control", Tag(), volume,
+                  parsed.status().message());
+    return;
+  }
+  rs.opts = *parsed;
+  rs.controller = ResyncController(rs.opts);
+  if (rs.opts.configured) {
+    spdlog::info(
+        "{}/{}: resync rate control: {} (resync-rate {} KiB/s, c-plan-ahead {}, c-fill-target "
+        "{}s, c-delay-target {}, c-max-rate {} KiB/s, c-min-rate {} KiB/s)",
+        Tag(), volume, rs.controller.dynamic() ? "dynamic" : "fixed", rs.opts.resync_rate_kib,
+        rs.opts.c_plan_ahead, rs.opts.c_fill_target, rs.opts.c_delay_target, rs.opts.c_max_rate_kib,
+        rs.opts.c_min_rate_kib);
+  }
 }
 
 void Connection::PumpResync(const std::shared_ptr<Session>& s, int volume) {
@@ -53,47 +75,179 @@ void Connection::PumpResync(const std::shared_ptr<Session>& s, int volume) {
   }
   auto dev = device(volume);
   if (!dev) return;
+  ApplyResyncSuspend(s, volume);
+  if (!Alive(s)) return;
+  StartResyncTick(s, volume);
+  auto& rs = pdv.rs;
+  bool paused = pdv.user_paused || pdv.peer_paused;
+  bool csums = !cfg_.options.csums_alg.empty();
   uint64_t size = dev->size_bytes();
-  while (pdv.requests.size() < kMaxResyncRequests) {
-    if (pdv.rate_kib > 0) {
-      double secs =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - pdv.started).count();
-      double allowed = static_cast<double>(pdv.rate_kib) * 1024.0 * secs + p::kMaxDataSize;
-      if (static_cast<double>(pdv.requested_bytes) >= allowed) {
-        if (!pdv.pump_scheduled) {
-          pdv.pump_scheduled = true;
-          auto t = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(20));
-          auto self = shared_from_this();
-          t->async_wait([this, self, s, volume, t](std::error_code) {
-            if (!Alive(s)) return;
-            pd(volume).pump_scheduled = false;
-            PumpResync(s, volume);
-          });
-        }
-        return;
-      }
+  while (!paused && pdv.requests.size() < kMaxResyncRequests && rs.in_flight < rs.max_in_flight) {
+    uint64_t limit = csums ? kCsumsRunBits : kMaxRunBits;
+    limit = std::min(limit, std::max<uint64_t>(1, (rs.max_in_flight - rs.in_flight) / 4096));
+    if (rs.opts.configured) {
+      // The controller's budget for this step (ResyncTick refills it every 100 ms).
+      if (rs.budget < 4096) break;
+      limit = std::min(limit, rs.budget / 4096);
     }
     // The cursor only moves forward, except when a stale reply re-marks a range
     // behind it (OnResyncReply), so nothing in flight is requested twice.
     uint64_t bit = dev->NextPeerOutOfSync(peer_id_, pdv.cursor);
-    if (bit == meta::kNoBit) break;
+    if (bit == meta::kNoBit) {
+      // Bits set again behind the cursor: start over once nothing is in flight.
+      if (pdv.cursor == 0 || !pdv.requests.empty()) break;
+      pdv.cursor = 0;
+      continue;
+    }
     uint64_t end = dev->NextPeerInSync(peer_id_, bit);
-    end = std::min({end, bit + kMaxRunBits, pdv.total_bits});
+    end = std::min({end, bit + limit, pdv.total_bits});
     pdv.cursor = end;
     uint64_t offset = bit * 4096;
     uint64_t length = std::min(end * 4096, size) - offset;
+    uint64_t id = pdv.next_request_id++;
+    pdv.requests[id] = {offset, length, false};
+    pdv.requested_bytes += length;
+    rs.in_flight += length;
+    if (rs.opts.configured) rs.budget -= std::min(rs.budget, length);
+    if (csums) {
+      SendCsumRequest(s, volume, id, offset, length);
+      continue;
+    }
     p::RsDataRequest rq;
     rq.sector = offset / 512;
-    rq.block_id = pdv.next_request_id++;
+    rq.block_id = id;
     rq.size = static_cast<uint32_t>(length);
-    pdv.requests[rq.block_id] = {offset, length, false};
-    pdv.requested_bytes += length;
     s->data->SendPacket(rq, static_cast<uint16_t>(volume));
   }
   if (pdv.requests.empty() && s->inflight.empty() &&
       dev->NextPeerOutOfSync(peer_id_, 0) == meta::kNoBit) {
     FinishSyncTarget(s, volume);
   }
+}
+
+uint64_t Connection::AppIoSectors(int volume) const {
+  auto d = resource_->state().devices.find(volume);
+  if (d == resource_->state().devices.end()) return 0;
+  uint64_t all = d->second.stats.read_sectors + d->second.stats.written_sectors;
+  auto it = peer_devices_.find(volume);
+  uint64_t own = it == peer_devices_.end() ? 0 : it->second->rs.own_io;
+  return all > own ? all - own : 0;
+}
+
+void Connection::StartResyncTick(const std::shared_ptr<Session>& s, int volume) {
+  auto& rs = pd(volume).rs;
+  if (!rs.opts.configured || rs.tick_running) return;
+  rs.tick_running = true;
+  rs.app_io_mark = AppIoSectors(volume);
+  ResyncTick(s, volume, rs.run_id);
+}
+
+// One step of the controller (DRBD's resync timer): refill the request budget,
+// apply c-min-rate, pump, and come back in 100 ms while the resync or verify runs.
+void Connection::ResyncTick(const std::shared_ptr<Session>& s, int volume, uint64_t run_id) {
+  if (!Alive(s)) return;
+  auto& pdv = pd(volume);
+  auto& rs = pdv.rs;
+  if (rs.run_id != run_id) return;
+  bool target = pdv.sync == PeerDevice::Sync::kTarget && pdv.bitmap_done && !pdv.finishing;
+  bool verify = pdv.ov.active && pdv.ov.source && !pdv.ov.finishing;
+  if (!target && !verify) {
+    rs.tick_running = false;
+    return;
+  }
+  uint64_t in = rs.sect_in;
+  rs.sect_in = 0;
+  uint64_t want = rs.controller.Step(in, rs.in_flight / 512);
+  uint64_t app = AppIoSectors(volume);
+  uint64_t app_delta = app > rs.app_io_mark ? app - rs.app_io_mark : 0;
+  rs.app_io_mark = app;
+  bool was = rs.throttled;
+  rs.throttled = ShouldThrottleResync(rs.opts.c_min_rate_kib, app_delta, rs.marks.RateKib());
+  if (rs.throttled != was) {
+    spdlog::debug("{}/{}: resync {} (application I/O {} sectors in the last step, c-min-rate {})",
+                  Tag(), volume, rs.throttled ? "throttled" : "no longer throttled", app_delta,
+                  rs.opts.c_min_rate_kib);
+  }
+  uint64_t carry = rs.budget < 4096 ? rs.budget : 0;
+  rs.budget = rs.throttled ? carry : carry + want * 512;
+  if (target) {
+    UpdateSyncStats(volume);
+    PumpResync(s, volume);
+  } else {
+    UpdateVerifyStats(volume);
+    PumpVerify(s, volume);
+  }
+  if (!Alive(s)) return;
+  auto t = std::make_shared<asio::steady_timer>(io_, ResyncController::kStep);
+  auto self = shared_from_this();
+  t->async_wait([this, self, s, volume, run_id, t](std::error_code) {
+    if (Alive(s)) ResyncTick(s, volume, run_id);
+  });
+}
+
+void Connection::ApplyResyncSuspend(const std::shared_ptr<Session>& s, int volume) {
+  auto& pdv = pd(volume);
+  bool user = pdv.user_paused, peer = pdv.peer_paused;
+  bool source = pdv.sync == PeerDevice::Sync::kSource;
+  bool syncing = pdv.sync != PeerDevice::Sync::kNone && pdv.bitmap_done;
+  // Our replication state says Paused only for our own pause-sync: the peer reads it
+  // from our State packets as its "peer" flag (docs/replication.md).
+  ReplState want = source ? (user ? ReplState::kPausedSyncS : ReplState::kSyncSource)
+                          : (user ? ReplState::kPausedSyncT : ReplState::kSyncTarget);
+  {
+    // Most calls change nothing: skip the state engine round then.
+    const auto& cur = resource_->state();
+    auto c = cur.connections.find(peer_id_);
+    if (c == cur.connections.end()) return;
+    auto pi = c->second.peer_devices.find(volume);
+    if (pi != c->second.peer_devices.end() && pi->second.resync_susp_user == user &&
+        pi->second.resync_susp_peer == (peer && syncing) &&
+        (!syncing || pi->second.repl == want ||
+         !(IsPausedSync(pi->second.repl) || pi->second.repl == ReplState::kSyncSource ||
+           pi->second.repl == ReplState::kSyncTarget))) {
+      return;
+    }
+  }
+  bool repl_changed = false;
+  Status ch = resource_->engine().Change("resync-suspend",
+                                         [&](ResourceState& st) {
+                                           auto c = st.connections.find(peer_id_);
+                                           if (c == st.connections.end()) return;
+                                           auto& ps = c->second.peer_devices[volume];
+                                           ps.resync_susp_user = user;
+                                           ps.resync_susp_peer = peer && syncing;
+                                           bool in_sync_state = ps.repl == ReplState::kSyncSource ||
+                                                                ps.repl == ReplState::kSyncTarget ||
+                                                                IsPausedSync(ps.repl);
+                                           if (syncing && in_sync_state && ps.repl != want) {
+                                             ps.repl = want;
+                                             repl_changed = true;
+                                           }
+                                         },
+                                         {.internal = true});
+  if (!ch.ok()) {
+    spdlog::warn("{}/{}: resync suspend: {}", Tag(), volume, ch.message());
+    return;
+  }
+  if (repl_changed) {
+    spdlog::info("{}/{}: resync {} ({})", Tag(), volume, user ? "paused" : "resumed",
+                 user ? "pause-sync" : "resume-sync");
+    if (Alive(s) && s->established) SendState(s, volume);
+  }
+}
+
+Status Connection::SetResyncPaused(int volume, bool paused) {
+  if (!device(volume)) return Error(Errc::kNotFound, "{}: no volume {}", Tag(), volume);
+  auto& pdv = pd(volume);
+  if (pdv.user_paused == paused) {
+    return Error(Errc::kState, "{}/{}: Sync-pause flag is already {}", Tag(), volume,
+                 paused ? "set" : "cleared");
+  }
+  pdv.user_paused = paused;
+  spdlog::info("{}/{}: sync-pause flag {} by the user", Tag(), volume, paused ? "set" : "cleared");
+  ApplyResyncSuspend(session_, volume);
+  if (!paused && session_) PumpResync(session_, volume);
+  return Status::Ok();
 }
 
 void Connection::OnResyncRequest(const std::shared_ptr<Session>& s, int volume,
@@ -107,7 +261,12 @@ void Connection::OnResyncRequest(const std::shared_ptr<Session>& s, int volume,
     n.size = rq.size;
     s->meta->SendPacket(n, static_cast<uint16_t>(volume));
   };
-  if (!dev || !dev->attached() || rq.sector * 512 + rq.size > dev->size_bytes()) return neg();
+  if (!dev || !dev->attached() || rq.size == 0 || rq.size > p::kMaxDataSize ||
+      rq.sector * 512 + rq.size > dev->size_bytes()) {
+    return neg();
+  }
+  // A user's pause-sync on this (source) side shows in our state from now on.
+  ApplyResyncSuspend(s, volume);
   dev->ReadForPeer(rq.sector * 512, rq.size,
                    [this, self, s, volume, rq, neg](storage::IoResult r,
                                                     std::shared_ptr<storage::AlignedBuffer> buf) {
@@ -117,17 +276,23 @@ void Connection::OnResyncRequest(const std::shared_ptr<Session>& s, int volume,
                                      rq.sector, r.status.message());
                        return neg();
                      }
-                     p::RsDataReply d;
-                     d.sector = rq.sector;
-                     d.block_id = rq.block_id;
-                     d.size = rq.size;
-                     d.data = std::span<const uint8_t>(buf->data(), rq.size);
-                     s->data->Send(p::EncodePacket(d, static_cast<uint16_t>(volume)));
-                     resource_->engine().UpdateStats([&](ResourceState& st) {
-                       st.connections[peer_id_].peer_devices[volume].stats.sent_sectors +=
-                           rq.size / 512;
-                     });
+                     SendResyncData(s, volume, rq, std::move(buf));
                    });
+}
+
+void Connection::SendResyncData(const std::shared_ptr<Session>& s, int volume,
+                                const p::BlockRequestFields& rq,
+                                std::shared_ptr<storage::AlignedBuffer> buf) {
+  pd(volume).rs.own_io += rq.size / 512;
+  p::RsDataReply d;
+  d.sector = rq.sector;
+  d.block_id = rq.block_id;
+  d.size = rq.size;
+  d.data = std::span<const uint8_t>(buf->data(), rq.size);
+  s->data->Send(p::EncodePacket(d, static_cast<uint16_t>(volume)));
+  resource_->engine().UpdateStats([&](ResourceState& st) {
+    st.connections[peer_id_].peer_devices[volume].stats.sent_sectors += rq.size / 512;
+  });
 }
 
 void Connection::OnResyncReply(const std::shared_ptr<Session>& s, int volume,
@@ -142,6 +307,8 @@ void Connection::OnResyncReply(const std::shared_ptr<Session>& s, int volume,
   }
   auto rq = it->second;
   pdv.requests.erase(it);
+  pdv.rs.in_flight -= std::min(pdv.rs.in_flight, rq.length);
+  pdv.rs.sect_in += rq.length / 512;
   if (rq.stale) {
     // An application write to this range overtook the reply: ask again.
     dev->SetPeerOutOfSync(peer_id_, rq.offset, rq.length);
@@ -168,6 +335,8 @@ void Connection::OnResyncReply(const std::shared_ptr<Session>& s, int volume,
           EndSession(s, ConnState::kNetworkFailure, "resync write failed", true);
           return;
         }
+        // Counted when the disk counters count it, so c-min-rate sees only other I/O.
+        pd(volume).rs.own_io += rq.length / 512;
         if (auto dv = device(volume)) dv->SetPeerInSync(peer_id_, rq.offset, rq.length);
         s->meta->SendPacket(p::RsWriteAck{a}, static_cast<uint16_t>(volume));
         resource_->engine().UpdateStats([&](ResourceState& st) {
@@ -202,14 +371,22 @@ void Connection::UpdateSyncStats(int volume) {
   if (!dev) return;
   auto& pdv = pd(volume);
   uint64_t oos = dev->OutOfSyncSectors(peer_id_);
-  double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - pdv.started).count();
+  auto now = std::chrono::steady_clock::now();
+  double secs = std::chrono::duration<double>(now - pdv.started).count();
+  uint64_t total = pdv.rs_total_bits * 8;
+  uint64_t done = total > oos ? total - oos : 0;
+  pdv.rs.marks.Add(now, done);
+  uint64_t rate = pdv.rs.marks.RateKib();
+  // Until the marks span a moment, the average since the start.
+  if (rate == 0 && secs > 0.1) rate = static_cast<uint64_t>(static_cast<double>(done) / 2 / secs);
   resource_->engine().UpdateStats([&](ResourceState& st) {
     auto& ps = st.connections[peer_id_].peer_devices[volume].stats;
     ps.out_of_sync_sectors = oos;
-    ps.rs_total_sectors = pdv.rs_total_bits * 8;
-    ps.rs_done_sectors = ps.rs_total_sectors > oos ? ps.rs_total_sectors - oos : 0;
-    if (secs > 0.1) ps.rs_rate_kib = static_cast<uint64_t>(ps.rs_done_sectors / 2 / secs);
+    ps.rs_total_sectors = total;
+    ps.rs_done_sectors = done;
+    ps.rs_rate_kib = rate;
+    ps.rs_same_csum_sectors = pdv.rs.same_csum;
+    ps.rs_want_kib = pdv.rs.opts.configured ? pdv.rs.controller.want_kib() : 0;
   });
 }
 

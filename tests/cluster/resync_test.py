@@ -1,0 +1,311 @@
+#!/usr/bin/python3
+"""Resync engine on a real pair of bsrd nodes (network namespaces): the rate controller
+bounds the resync speed (fixed resync-rate and the dynamic c-* controller), pause-sync /
+resume-sync from either side, online verify finds exactly the blocks changed behind
+bsrd's back (and runs the out-of-sync handler), csums-alg resync sends almost nothing
+for identical data. Needs root (ip netns) and python3-libnbd; BSR_BIN names the
+binaries. Run one test: resync_test.py test_verify."""
+
+import json
+import os
+import re
+import stat
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import MIB, Cluster, TestFailure, check, data_size, same_data, wait_for  # noqa: E402
+
+PREFIX = "bsrrs"
+NET = "10.94"
+
+
+def cluster(size_mib):
+    """Two nodes; their handlers go to a script that logs the call and exits 0 (so no
+    handler configuration on this host changes the outcome)."""
+    c = Cluster(2, size_mib=size_mib, prefix=PREFIX, net=NET)
+    c.helper, c.handler_log = helper_script(c.work)
+    os.environ["BSR_USERMODE_HELPER"] = c.helper
+    return c
+
+
+def peer_dev(node, peer):
+    return node.conn(peer.node_id)["peer_devices"][0]
+
+
+def connected(a, b):
+    ca, cb = a.conn(b.node_id), b.conn(a.node_id)
+    return (ca and cb and ca["connection-state"] == "Connected"
+            and cb["connection-state"] == "Connected")
+
+
+def synced(a, b):
+    return (a.disk_state() == "UpToDate" and b.disk_state() == "UpToDate"
+            and peer_dev(a, b)["replication-state"] == "Established"
+            and peer_dev(b, a)["replication-state"] == "Established")
+
+
+def connect(a, b):
+    a.setup("connect", "r0", str(b.node_id))
+    b.setup("connect", "r0", str(a.node_id))
+    wait_for("both Connected", lambda: connected(a, b), timeout=20)
+
+
+def oos_kib(node, peer):
+    return peer_dev(node, peer)["out-of-sync"]
+
+
+def text_status(node, *flags):
+    return node.setup("status", "r0", *flags).stdout
+
+
+def test_rate_and_pause():
+    """Fixed resync-rate 4 MiB/s on a 16 MiB initial sync; pause/resume from the target
+    and from the source; then the dynamic controller (c-max-rate) on a bitmap resync."""
+    c = cluster(17)
+    ok = False
+    h = None
+    try:
+        a, b = c.nodes
+        for n in (a, b):
+            n.start()
+        for n, p in ((a, b), (b, a)):
+            n.up(p)
+            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--c-plan-ahead=0",
+                    "--resync-rate=4M")
+        connect(a, b)
+        size = data_size(a)
+        t0 = time.time()
+        a.setup("primary", "r0", "--force")
+        wait_for("SyncTarget", lambda: peer_dev(b, a)["replication-state"] == "SyncTarget",
+                 timeout=10, interval=0.02)
+        time.sleep(1.0)
+        st = text_status(b, "--verbose", "--statistics")
+        print(st, flush=True)
+        check(re.search(r"replication:SyncTarget peer-disk:UpToDate done:[\d.]+", st) is not None,
+              "status shows SyncTarget with done:")
+        m = re.search(r"dbdt1:([\d.]+) eta:(\d+)", st)
+        check(m is not None, "status -vs shows dbdt1: (MiB/s) and eta: (seconds)")
+        check(0.5 < float(m.group(1)) < 6.0, f"dbdt1 {m.group(1)} MiB/s is near resync-rate 4M")
+        check(0 < int(m.group(2)) < 30, f"eta {m.group(2)} s is plausible")
+
+        # Pause on the target: no progress, PausedSyncT with resync-suspended:user.
+        b.setup("pause-sync", "r0", "0", "0")
+        pause0 = time.time()
+        st = text_status(b)
+        check("replication:PausedSyncT" in st and "resync-suspended:user" in st,
+              "target status: PausedSyncT resync-suspended:user: " + st.replace("\n", " | "))
+        wait_for("the source sees the peer's pause",
+                 lambda: "resync-suspended:peer" in text_status(a), timeout=5)
+        r = b.setup("pause-sync", "r0", "0", "0", check_rc=False)
+        check(r.returncode != 0 and "already set" in r.stdout + r.stderr,
+              "pause-sync twice is refused: " + (r.stdout + r.stderr).strip())
+        time.sleep(0.5)  # requests in flight land
+        left = oos_kib(b, a)
+        time.sleep(1.0)
+        check(oos_kib(b, a) == left and left > 0,
+              f"no progress while paused ({left} KiB out of sync stays)")
+        b.setup("resume-sync", "r0", "0", "0")
+        paused = time.time() - pause0
+        wait_for("resync runs again", lambda: oos_kib(b, a) < left, timeout=5, interval=0.05)
+        check("resync-suspended" not in text_status(b),
+              "resume-sync: the target is no longer suspended")
+
+        # Pause on the source: the target stops requesting.
+        a.setup("pause-sync", "r0", "1", "0")
+        pause1 = time.time()
+        st = text_status(a)
+        check("replication:PausedSyncS" in st and "resync-suspended:user" in st,
+              "source status: PausedSyncS resync-suspended:user")
+        wait_for("target sees the source's pause", lambda: "resync-suspended:peer"
+                 in text_status(b), timeout=5)
+        time.sleep(0.5)
+        left = oos_kib(b, a)
+        time.sleep(1.0)
+        check(oos_kib(b, a) == left, "pause on the source stops the resync")
+        a.setup("resume-sync", "r0", "1", "0")
+        paused += time.time() - pause1
+        wait_for("sync done", lambda: synced(a, b), timeout=30)
+        elapsed = time.time() - t0 - paused
+        rate = size / MIB / elapsed
+        print(f"initial sync of {size / MIB:.1f} MiB: {elapsed:.2f} s without pauses "
+              f"({rate:.2f} MiB/s at resync-rate 4M)", flush=True)
+        check(rate < 4 * 1.3, f"resync-rate 4M bounds the speed ({rate:.2f} MiB/s)")
+        check(rate > 4 * 0.5, f"and the resync is not much slower ({rate:.2f} MiB/s)")
+        check(same_data(a, b, size), "identical after the paced, paused and resumed sync")
+
+        # Dynamic controller: c-max-rate 3M bounds a bitmap resync of 6 MiB.
+        a.setup("disconnect", "r0", "1")
+        b.setup("disconnect", "r0", "0")
+        h = a.nbd()
+        h.pwrite(os.urandom(6 * MIB), 2 * MIB)
+        h.flush()
+        for n, p in ((a, b), (b, a)):
+            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--c-plan-ahead=10",
+                    "--c-max-rate=3M", "--c-delay-target=10", "--resync-rate=1M")
+        t1 = time.time()
+        connect(a, b)
+        wait_for("bitmap resync done", lambda: synced(a, b), timeout=30)
+        took = time.time() - t1
+        print(f"bitmap resync of 6 MiB with c-max-rate 3M: {took:.2f} s", flush=True)
+        check(took > 6 / 3 * 0.8, f"c-max-rate bounds the dynamic controller ({took:.2f} s)")
+        check("resync rate control: dynamic" in b.log_text(), "the target ran the controller")
+        check(same_data(a, b, size), "identical after the controlled resync")
+        ok = True
+    finally:
+        if h is not None:
+            h.shutdown()
+        c.close(keep_logs_on_failure=not ok)
+
+
+def helper_script(work):
+    path = os.path.join(work, "helper.sh")
+    log = os.path.join(work, "handlers.log")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n"
+                f'echo "$1 $2 node=$BSR_MY_NODE_ID peer=$BSR_PEER_NODE_ID vol=$BSR_VOLUME" >> {log}\n'
+                "exit 0\n")
+    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path, log
+
+
+def test_verify():
+    """verify finds exactly the 4 KiB blocks changed behind bsrd's back on the
+    Secondary's backing file, on both nodes; the out-of-sync handler runs; the next
+    connect resyncs them."""
+    c = cluster(16)
+    ok = False
+    h = None
+    try:
+        a, b = c.nodes
+        hlog = c.handler_log
+        for n in (a, b):
+            n.start()
+        for n, p in ((a, b), (b, a)):
+            n.up(p, ["--verify-alg=sha256"])
+            # Slow enough to watch verify's progress (about 2 s for 16 MiB).
+            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--c-plan-ahead=0",
+                    "--resync-rate=8M")
+        connect(a, b)
+        a.setup("primary", "r0", "--force")
+        size = data_size(a)
+        h = a.nbd()
+        wait_for("initial sync", lambda: synced(a, b), timeout=30)
+        h.pwrite(os.urandom(4 * MIB), 0)
+        h.flush()
+        check(same_data(a, b, size), "identical before the change")
+        # Behind bsrd's back: 5 blocks of the Secondary's backing file (2 adjacent).
+        blocks = [3, 100, 101, 777, (size // 4096) - 1]
+        fd = os.open(b.disk, os.O_WRONLY)
+        try:
+            for blk in blocks:
+                os.pwrite(fd, os.urandom(4096), blk * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        a.setup("verify", "r0", "1", "0")
+        seen = wait_for("VerifyS with progress", lambda: re.search(
+            r"replication:VerifyS peer-disk:UpToDate done:([\d.]+)", text_status(a)),
+            timeout=5, interval=0.05)
+        print(f"verify progress seen: done:{seen.group(1)}", flush=True)
+        check("replication:VerifyT" in text_status(b) or synced(a, b), "the peer is VerifyT")
+        wait_for("verify done", lambda: synced(a, b) and "Online verify done" in b.log_text(),
+                 timeout=30)
+        for n, p in ((a, b), (b, a)):
+            check(oos_kib(n, p) == 4 * len(blocks),
+                  f"node{n.index}: out-of-sync {oos_kib(n, p)} KiB = the {len(blocks)} "
+                  f"changed blocks")
+            check("Online verify found 5 4k blocks out of sync!" in n.log_text(),
+                  f"node{n.index} logs the count")
+        check("Out of sync: start=800," in a.log_text() + b.log_text(),
+              "the changed range at sector 800 is logged")
+        wait_for("out-of-sync handler on both nodes", lambda: os.path.exists(hlog) and len(
+            [ln for ln in open(hlog) if ln.startswith("out-of-sync r0")]) == 2, timeout=10)
+        lines = open(hlog).read()
+        check("node=0 peer=1 vol=0" in lines and "node=1 peer=0 vol=0" in lines,
+              "handler environment: " + lines.replace("\n", " | "))
+
+        # A range: only blocks 100 and 101 lie in sectors [800, 816).
+        a.setup("verify", "r0", "1", "0", "--start=800", "--stop=816")
+        wait_for("range verify done",
+                 lambda: a.log_text().count("Online verify done") == 2 and synced(a, b),
+                 timeout=10)
+        check("Online verify found 2 4k blocks out of sync!" in a.log_text(),
+              "verify --start/--stop checks only that range")
+        r = a.setup("verify", "r0", "1", "0", "--start=x", check_rc=False)
+        check(r.returncode != 0, "a bad --start is refused")
+
+        # Marked, not resynced: the next connect does it.
+        check(not same_data(a, b, size), "verify itself does not resync")
+        a.setup("disconnect", "r0", "1")
+        b.setup("disconnect", "r0", "0")
+        connect(a, b)
+        wait_for("resync of the marked blocks", lambda: synced(a, b) and oos_kib(a, b) == 0,
+                 timeout=30)
+        check(same_data(a, b, size), "identical after disconnect/connect")
+        ok = True
+    finally:
+        if h is not None:
+            h.shutdown()
+        c.close(keep_logs_on_failure=not ok)
+
+
+def test_csums():
+    """Identical data on both disks before the initial sync: with csums-alg the full
+    sync sends digests and RsIsInSync, hardly any data; 1 MiB that differs is sent."""
+    c = cluster(32)
+    ok = False
+    try:
+        a, b = c.nodes
+        same = os.urandom(24 * MIB)
+        for n in (a, b):
+            with open(n.disk, "r+b") as f:
+                f.write(same)
+        with open(b.disk, "r+b") as f:  # 1 MiB differs
+            f.seek(5 * MIB)
+            f.write(os.urandom(MIB))
+        for n in (a, b):
+            n.start()
+        for n, p in ((a, b), (b, a)):
+            n.up(p, ["--csums-alg=sha256"])
+        connect(a, b)
+        r = a.setup("verify", "r0", "1", "0", check_rc=False)
+        check(r.returncode != 0 and "verify-alg" in r.stdout + r.stderr,
+              "verify without verify-alg is refused: " + (r.stdout + r.stderr).strip())
+        size = data_size(a)
+        tx0 = a.link_bytes()[0]
+        t0 = time.time()
+        a.setup("primary", "r0", "--force")
+        wait_for("csums sync done", lambda: synced(a, b), timeout=60)
+        took = time.time() - t0
+        sent = a.link_bytes()[0] - tx0
+        print(f"full sync of {size / MIB:.1f} MiB with csums-alg: {sent} bytes from the "
+              f"source in {took:.2f} s", flush=True)
+        check(sent < MIB + 256 * 1024,
+              f"only the differing MiB and digests crossed the link ({sent} bytes)")
+        check(sent > MIB, "the differing MiB was sent")
+        check(same_data(a, b, size), "identical after the csums sync")
+        check(re.search(r"resync done as SyncTarget", b.log_text()) is not None,
+              "the target finished the resync")
+        js = json.loads(b.setup("status", "r0", "--json").stdout)
+        check(js[0]["devices"][0]["disk-state"] == "UpToDate", "target UpToDate")
+        ok = True
+    finally:
+        c.close(keep_logs_on_failure=not ok)
+
+
+TESTS = [test_rate_and_pause, test_verify, test_csums]
+
+if __name__ == "__main__":
+    names = sys.argv[1:]
+    todo = [t for t in TESTS if not names or t.__name__ in names]
+    try:
+        for t in todo:
+            start = time.time()
+            print(f"== {t.__name__}", flush=True)
+            t()
+            print(f"== {t.__name__} passed in {time.time() - start:.1f} s", flush=True)
+    except TestFailure as e:
+        print(f"FAIL: {e}", flush=True)
+        sys.exit(1)
+    print("all passed", flush=True)

@@ -2,8 +2,8 @@
 # fio through NBD against bsr's nbd_file_server and against `nbdkit file` on the same
 # backing file in the same run; prints each metric and the ratio bsr/nbdkit.
 # Usage: bench/nbd_vs_nbdkit.sh [BUILD_DIR] [SECONDS_PER_JOB]
-# Modes: "buffered" (bsr --no-direct vs nbdkit's default page-cache I/O: like for like)
-# and "direct" (bsr's default O_DIRECT vs the same nbdkit).
+# Modes: "buffered" (bsr --cache buffered, the default for files, vs nbdkit's default
+# page-cache I/O: like for like) and "direct" (bsr --cache direct vs the same nbdkit).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -76,8 +76,7 @@ PY
 }
 
 for mode in buffered direct; do
-  extra=()
-  [[ $mode == buffered ]] && extra=(--no-direct)
+  extra=(--cache "$mode")
   "$server" --file "$img" --socket "$work/bsr.sock" --log-level warn "${extra[@]}" &
   pids+=($!)
   nbdkit --foreground --exit-with-parent -U "$work/kit.sock" file file="$img" &

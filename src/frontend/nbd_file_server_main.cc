@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   bool read_only = false;
   bool no_direct = false;
+  std::string cache = "auto";
   uint32_t min_block = 1;
   unsigned queue_depth = 128;
   app.add_option("--file", file, "backing file or block device")->required();
@@ -30,7 +31,11 @@ int main(int argc, char** argv) {
   app.add_option("--export", export_name, "export name (the empty name also selects it)");
   app.add_option("--description", description, "export description");
   app.add_flag("--read-only", read_only, "refuse writes");
-  app.add_flag("--no-direct", no_direct, "do not use O_DIRECT");
+  app.add_flag("--no-direct", no_direct, "do not use O_DIRECT (same as --cache buffered)");
+  app.add_option("--cache", cache,
+                 "backing I/O: auto (O_DIRECT on block devices, page cache on files), "
+                 "direct, buffered")
+      ->check(CLI::IsMember({"auto", "direct", "buffered"}));
   app.add_option("--min-block", min_block, "minimum block size clients must align to")
       ->check(CLI::IsMember({1u, 512u, 1024u, 2048u, 4096u, 65536u}));
   app.add_option("--queue-depth", queue_depth, "io_uring queue depth")
@@ -50,7 +55,8 @@ int main(int argc, char** argv) {
   asio::io_context io(1);
   bsr::storage::BackingOptions backing;
   backing.read_only = read_only;
-  backing.direct = !no_direct;
+  backing.cache =
+      no_direct ? bsr::storage::CacheMode::kBuffered : *bsr::storage::ParseCacheMode(cache);
   backing.queue_depth = queue_depth;
   auto device = bsr::storage::BackingDevice::Open(io, file, backing);
   if (!device.ok()) {

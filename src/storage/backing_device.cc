@@ -4,13 +4,13 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <spdlog/spdlog.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <asio/post.hpp>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -21,6 +21,22 @@ constexpr size_t kZeroChunk = 1 << 20;
 constexpr uint64_t kMaxSegment = 1u << 30;  // io_uring lengths are 32-bit
 
 }  // namespace
+
+std::optional<CacheMode> ParseCacheMode(std::string_view text) {
+  if (text == "auto") return CacheMode::kAuto;
+  if (text == "direct") return CacheMode::kDirect;
+  if (text == "buffered") return CacheMode::kBuffered;
+  return std::nullopt;
+}
+
+const char* CacheModeName(CacheMode mode) {
+  switch (mode) {
+    case CacheMode::kAuto: return "auto";
+    case CacheMode::kDirect: return "direct";
+    case CacheMode::kBuffered: return "buffered";
+  }
+  return "?";
+}
 
 struct BackingDevice::Op {
   enum class Kind { kRead, kWrite, kFlush, kFallocate, kZeroWrite };
@@ -77,7 +93,20 @@ Status BackingDevice::Setup(const BackingOptions& options) {
     return Error(Errc::kInvalidArgument, "not a regular file or block device");
   }
 
-  if (options.direct) {
+  CacheMode cache = options.cache;
+  if (cache == CacheMode::kAuto) {
+    // An operator's override for every auto-mode device of the process (bsrd).
+    if (const char* env = std::getenv("BSR_BACKING_CACHE"); env != nullptr && *env != 0) {
+      auto parsed = ParseCacheMode(env);
+      if (!parsed) {
+        return Error(Errc::kInvalidArgument,
+                     "BSR_BACKING_CACHE={}: expected auto, direct or buffered", env);
+      }
+      cache = *parsed;
+    }
+  }
+  bool want_direct = cache == CacheMode::kDirect || (cache == CacheMode::kAuto && is_block_device_);
+  if (want_direct) {
     UniqueFd direct(::open(path_.c_str(), access | O_CLOEXEC | O_DIRECT));
     if (!direct.valid()) {
       spdlog::warn("{}: O_DIRECT refused ({}), using buffered I/O", path_, std::strerror(errno));
@@ -101,28 +130,22 @@ Status BackingDevice::Setup(const BackingOptions& options) {
                  std::strerror(-ret), -ret);
   }
   ring_ready_ = true;
-  int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (efd < 0) return Error(Errc::kIo, "eventfd: {} (errno {})", std::strerror(errno), errno);
+  // The ring's own descriptor polls readable while completions wait in it; asio
+  // watches it (and must never close it: see the destructor).
   asio::error_code ec;
-  event_stream_.assign(efd, ec);
-  if (ec) {
-    ::close(efd);
-    return Error(Errc::kIo, "watch eventfd: {}", ec.message());
-  }
-  ret = io_uring_register_eventfd(&ring_, efd);
-  if (ret < 0) {
-    return Error(Errc::kIo, "io_uring_register_eventfd: {} (errno {})", std::strerror(-ret), -ret);
-  }
+  event_stream_.assign(ring_.ring_fd, ec);
+  if (ec) return Error(Errc::kIo, "watch io_uring descriptor: {}", ec.message());
   ArmCompletions();
-  spdlog::debug("{}: size {} block {} direct {} block device {}", path_, size_, block_size_,
-                direct(), is_block_device_);
+  spdlog::info("{}: {} I/O ({} {}, {} bytes, block {})", path_,
+               direct() ? "O_DIRECT" : "page-cache", CacheModeName(cache),
+               is_block_device_ ? "block device" : "file", size_, block_size_);
   return Status::Ok();
 }
 
 BackingDevice::~BackingDevice() {
   *alive_ = false;
-  asio::error_code ec;
-  event_stream_.close(ec);
+  // Cancels the wait and stops watching; io_uring_queue_exit closes the descriptor.
+  if (event_stream_.is_open()) event_stream_.release();
   for (Op* op : waiting_) delete op;
   waiting_.clear();
   if (!ring_ready_) return;
@@ -308,6 +331,14 @@ void BackingDevice::Submit(Op* op) {
   Prep(op, sqe);
   ++inflight_;
   ++unsubmitted_;
+  if (inflight_ == 1) {
+    // An idle device: nothing to batch with, so no reason to wait for the end of the
+    // handler batch (at queue depth 1 that hop is a scheduler round per request).
+    if (io_uring_submit(&ring_) >= 0) {
+      unsubmitted_ = 0;
+      return;
+    }
+  }
   ScheduleSubmit();
 }
 
@@ -331,17 +362,19 @@ void BackingDevice::ScheduleSubmit() {
   });
 }
 
+// One wait per batch of completions: arming it is one epoll_ctl (asio re-checks the
+// descriptor's readiness then, so completions that arrived meanwhile fire it at once);
+// no read() per completion as an eventfd would need.
 void BackingDevice::ArmCompletions() {
-  event_stream_.async_read_some(asio::buffer(&event_value_, sizeof(event_value_)),
-                                [this, alive = alive_](const asio::error_code& ec, size_t) {
-                                  if (!*alive || ec == asio::error::operation_aborted) return;
-                                  if (ec && ec != asio::error::would_block) {
-                                    spdlog::error("{}: completion eventfd: {}", path_,
-                                                  ec.message());
-                                  }
-                                  ReapCompletions();
-                                  ArmCompletions();
-                                });
+  event_stream_.async_wait(
+      asio::posix::descriptor_base::wait_read, [this, alive = alive_](const asio::error_code& ec) {
+        if (!*alive || ec == asio::error::operation_aborted) return;
+        if (ec) {
+          spdlog::error("{}: io_uring completion wait: {}", path_, ec.message());
+        }
+        ReapCompletions();
+        if (*alive) ArmCompletions();
+      });
 }
 
 void BackingDevice::ReapCompletions() {

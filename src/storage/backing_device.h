@@ -10,8 +10,10 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 #include "common/unique_fd.h"
@@ -29,10 +31,29 @@ struct IoResult {
 };
 using IoCallback = std::function<void(IoResult)>;
 
+// How data reaches the backing device. Either way an acknowledged write is in the
+// lower device (the page cache counts, as a disk's volatile write cache does for
+// DRBD), FUA writes use RWF_DSYNC and Flush() is fdatasync, so FLUSH/FUA reach
+// stable storage in every mode.
+enum class CacheMode {
+  // O_DIRECT on block devices; the page cache on regular files (like DRBD on a loop
+  // device, whose default is buffered I/O on its file).
+  kAuto,
+  // O_DIRECT where the device allows it; falls back to buffered I/O (with a logged
+  // reason) when refused.
+  kDirect,
+  // Always through the page cache.
+  kBuffered,
+};
+
+// "auto", "direct", "buffered" (for command lines); nullopt for anything else.
+std::optional<CacheMode> ParseCacheMode(std::string_view text);
+const char* CacheModeName(CacheMode mode);
+
 struct BackingOptions {
   bool read_only = false;
-  // Try O_DIRECT; falls back to buffered I/O (with a logged reason) when refused.
-  bool direct = true;
+  // kAuto follows $BSR_BACKING_CACHE (auto, direct, buffered) when it is set.
+  CacheMode cache = CacheMode::kAuto;
   // Requests in the kernel at once; more wait in a FIFO inside the device. Callers
   // bound their own memory (the NBD server caps requests per connection).
   unsigned queue_depth = 128;
@@ -99,8 +120,7 @@ class BackingDevice {
   std::string path_;
   UniqueFd fd_;                                  // buffered (page cache) access
   UniqueFd direct_fd_;                           // O_DIRECT access when the device allows it
-  asio::posix::stream_descriptor event_stream_;  // the ring's eventfd
-  uint64_t event_value_ = 0;
+  asio::posix::stream_descriptor event_stream_;  // watches the ring's descriptor
   io_uring ring_{};
   bool ring_ready_ = false;
   uint64_t size_ = 0;

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -42,7 +43,14 @@ class BackingDeviceTest : public ::testing::Test {
     original_ = data;
   }
 
-  std::unique_ptr<BackingDevice> OpenDevice(BackingOptions options = {}) {
+  // The tests below exercise the O_DIRECT path unless they ask for another mode.
+  static BackingOptions Direct() {
+    BackingOptions options;
+    options.cache = CacheMode::kDirect;
+    return options;
+  }
+
+  std::unique_ptr<BackingDevice> OpenDevice(BackingOptions options = Direct()) {
     auto dev = BackingDevice::Open(io_, path_, options);
     EXPECT_TRUE(dev.ok()) << dev.status().ToString();
     return dev.ok() ? std::move(dev).value() : nullptr;
@@ -193,9 +201,65 @@ TEST_F(BackingDeviceTest, OpenErrorsNameThePath) {
   ASSERT_FALSE(directory.ok());
 }
 
+TEST_F(BackingDeviceTest, CacheModeNamesRoundTrip) {
+  for (CacheMode m : {CacheMode::kAuto, CacheMode::kDirect, CacheMode::kBuffered}) {
+    auto parsed = ParseCacheMode(CacheModeName(m));
+    ASSERT_TRUE(parsed.has_value());
+    EXPECT_EQ(*parsed, m);
+  }
+  EXPECT_FALSE(ParseCacheMode("Direct").has_value());
+  EXPECT_FALSE(ParseCacheMode("").has_value());
+}
+
+TEST_F(BackingDeviceTest, AutoModeBuffersRegularFiles) {
+  auto dev = OpenDevice(BackingOptions{});
+  ASSERT_NE(dev, nullptr);
+  EXPECT_FALSE(dev->direct());
+  // Aligned I/O in buffered mode: written, flushed, and read back through the device
+  // and straight from the file.
+  AlignedBuffer buf(8192);
+  auto payload = RandomBytes(buf.size(), 11);
+  std::memcpy(buf.data(), payload.data(), payload.size());
+  IoResult w, f, r;
+  int pending = 1;
+  dev->Write(4096, buf.span(), false, [&](IoResult x) { w = x, --pending; });
+  RunUntil(pending);
+  ASSERT_TRUE(w.ok()) << w.status.ToString();
+  pending = 1;
+  dev->Flush([&](IoResult x) { f = x, --pending; });
+  RunUntil(pending);
+  ASSERT_TRUE(f.ok()) << f.status.ToString();
+  AlignedBuffer back(8192);
+  pending = 1;
+  dev->Read(4096, back.span(), [&](IoResult x) { r = x, --pending; });
+  RunUntil(pending);
+  ASSERT_TRUE(r.ok()) << r.status.ToString();
+  EXPECT_EQ(std::vector<uint8_t>(back.data(), back.data() + back.size()), payload);
+  EXPECT_EQ(ReadFileRange(path_, 4096, payload.size()), payload);
+}
+
+TEST_F(BackingDeviceTest, EnvironmentOverridesAutoMode) {
+  ::setenv("BSR_BACKING_CACHE", "direct", 1);
+  auto direct = BackingDevice::Open(io_, path_, {});
+  ::setenv("BSR_BACKING_CACHE", "sideways", 1);
+  auto bad = BackingDevice::Open(io_, path_, {});
+  BackingOptions buffered;
+  buffered.cache = CacheMode::kBuffered;  // an explicit mode wins over the environment
+  ::setenv("BSR_BACKING_CACHE", "direct", 1);
+  auto explicit_mode = BackingDevice::Open(io_, path_, buffered);
+  ::unsetenv("BSR_BACKING_CACHE");
+  ASSERT_TRUE(direct.ok()) << direct.status().ToString();
+  EXPECT_TRUE((*direct)->direct());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("BSR_BACKING_CACHE=sideways"), std::string::npos)
+      << bad.status().message();
+  ASSERT_TRUE(explicit_mode.ok());
+  EXPECT_FALSE((*explicit_mode)->direct());
+}
+
 TEST_F(BackingDeviceTest, BufferedModeWorksToo) {
   BackingOptions options;
-  options.direct = false;
+  options.cache = CacheMode::kBuffered;
   auto dev = OpenDevice(options);
   ASSERT_NE(dev, nullptr);
   EXPECT_FALSE(dev->direct());

@@ -151,6 +151,30 @@ def test_rate_and_pause():
         check(took > 6 / 3 * 0.8, f"c-max-rate bounds the dynamic controller ({took:.2f} s)")
         check("resync rate control: dynamic" in b.log_text(), "the target ran the controller")
         check(same_data(a, b, size), "identical after the controlled resync")
+
+        # c-min-rate: while the Primary writes, the resync drops to about c-min-rate.
+        a.setup("disconnect", "r0", "1")
+        b.setup("disconnect", "r0", "0")
+        h.pwrite(os.urandom(8 * MIB), 0)
+        h.flush()
+        for n, p in ((a, b), (b, a)):
+            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--c-plan-ahead=0",
+                    "--resync-rate=4M", "--c-min-rate=1M")
+        connect(a, b)
+        wait_for("SyncTarget", lambda: peer_dev(b, a)["replication-state"] == "SyncTarget",
+                 timeout=10, interval=0.02)
+        left0 = oos_kib(b, a)
+        t2 = time.time()
+        writes = 0
+        while time.time() - t2 < 2.0:  # application writes outside the resync range
+            h.pwrite(os.urandom(16384), 12 * MIB + (writes % 256) * 16384)
+            writes += 1
+        moved = (left0 - oos_kib(b, a)) / 1024
+        print(f"c-min-rate 1M: {moved:.2f} MiB resynced in 2 s next to {writes} writes", flush=True)
+        check("resync throttled" in b.log_text(), "the target throttled the resync (c-min-rate)")
+        check(moved < 5.5, f"application I/O slowed the 4M resync down ({moved:.2f} MiB in 2 s)")
+        wait_for("resync after the writes", lambda: synced(a, b), timeout=30)
+        check(same_data(a, b, size), "identical after the throttled resync")
         ok = True
     finally:
         if h is not None:

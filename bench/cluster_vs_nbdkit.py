@@ -1,0 +1,297 @@
+#!/usr/bin/python3
+"""Two-node protocol C bsr against nbdkit in the same run (issue 6's benchmark).
+
+Node0 and node1 run bsrd each in its own network namespace, linked by a veth pair
+(tests/cluster/harness.py). Measured, each next to its reference:
+  1. initial full sync of the volume (primary --force until node1 is UpToDate) vs
+     `nbdcopy` of the same data between two nbdkit servers across the same veth link;
+  2. fio through node0's NBD socket (every write replicated, protocol C) vs fio through
+     `nbdkit file` on a local file of the same size: seq 1 MiB write BW (QD8), 4 KiB
+     random write QD1 (p50, p99) and QD32 IOPS;
+  3. resync after a disconnect during which 1% of the volume (random 4 KiB blocks)
+     was written: bytes node0 sent on the link during the resync vs the changed data.
+Prints a table of ratios and the goals. A benchmark, never a test: nothing fails on
+a missed goal. Usage (as root): bench/cluster_vs_nbdkit.sh [BUILD_DIR] [SECONDS]."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.path.join(ROOT, "build")
+SECS = int(sys.argv[2]) if len(sys.argv) > 2 else 8
+os.environ["BSR_BIN"] = os.path.join(BUILD, "bin")
+sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
+
+from harness import MIB, Cluster, Node, TestFailure, run, same_data, wait_for  # noqa: E402
+
+VOLUME_MIB = int(os.environ.get("BENCH_VOLUME_MIB", "1024"))
+# The backing file holds the volume plus internal metadata.
+DISK_MIB = VOLUME_MIB + 8
+CHANGED_FRACTION = 0.01
+LOG_LEVEL = os.environ.get("BENCH_LOG_LEVEL", "warn")
+NBD_PORT = 10809
+
+
+def fill_random(path, size):
+    """Writes `size` bytes of random data (so neither side can skip zeroes)."""
+    chunk = os.urandom(16 * MIB)
+    with open(path, "r+b") as f:
+        pos = 0
+        while pos < size:
+            n = min(len(chunk), size - pos)
+            # A different rotation per chunk: no two chunks alike.
+            k = (pos // len(chunk)) * 4099 % len(chunk)
+            f.write((chunk[k:] + chunk[:k])[:n])
+            pos += n
+
+
+def preallocate(path, size):
+    with open(path, "wb") as f:
+        f.truncate(size)
+    p = run(["fallocate", "-l", str(size), path])
+    if p.returncode != 0:
+        raise TestFailure(f"fallocate {path}: {p.stderr}")
+
+
+def quiet_start(node):
+    """Node.start with a lower log level: debug logging is not what we measure."""
+    logf = open(node.log, "ab")
+    node.proc = subprocess.Popen(
+        ["ip", "netns", "exec", node.ns, os.path.join(os.environ["BSR_BIN"], "bsrd"),
+         "--run-dir", node.run_dir, "--socket", node.sock, "--no-kernel-device",
+         "--state-dir", os.path.join(node.dir, "state"), "--log-level", LOG_LEVEL],
+        stdout=logf, stderr=subprocess.STDOUT)
+    logf.close()
+    wait_for(f"bsrd on node{node.index}",
+             lambda: os.path.exists(node.sock)
+             and node.setup("status", check_rc=False).returncode == 0, timeout=10)
+
+
+def peer_dev(node, peer):
+    return node.conn(peer.node_id)["peer_devices"][0]
+
+
+def connected(a, b):
+    ca, cb = a.conn(b.node_id), b.conn(a.node_id)
+    return bool(ca and cb and ca["connection-state"] == "Connected"
+                and cb["connection-state"] == "Connected")
+
+
+def in_sync(a, b):
+    """One status call per node (polling must not load the machine it measures)."""
+    sa, sb = a.status(), b.status()
+    ca = next((c for c in sa["connections"] if c["peer-node-id"] == b.node_id), None)
+    cb = next((c for c in sb["connections"] if c["peer-node-id"] == a.node_id), None)
+    if not ca or not cb or ca["connection-state"] != "Connected" or \
+            cb["connection-state"] != "Connected":
+        return False
+    pd = ca["peer_devices"][0]
+    return (sb["devices"][0]["disk-state"] == "UpToDate"
+            and pd["replication-state"] == "Established"
+            and pd["peer-disk-state"] == "UpToDate")
+
+
+def start_bg(cmd, log):
+    with open(log, "ab") as f:
+        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+
+
+def wait_path(path, what):
+    wait_for(what, lambda: os.path.exists(path), timeout=10, interval=0.05)
+
+
+def fio(work, name, uri, *args):
+    out = os.path.join(work, name + ".json")
+    p = run(["fio", f"--name={name}", "--ioengine=nbd", f"--uri={uri}", f"--size={VOLUME_MIB}M",
+             "--time_based", f"--runtime={SECS}", "--ramp_time=1", "--randrepeat=0",
+             "--norandommap", "--output-format=json", f"--output={out}", *args])
+    if p.returncode != 0:
+        raise TestFailure(f"fio {name}: {p.stdout}{p.stderr}")
+    with open(out) as f:
+        return json.load(f)["jobs"][0]["write"]
+
+
+def fio_pair(work, job, uris, order, *args):
+    """Both targets back to back, order alternating per job, dirty pages written first."""
+    tags = ["bsr", "nbdkit"] if order == 0 else ["nbdkit", "bsr"]
+    res = {}
+    for t in tags:
+        os.sync()
+        res[t] = fio(work, f"{t}-{job}", uris[t], *args)
+    return res
+
+
+def main():
+    if os.geteuid() != 0:
+        print("needs root (network namespaces)", file=sys.stderr)
+        return 2
+    for tool in ("fio", "nbdkit", "nbdcopy", "fallocate"):
+        if run(["sh", "-c", f"command -v {tool}"]).returncode != 0:
+            print(f"needs {tool}", file=sys.stderr)
+            return 2
+    # Every disk fully allocated before bsrmeta writes its metadata; node0's random.
+    def create_disk(node, size_mib, max_peers=1):
+        preallocate(node.disk, size_mib * MIB)
+        if node.index == 0:
+            fill_random(node.disk, size_mib * MIB)
+        p = run([os.path.join(os.environ["BSR_BIN"], "bsrmeta"), "--force", "0", "bsr1",
+                 node.disk, "internal", "create-md", str(max_peers), f"--node-id={node.node_id}"])
+        if p.returncode != 0:
+            raise TestFailure(f"bsrmeta create-md on node{node.index}: {p.stderr}")
+
+    Node.create_disk = create_disk
+    load_before = os.getloadavg()
+    c = Cluster(2, size_mib=DISK_MIB, prefix=os.environ.get("BSR_NETNS_PREFIX", "bsrpf"),
+                net=os.environ.get("BSR_NET", "10.97"))
+    procs = []
+    results = {}
+    ok = False
+    try:
+        a, b = c.nodes
+        for n in (a, b):
+            quiet_start(n)
+        net = ["--protocol=C"]
+        a.up(b, net)
+        b.up(a, net)
+        a.setup("connect", "r0", "1")
+        b.setup("connect", "r0", "0")
+        wait_for("both Connected", lambda: connected(a, b), timeout=20)
+        size = a.status()["devices"][0]["size"] * 1024
+
+        # 1a. Initial full sync.
+        t0 = time.monotonic()
+        a.setup("primary", "r0", "--force")
+        wait_for("initial sync done", lambda: in_sync(a, b), timeout=600, interval=0.05)
+        results["sync_bsr"] = time.monotonic() - t0
+        print(f"initial sync of {size / MIB:.1f} MiB: {results['sync_bsr']:.2f} s", flush=True)
+        if not same_data(a, b, size):
+            raise TestFailure("after the initial sync the data areas differ")
+
+        # 1b. nbdcopy of the same bytes from an nbdkit in node0's namespace to one in
+        # node1's, over the same veth link.
+        dst = os.path.join(c.work, "nbdcopy-dst.img")
+        preallocate(dst, size)
+        src_sock = os.path.join(c.work, "src.sock")
+        procs.append(start_bg(["ip", "netns", "exec", a.ns, "nbdkit", "--foreground",
+                               "--exit-with-parent", "-r", "-U", src_sock,
+                               "--filter=truncate", "file", f"file={a.disk}",
+                               f"truncate={size}"], os.path.join(c.work, "nbdkit-src.log")))
+        procs.append(start_bg(["ip", "netns", "exec", b.ns, "nbdkit", "--foreground",
+                               "--exit-with-parent", "-i", b.addr, "-p", str(NBD_PORT), "file",
+                               f"file={dst}"], os.path.join(c.work, "nbdkit-dst.log")))
+        wait_path(src_sock, "nbdkit source socket")
+        wait_for("nbdkit listening in node1's namespace",
+                 lambda: run(["ip", "netns", "exec", a.ns, "nbdinfo", "--size",
+                              f"nbd://{b.addr}:{NBD_PORT}/"]).returncode == 0, timeout=10)
+        os.sync()
+        t0 = time.monotonic()
+        p = run(["ip", "netns", "exec", a.ns, "nbdcopy", f"nbd+unix:///?socket={src_sock}",
+                 f"nbd://{b.addr}:{NBD_PORT}/"])
+        results["sync_nbdcopy"] = time.monotonic() - t0
+        if p.returncode != 0:
+            raise TestFailure(f"nbdcopy: {p.stdout}{p.stderr}")
+        print(f"nbdcopy of {size / MIB:.1f} MiB: {results['sync_nbdcopy']:.2f} s", flush=True)
+        with open(a.disk, "rb") as fa, open(dst, "rb") as fd:
+            for pos in range(0, size, 16 * MIB):
+                n = min(16 * MIB, size - pos)
+                if fa.read(n) != fd.read(n):
+                    raise TestFailure("nbdcopy's destination differs from its source")
+        for pr in procs:
+            pr.terminate()
+            pr.wait()
+        procs.clear()
+        os.unlink(dst)
+
+        # 2. fio: replicated volume vs nbdkit on a local file of the same size.
+        kit_img = os.path.join(c.work, "nbdkit.img")
+        preallocate(kit_img, size)
+        with open(kit_img, "r+b") as f:  # written once, so no allocation during fio
+            zero = bytes(16 * MIB)
+            for _ in range(size // len(zero)):
+                f.write(zero)
+        kit_sock = os.path.join(c.work, "kit.sock")
+        procs.append(start_bg(["nbdkit", "--foreground", "--exit-with-parent", "-U", kit_sock,
+                               "file", f"file={kit_img}"], os.path.join(c.work, "nbdkit.log")))
+        wait_path(kit_sock, "nbdkit socket")
+        uris = {"bsr": f"nbd+unix:///r0/0?socket={a.nbd_path()}",
+                "nbdkit": f"nbd+unix:///?socket={kit_sock}"}
+        results["seq"] = fio_pair(c.work, "seq", uris, 0, "--rw=write", "--bs=1M", "--iodepth=8")
+        results["qd1"] = fio_pair(c.work, "qd1", uris, 1, "--rw=randwrite", "--bs=4k",
+                                  "--iodepth=1")
+        results["qd32"] = fio_pair(c.work, "qd32", uris, 0, "--rw=randwrite", "--bs=4k",
+                                   "--iodepth=32")
+        wait_for("replicated writes acknowledged", lambda: in_sync(a, b), timeout=60)
+
+        # 3. Disconnect, change 1% of the volume in random 4 KiB blocks, reconnect.
+        a.setup("disconnect", "r0", "1")
+        wait_for("node0 StandAlone", lambda: a.conn(1)["connection-state"] == "StandAlone")
+        wait_for("node1 lost node0", lambda: b.conn(0)["connection-state"] != "Connected",
+                 timeout=15)
+        nblocks = size // 4096
+        blocks = random.sample(range(nblocks), int(nblocks * CHANGED_FRACTION))
+        h = a.nbd()
+        try:
+            for blk in blocks:
+                h.pwrite(os.urandom(4096), blk * 4096)
+            h.flush()
+        finally:
+            h.shutdown()
+        changed = len(blocks) * 4096
+        tx0, rx0 = a.link_bytes()
+        t0 = time.monotonic()
+        a.setup("connect", "r0", "1")
+        wait_for("resync done", lambda: in_sync(a, b), timeout=120, interval=0.05)
+        results["resync_secs"] = time.monotonic() - t0
+        tx1, rx1 = a.link_bytes()
+        results["resync_tx"] = tx1 - tx0
+        results["resync_rx"] = rx1 - rx0
+        if not same_data(a, b, size):
+            raise TestFailure("after the resync the data areas differ")
+        results["changed"] = changed
+        ok = True
+    finally:
+        for pr in procs:
+            pr.terminate()
+            pr.wait()
+        c.close(keep_logs_on_failure=not ok)
+    load_after = os.getloadavg()
+
+    seq, qd1, qd32 = results["seq"], results["qd1"], results["qd32"]
+
+    def p(job, q):
+        return job["clat_ns"]["percentile"][q] / 1000
+
+    rows = [
+        ("seq 1M write MiB/s (QD8)", seq["bsr"]["bw"] / 1024, seq["nbdkit"]["bw"] / 1024,
+         "bsr/nbdkit", ">= 0.70"),
+        ("4k randwrite QD32 IOPS", qd32["bsr"]["iops"], qd32["nbdkit"]["iops"], "bsr/nbdkit",
+         ">= 0.70"),
+        ("4k randwrite QD1 IOPS", qd1["bsr"]["iops"], qd1["nbdkit"]["iops"], "bsr/nbdkit", ""),
+        ("4k randwrite QD1 p50 us", p(qd1["bsr"], "50.000000"), p(qd1["nbdkit"], "50.000000"),
+         "bsr/nbdkit", "<= 1.60"),
+        ("4k randwrite QD1 p99 us", p(qd1["bsr"], "99.000000"), p(qd1["nbdkit"], "99.000000"),
+         "bsr/nbdkit", ""),
+        ("full sync seconds", results["sync_bsr"], results["sync_nbdcopy"], "bsr/nbdcopy",
+         "<= 0.80"),
+    ]
+    print(f"\nbsr protocol C, 2 nodes over veth (volume {size / MIB:.1f} MiB, {SECS} s per fio "
+          f"job); load before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+    print(f"{'metric':28} {'bsr':>10} {'reference':>10} {'ratio':>8}  {'':12} goal")
+    for name, bv, rv, how, goal in rows:
+        ratio = bv / rv if rv else 0
+        print(f"{name:28} {bv:10.1f} {rv:10.1f} {ratio:7.2f}x  {how:12} {goal}")
+    ratio = results["resync_tx"] / results["changed"]
+    print(f"{'resync bytes sent (KiB)':28} {results['resync_tx'] / 1024:10.1f} "
+          f"{results['changed'] / 1024:10.1f} {ratio:7.2f}x  {'sent/changed':12} <= 1.05")
+    print(f"(resync of {len(blocks)} blocks took {results['resync_secs']:.2f} s; node0 received "
+          f"{results['resync_rx'] / 1024:.1f} KiB of requests and acks meanwhile; latency rows: "
+          f"lower is better)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Two-node protocol C bsr (bsrd per network namespace, veth link) vs nbdkit in the same
+# run: fio (seq 1 MiB BW, 4 KiB QD1 p50/p99, QD32 IOPS), initial full sync vs nbdcopy
+# between two nbdkit servers across the same link, resync bytes vs changed data.
+# Usage (root): bench/cluster_vs_nbdkit.sh [BUILD_DIR] [SECONDS_PER_FIO_JOB]
+# Environment: BENCH_VOLUME_MIB (1024), BSR_NETNS_PREFIX (bsrpf), BSR_NET (10.97).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+for p in bsrd bsrsetup bsrmeta; do
+  [[ -x $build/bin/$p ]] || { echo "build $p first ($build/bin/$p)" >&2; exit 1; }
+done
+exec /usr/bin/python3 "$root/bench/cluster_vs_nbdkit.py" "$build" "${2:-8}"

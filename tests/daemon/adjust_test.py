@@ -284,8 +284,68 @@ def test_handlers(node):
     check(r.returncode == 10 and "not defined" in r.stderr, r.stderr)
 
 
+def test_handler_called_by_bsrd(node):
+    """bsrd runs its usermode helper (the bsradm beside it) as `bsradm out-of-sync r0`
+    when online verify finds differing blocks; that bsradm finds the configuration
+    through $BSR_CONFIG (no -c), adds what the configuration knows (BSR_PEERS) and runs
+    the command."""
+    root = node.root
+    out = os.path.join(root, "handlers.log")
+    disks = {n: os.path.join(root, f"{n}.img") for n in ("alice", "bob")}
+    for d in disks.values():
+        with open(d, "wb") as f:
+            f.truncate(16 * MIB)
+    conf = os.path.join(root, "two.res")
+    line = (f"echo out-of-sync $BSR_RESOURCE $BSR_MY_NODE_ID $BSR_PEER_NODE_ID $BSR_MINOR "
+            f"$BSR_PEERS >> {out}")
+    with open(conf, "w") as f:
+        f.write(f"""resource r0 {{
+  options {{ auto-promote no; }}
+  disk {{ resync-rate 100M; c-plan-ahead 0; }}
+  net {{ verify-alg crc32c; }}
+  handlers {{ out-of-sync "{line}"; }}
+  on alice {{ volume 0 {{ device minor 30; disk {disks['alice']}; meta-disk internal; }}
+             address 127.0.0.1:{PORT + 10}; node-id 0; }}
+  on bob {{ volume 0 {{ device minor 30; disk {disks['bob']}; meta-disk internal; }}
+           address 127.0.0.1:{PORT + 11}; node-id 1; }}
+}}
+""")
+    node.stop()  # this test runs its own two nodes
+    a, b = Node(root, "alice", conf), Node(root, "bob", conf)
+    try:
+        for n in (a, b):
+            n.start()
+            n.adm("create-md", "r0")
+            n.adm("up", "r0")
+        a.adm("primary", "--force", "r0")
+        st = ""
+        for _ in range(300):
+            st = b.adm("status", "r0").stdout
+            if "disk:UpToDate" in st.splitlines()[1]:
+                break
+            time.sleep(0.1)
+        check("disk:UpToDate" in st.splitlines()[1], f"initial sync did not finish:\n{st}")
+        # Change one 4 KiB block behind bsrd's back on the Secondary.
+        with open(disks["bob"], "r+b") as f:
+            f.seek(1 * MIB)
+            f.write(b"\xee" * 4096)
+        a.adm("verify", "r0")
+        want = "out-of-sync r0 0 1 30 bob"
+        got = []
+        for _ in range(300):
+            got = open(out).read().splitlines() if os.path.exists(out) else []
+            if want in got:
+                break
+            time.sleep(0.1)
+        check(want in got, f"out-of-sync handler calls: {got}\nalice status:\n"
+              f"{a.adm('status', '--verbose', 'r0', ok=False).stdout}")
+    finally:
+        for n in (a, b):
+            n.stop()
+
+
 TESTS = [test_options_paths_and_connect, test_volumes_and_peers, test_not_running_and_no_daemon,
-         test_handlers]
+         test_handlers, test_handler_called_by_bsrd]
 
 
 def main():

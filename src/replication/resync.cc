@@ -31,6 +31,15 @@ bool IsPausedSync(ReplState r) {
   return r == ReplState::kPausedSyncS || r == ReplState::kPausedSyncT;
 }
 
+// The user's pause-sync flag lives in the state engine, which outlives a Connection
+// (disconnect/connect makes a new one), so the flag survives reconnects as in DRBD.
+bool UserPausedFlag(const ResourceState& st, int peer, int volume) {
+  auto c = st.connections.find(peer);
+  if (c == st.connections.end()) return false;
+  auto p = c->second.peer_devices.find(volume);
+  return p != c->second.peer_devices.end() && p->second.resync_susp_user;
+}
+
 }  // namespace
 
 void Connection::ConfigureResync(PeerDevice& pdv, int volume) {
@@ -187,6 +196,7 @@ void Connection::ResyncTick(const std::shared_ptr<Session>& s, int volume, uint6
 
 void Connection::ApplyResyncSuspend(const std::shared_ptr<Session>& s, int volume) {
   auto& pdv = pd(volume);
+  pdv.user_paused = UserPausedFlag(resource_->state(), peer_id_, volume);
   bool user = pdv.user_paused, peer = pdv.peer_paused;
   bool source = pdv.sync == PeerDevice::Sync::kSource;
   bool syncing = pdv.sync != PeerDevice::Sync::kNone && pdv.bitmap_done;
@@ -239,10 +249,19 @@ void Connection::ApplyResyncSuspend(const std::shared_ptr<Session>& s, int volum
 Status Connection::SetResyncPaused(int volume, bool paused) {
   if (!device(volume)) return Error(Errc::kNotFound, "{}: no volume {}", Tag(), volume);
   auto& pdv = pd(volume);
-  if (pdv.user_paused == paused) {
+  if (UserPausedFlag(resource_->state(), peer_id_, volume) == paused) {
     return Error(Errc::kState, "{}/{}: Sync-pause flag is already {}", Tag(), volume,
                  paused ? "set" : "cleared");
   }
+  Status ch = resource_->engine().Change("pause-sync",
+                                         [&](ResourceState& st) {
+                                           auto c = st.connections.find(peer_id_);
+                                           if (c != st.connections.end())
+                                             c->second.peer_devices[volume].resync_susp_user =
+                                                 paused;
+                                         },
+                                         {.internal = true});
+  if (!ch.ok()) return ch;
   pdv.user_paused = paused;
   spdlog::info("{}/{}: sync-pause flag {} by the user", Tag(), volume, paused ? "set" : "cleared");
   ApplyResyncSuspend(session_, volume);

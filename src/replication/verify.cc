@@ -30,12 +30,22 @@ Status Resource::PauseSync(int node_id, int volume, bool pause) {
   if (peers_.find(node_id) == peers_.end()) {
     return Error(Errc::kNotFound, "{}: no connection to node-id {}", name_, node_id);
   }
-  auto c = connection(node_id);
-  if (!c) {
-    return Error(Errc::kState, "{}: the connection to node-id {} is StandAlone (connect first)",
-                 name_, node_id);
+  if (auto c = connection(node_id)) return c->SetResyncPaused(volume, pause);
+  // StandAlone: only the flag; the next resync with this peer starts paused.
+  auto cs = state().connections.find(node_id);
+  if (cs == state().connections.end()) {
+    return Error(Errc::kNotFound, "{}: no connection to node-id {}", name_, node_id);
   }
-  return c->SetResyncPaused(volume, pause);
+  auto ps = cs->second.peer_devices.find(volume);
+  if (ps != cs->second.peer_devices.end() && ps->second.resync_susp_user == pause) {
+    return Error(Errc::kState, "{}: Sync-pause flag is already {}", name_,
+                 pause ? "set" : "cleared");
+  }
+  return engine_.Change("pause-sync",
+                        [&](ResourceState& st) {
+                          st.connections[node_id].peer_devices[volume].resync_susp_user = pause;
+                        },
+                        {.internal = true});
 }
 
 Status Resource::Verify(int node_id, int volume, uint64_t start_sector, uint64_t stop_sector) {

@@ -88,6 +88,11 @@ def test_rate_and_pause():
         check(m is not None, "status -vs shows dbdt1: (MiB/s) and eta: (seconds)")
         check(0.5 < float(m.group(1)) < 6.0, f"dbdt1 {m.group(1)} MiB/s is near resync-rate 4M")
         check(0 < int(m.group(2)) < 30, f"eta {m.group(2)} s is plausible")
+        pj = json.loads(b.setup("status", "r0", "--json").stdout)[0]["connections"][0][
+            "peer_devices"][0]
+        check(pj["has-sync-details"] and pj["rs-total"] > 0 and "db1/dt1 [MiB/s]" in pj
+              and "estimated-seconds-to-finish" in pj and 0 < pj["percent-resync-done"] < 100,
+              f"status --json has drbdsetup's sync details: {pj}")
 
         # Pause on the target: no progress, PausedSyncT with resync-suspended:user.
         b.setup("pause-sync", "r0", "0", "0")
@@ -175,6 +180,25 @@ def test_rate_and_pause():
         check(moved < 5.5, f"application I/O slowed the 4M resync down ({moved:.2f} MiB in 2 s)")
         wait_for("resync after the writes", lambda: synced(a, b), timeout=30)
         check(same_data(a, b, size), "identical after the throttled resync")
+
+        # The pause-sync flag outlives the connection: set while StandAlone, the next
+        # resync starts paused.
+        a.setup("disconnect", "r0", "1")
+        b.setup("disconnect", "r0", "0")
+        b.setup("pause-sync", "r0", "0", "0")
+        check("resync-suspended:user" in text_status(b, "--verbose"),
+              "pause-sync on a StandAlone peer")
+        h.pwrite(os.urandom(MIB), 0)
+        h.flush()
+        connect(a, b)
+        wait_for("resync starts paused",
+                 lambda: peer_dev(b, a)["replication-state"] == "PausedSyncT", timeout=10)
+        left = oos_kib(b, a)
+        time.sleep(1.0)
+        check(left > 0 and oos_kib(b, a) == left, "nothing is resynced while paused")
+        b.setup("resume-sync", "r0", "0", "0")
+        wait_for("resync after resume", lambda: synced(a, b), timeout=30)
+        check(same_data(a, b, size), "identical after the resumed resync")
         ok = True
     finally:
         if h is not None:

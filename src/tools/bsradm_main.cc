@@ -352,6 +352,14 @@ int main(int argc, char** argv) {
     passthrough.push_back(c);
   }
   auto loaded = LoadConfiguration(config_file);
+  const char* env_config = std::getenv("BSR_CONFIG");
+  if (!loaded.ok() && IsHandlerName(command) && config_file.empty() &&
+      !(env_config && *env_config) && loaded.status().code() == bsr::Errc::kNotFound) {
+    // bsrd calls handlers through bsradm even when it is driven by bsrsetup alone: with
+    // no configuration anywhere there is no handler to run, as for an unset one.
+    std::fprintf(stderr, "bsradm: no configuration, handler %s not run\n", command.c_str());
+    return 0;
+  }
   if (!loaded.ok()) {
     std::fprintf(stderr, "%s\n", loaded.status().message().c_str());
     return kExitConfig;

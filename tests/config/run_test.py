@@ -7,6 +7,7 @@ bsradm is copied into a temporary directory together with stand-in bsrsetup/bsrm
 scripts that append their argv to a log and fail when asked to.
 Prints 'N passed, N failed'.
 """
+import glob
 import os
 import shutil
 import subprocess
@@ -136,6 +137,15 @@ def main():
         p = subprocess.run([adm, "split-brain", "r"], capture_output=True, text=True, env=henv)
         check("no handler configured: exit 0, silent", p.returncode == 0 and p.stdout == p.stderr == "",
               f"rc={p.returncode} {p.stdout!r} {p.stderr!r}")
+        if not os.path.exists("/etc/bsr.conf") and not glob.glob("/etc/bsr.d/*.res"):
+            nenv = {k: v for k, v in henv.items() if k != "BSR_CONFIG"}
+            p = subprocess.run([adm, "before-resync-source", "r"], capture_output=True, text=True, env=nenv)
+            check("no configuration at all: handler not run, exit 0", p.returncode == 0
+                  and "no configuration, handler before-resync-source not run" in p.stderr,
+                  f"rc={p.returncode} {p.stderr!r}")
+            p = subprocess.run([adm, "before-resync-source", "r"], capture_output=True, text=True,
+                               env=dict(nenv, BSR_CONFIG=os.path.join(d, "missing.conf")))
+            check("a missing $BSR_CONFIG is an error", p.returncode == 10, f"rc={p.returncode} {p.stderr!r}")
         p = subprocess.run([adm, "-d", "fence-peer", "r"], capture_output=True, text=True, env=henv)
         check("-d prints the handler command", p.returncode == 0 and p.stdout == "exit 4\n", p.stdout)
         with open(hconf) as f:

@@ -103,8 +103,9 @@ void Connection::PumpResync(const std::shared_ptr<Session>& s, int volume) {
     // behind it (OnResyncReply), so nothing in flight is requested twice.
     uint64_t bit = dev->NextPeerOutOfSync(peer_id_, pdv.cursor);
     if (bit == meta::kNoBit) {
-      // Bits set again behind the cursor: start over once nothing is in flight.
-      if (pdv.cursor == 0 || !pdv.requests.empty()) break;
+      // Bits set again behind the cursor: start over once nothing is in flight (a
+      // reply's bits stay set until its write completed).
+      if (pdv.cursor == 0 || !pdv.requests.empty() || !s->inflight.empty()) break;
       pdv.cursor = 0;
       continue;
     }

@@ -229,8 +229,8 @@ Result<DiskState> Device::Attach(const AttachSpec& spec, const std::vector<int>&
 
 Status Device::Detach() {
   if (!md_) return Error(Errc::kState, "minor {} has no disk attached", minor_);
-  if (inflight_ > 0 || disk_ops_ > 0) {
-    return Error(Errc::kBusy, "minor {} has {} requests in flight", minor_, inflight_ + disk_ops_);
+  if (inflight_ > 0) {
+    return Error(Errc::kBusy, "minor {} has {} requests in flight", minor_, inflight_);
   }
   if (failing_) return Error(Errc::kBusy, "minor {} is detaching after an I/O error", minor_);
   Status s;
@@ -240,7 +240,10 @@ Status Device::Detach() {
   }
   if (!s.ok()) return s.WithContext(fmt::format("detach minor {}", minor_));
   md_.reset();
+  // Peer requests still at the disk (a resync read after the disconnect) are dropped
+  // with it (BackingDevice's destructor), and with them their completions.
   disk_.reset();
+  disk_ops_ = 0;
   data_size_ = 0;
   return Status::Ok();
 }

@@ -41,6 +41,17 @@ std::map<std::string, std::string> SectionOpts(const Request& r) {
 }
 
 // get-gi / show-gi RESOURCE PEER_NODE_ID VOLUME on a running volume.
+// invalidate-remote RESOURCE PEER_NODE_ID VOLUME (replication/sync_admin.cc).
+Reply InvalidateRemoteCmd(replication::Node& node, const Request& r) {
+  auto res = node.GetResource(r.args[0]);
+  auto id = Int(r.args[1], "peer node-id");
+  auto vol = Int(r.args[2], "volume");
+  if (!res.ok()) return Reply::Fail(res.status());
+  if (!id.ok()) return Reply::Fail(id.status());
+  if (!vol.ok()) return Reply::Fail(vol.status());
+  return FromStatus((*res)->InvalidateRemote(*id, *vol));
+}
+
 Reply GenerationIds(replication::Node& node, const Request& r, bool verbose) {
   auto res = node.GetResource(r.args[0]);
   auto id = Int(r.args[1], "peer node-id");
@@ -122,6 +133,15 @@ Service::Service(replication::Node& node) : node_(node) {
       {"del-path", bind(&Service::DelPath)},
       {"connect", bind(&Service::Connect)},
       {"disconnect", bind(&Service::Disconnect)},
+      {"invalidate", minor_cmd([](replication::Resource* r, int vol, const Request& q) -> Status {
+         int from = -1;
+         if (auto it = q.opts.find("sync-from-peer-node-id"); it != q.opts.end()) {
+           BSR_ASSIGN_OR_RETURN(from, Int(it->second, "--sync-from-peer-node-id"));
+         }
+         return r->Invalidate(vol, from);
+       })},
+      {"invalidate-remote",
+       [this](const Request& r, Done done) { done(InvalidateRemoteCmd(node_, r)); }},
       {"pause-sync", [this](const Request& r, Done done) { done(SyncCommand(node_, r)); }},
       {"resume-sync", [this](const Request& r, Done done) { done(SyncCommand(node_, r)); }},
       {"verify", [this](const Request& r, Done done) { done(SyncCommand(node_, r)); }},
@@ -318,6 +338,7 @@ Reply Service::Connect(const Request& r) {
   auto id = Int(r.args[1], "peer node-id");
   if (!res.ok()) return Reply::Fail(res.status());
   if (!id.ok()) return Reply::Fail(id.status());
+  if (r.HasOpt("discard-my-data")) return FromStatus((*res)->ConnectDiscardMyData(*id));
   return FromStatus((*res)->Connect(*id));
 }
 

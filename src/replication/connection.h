@@ -71,6 +71,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The local node was promoted; with `forced` a full sync to an Inconsistent peer.
   void OnPromoted(bool forced);
 
+  // sync_admin.cc: `connect --discard-my-data` (this node is the victim if this connection
+  // finds a split brain; cleared by the next sync decision), invalidate (full resync of
+  // the local disk from this peer), invalidate-remote (of the peer's disk from here).
+  void SetDiscardMyData(bool on) { discard_my_data_ = on; }
+  Status Invalidate(int volume);
+  Status InvalidateRemote(int volume);
+
   // pause-sync / resume-sync (resync.cc): the user's resync-suspend flag of a volume;
   // kept across resyncs. Already set / already clear -> kState.
   Status SetResyncPaused(int volume, bool paused);
@@ -121,6 +128,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnBitmapExchanged(const std::shared_ptr<Session>& s, int volume);
   void FinishSyncTarget(const std::shared_ptr<Session>& s, int volume);
   void FinishSyncSource(const std::shared_ptr<Session>& s, int volume);
+  // sync.cc: Uuids flags we send (discard-my-data, crashed primary); the peer's Uuids
+  // after the handshake (a Secondary adopts its Primary's new generation); the bitmap
+  // exchange once the before-resync handler returned.
+  uint64_t LocalUuidFlags(int volume);
+  void OnPeerUuids(const std::shared_ptr<Session>& s, int volume, const protocol::Uuids& u);
+  void StartBitmapExchange(const std::shared_ptr<Session>& s, int volume);
+  void PersistSyncStart(int volume, bool source, bool full);
+  // EndSession, but the sockets close only once our handshake packets reached the peer.
+  void EndSessionAfterDecision(const std::shared_ptr<Session>& s, ConnState why,
+                               const std::string& reason, bool retry);
+  bool discard_my_data_ = false;
 
   // resync.cc: the block transfer of a running resync.
   void ConfigureResync(PeerDevice& pdv, int volume);  // peer-device options -> pdv

@@ -6,6 +6,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "replication/connection.h"
@@ -93,6 +94,11 @@ struct Connection::PeerDevice {
   std::chrono::steady_clock::time_point started;
   bool pump_scheduled = false;
   bool finishing = false;
+  // sync.cc: our bitmap went out (the exchange ends when both directions are done); a
+  // before-resync handler runs; the dirty bits our last Uuids announced.
+  bool bitmap_sent = false;
+  bool handler_pending = false;
+  std::optional<uint64_t> sent_dirty_bits;
   // Rate control, pause, verify (resync.cc, verify.cc, csums.cc).
   ResyncRun rs;
   VerifyRun ov;
@@ -111,6 +117,8 @@ struct Connection::PeerDevice {
     requested_bytes = 0;
     pump_scheduled = false;
     finishing = false;
+    bitmap_sent = false;
+    handler_pending = false;
     rs.Reset();
     ov = VerifyRun{};
     peer_paused = false;

@@ -211,7 +211,7 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
     co_return Status::Ok();
   }
   if (auto* u = std::get_if<p::Uuids>(&pkt)) {
-    pd(vol).uuids = *u;
+    OnPeerUuids(s, vol, *u);  // sync.cc: stores them; may adopt a Primary's new UUID
     co_return Status::Ok();
   }
   if (auto* sz = std::get_if<p::Sizes>(&pkt)) {
@@ -409,6 +409,7 @@ void Connection::SendUuids(const std::shared_ptr<Session>& s, int volume) {
       if (h != 0 && u.history.size() < p::kMaxUuidHistory) u.history.push_back(h);
     }
     u.dirty_bits = dev->OutOfSyncSectors(peer_id_) / 8;
+    u.flags |= LocalUuidFlags(volume);  // sync.cc: discard-my-data, crashed primary
     auto d = resource_->state().devices.find(volume);
     if (d != resource_->state().devices.end() && d->second.disk == DiskState::kInconsistent) {
       u.flags |= p::kUuidFlagInconsistent;
@@ -459,6 +460,12 @@ void Connection::OnPeerState(const std::shared_ptr<Session>& s, int volume,
       (repl == ReplState::kStartingSyncS || repl == ReplState::kWFBitMapS)) {
     // The peer starts a resync toward us (primary --force there).
     BeginSync(s, volume, false, false);
+    return;
+  }
+  if (pdv.sync == PeerDevice::Sync::kNone &&
+      (repl == ReplState::kStartingSyncT || repl == ReplState::kWFBitMapT)) {
+    // The peer starts a resync from us (invalidate there).
+    BeginSync(s, volume, true, false);
     return;
   }
   if (pdv.sync == PeerDevice::Sync::kSource && st.disk == p::DiskState::kUpToDate &&

@@ -64,6 +64,11 @@ class Resource {
   void RunHandler(HandlerCall call, std::function<void(int)> done = {});
   Status Connect(int node_id);
   Status Disconnect(int node_id, bool force);
+  // sync_admin.cc: connect with --discard-my-data; invalidate (full resync of the local
+  // disk from `peer_node_id`, -1: any connected UpToDate peer); invalidate-remote.
+  Status ConnectDiscardMyData(int node_id);
+  Status Invalidate(int volume, int peer_node_id = -1);
+  Status InvalidateRemote(int peer_node_id, int volume);
   const std::map<int, PeerSpec>& peers() const { return peers_; }
   // pause-sync / resume-sync and verify of one peer device (verify.cc): refused with
   // a reason unless the peer is connected.

@@ -19,9 +19,6 @@ bool IsSource(SyncDecision d) {
 bool IsTarget(SyncDecision d) {
   return d == SyncDecision::kTargetBitmap || d == SyncDecision::kTargetFull;
 }
-bool IsFull(SyncDecision d) {
-  return d == SyncDecision::kSourceFull || d == SyncDecision::kTargetFull;
-}
 SyncDecision Direction(bool source, bool full) {
   if (source) return full ? SyncDecision::kSourceFull : SyncDecision::kSourceBitmap;
   return full ? SyncDecision::kTargetFull : SyncDecision::kTargetBitmap;
@@ -154,9 +151,12 @@ ConnectDecision DecideOnConnect(const SyncSide& local, const SyncSide& peer,
   // An Inconsistent disk never is a sync source while the other node has data.
   if ((local.disk == DiskState::kInconsistent && HasData(peer.disk)) ||
       (peer.disk == DiskState::kInconsistent && HasData(local.disk))) {
-    bool full = s == SyncDecision::kSplitBrain || IsFull(s);
     bool source = HasData(local.disk);
-    s = Direction(source, full);
+    // A bitmap-based resync only when the UUIDs already chose this direction: otherwise
+    // no bitmap describes what the Inconsistent side lacks (e.g. an interrupted resync
+    // from a third node), so everything is copied.
+    bool keep = source ? s == SyncDecision::kSourceBitmap : s == SyncDecision::kTargetBitmap;
+    s = Direction(source, !keep);
     d.log.push_back(
         fmt::format("Becoming sync {} due to disk states.", source ? "source" : "target"));
   }

@@ -246,8 +246,15 @@ TEST(ConnectDecision, InconsistentDiskBecomesTarget) {
   p.uuids = {0xA000, 0, {kJc}};
   l.disk = DiskState::kInconsistent;
   auto d = Decide(l, p, {});
-  EXPECT_EQ(d.sync, D::kTargetBitmap);
+  EXPECT_EQ(d.sync, D::kTargetFull);  // no bitmap says what the local disk lacks
   EXPECT_TRUE(Logged(d, "Becoming sync target due to disk states."));
+  // Same generation, but Inconsistent (an interrupted resync from a third node): full.
+  l.uuids = {0xA000, 0, {kJc}};
+  EXPECT_EQ(Decide(l, p, {}).sync, D::kTargetFull);
+  // The UUIDs already make it SyncTarget of a bitmap-based resync: that one continues.
+  l.uuids = {0xA000, 0, {kJc}};
+  p.uuids = {0xB000, 0xA000, {kJc}};
+  EXPECT_EQ(Decide(l, p, {}).sync, D::kTargetBitmap);
 }
 
 TEST(ConnectDecision, RrConflict) {

@@ -1,12 +1,15 @@
 // Sync decision, sync start, bitmap exchange and sync end of a Connection (the
 // block transfer itself is in resync.cc). io thread only.
+#include <linux/sockios.h>
 #include <spdlog/spdlog.h>
+#include <sys/ioctl.h>
 
 #include "meta/bitmap.h"
 #include "replication/connection.h"
 #include "replication/connection_internal.h"
 #include "replication/device.h"
 #include "replication/resource.h"
+#include "replication/split_brain.h"
 
 namespace bsr::replication {
 
@@ -16,6 +19,11 @@ namespace {
 
 uint64_t U(uint64_t uuid) {
   return uuid & ~uint64_t{1};
+}
+
+// The sync UUID of a full resync from a source whose current UUID is `current`.
+uint64_t SyncUuid(uint64_t current) {
+  return U(current + (uint64_t{1} << 48));
 }
 }  // namespace
 
@@ -32,64 +40,208 @@ GenerationUuids Connection::LocalUuids(int volume) const {
   return g;
 }
 
+namespace {
+
+// Closes the sockets of a session that ended right after the handshake once what we
+// queued (our sizes, UUIDs and state) reached the peer, so that the peer can make the
+// same decision instead of seeing a broken handshake and dialing again. At most 2 s.
+asio::awaitable<void> CloseWhenSent(std::vector<std::shared_ptr<PacketSocket>> socks) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool sent = true;
+    for (auto& sk : socks) {
+      int unacked = 0;  // bytes the peer's TCP has not acknowledged yet
+      if (!sk->failed() && sk->socket().is_open()) {
+        ::ioctl(sk->socket().native_handle(), SIOCOUTQ, &unacked);
+      }
+      sent &= sk->failed() || (sk->queued_bytes() == 0 && unacked == 0);
+    }
+    if (sent) break;
+    timer.expires_after(std::chrono::milliseconds(20));
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+  for (auto& sk : socks) sk->Close();
+}
+
+SplitBrainConfig SplitBrainOptions(const protocol::ProtocolOptions& o,
+                                   const std::map<std::string, std::string>& net_opts) {
+  SplitBrainConfig c;
+  c.after_sb_0pri = o.after_sb_0pri;
+  c.after_sb_1pri = o.after_sb_1pri;
+  c.after_sb_2pri = o.after_sb_2pri;
+  auto it = net_opts.find("always-asbp");
+  c.always_asbp = it != net_opts.end() && (it->second.empty() || it->second == "yes" ||
+                                           it->second == "on" || it->second == "true");
+  it = net_opts.find("rr-conflict");
+  if (it != net_opts.end()) c.rr_conflict = ParseRrConflict(it->second).value_or(c.rr_conflict);
+  return c;
+}
+
+}  // namespace
+
+uint64_t Connection::LocalUuidFlags(int volume) {
+  auto dev = device(volume);
+  if (!dev || !dev->attached()) return 0;
+  uint64_t flags = 0;
+  if (discard_my_data_ || cfg_.options.discard_my_data) flags |= p::kUuidFlagDiscardMyData;
+  if (dev->GetUuids().flags & meta::kFlagCrashedPrimary) flags |= p::kUuidFlagCrashedPrimary;
+  // The peer decides with the count we announce; decide with the same one.
+  pd(volume).sent_dirty_bits = dev->OutOfSyncSectors(peer_id_) / 8;
+  return flags;
+}
+
+void Connection::OnPeerUuids(const std::shared_ptr<Session>& s, int volume, const p::Uuids& u) {
+  auto& pdv = pd(volume);
+  pdv.uuids = u;
+  // A Primary that starts a new data generation while we are connected, in sync and
+  // UpToDate: we hold the same data, so we take its current UUID (as DRBD does). A
+  // later disconnect then gives a bitmap-based resync, not a full one.
+  auto dev = device(volume);
+  if (!Alive(s) || !s->established || !dev || !dev->attached()) return;
+  if (pdv.sync != PeerDevice::Sync::kNone || pdv.state.role != p::Role::kPrimary) return;
+  const auto& st = resource_->state();
+  if (st.role != Role::kSecondary) return;
+  auto d = st.devices.find(volume);
+  if (d == st.devices.end() || d->second.disk != DiskState::kUpToDate) return;
+  auto c = st.connections.find(peer_id_);
+  if (c == st.connections.end()) return;
+  auto pdi = c->second.peer_devices.find(volume);
+  if (pdi == c->second.peer_devices.end() || pdi->second.repl != ReplState::kEstablished) return;
+  GenerationUuids mine = LocalUuids(volume);
+  uint64_t theirs = U(u.current);
+  if (theirs == U(mine.current) || theirs == 0 || theirs == meta::kUuidJustCreated) return;
+  if (u.dirty_bits != 0 || dev->OutOfSyncSectors(peer_id_) != 0) return;
+  bool follows = false;  // our generation is the one the Primary just left
+  for (uint64_t h : u.history) follows |= U(h) == U(mine.current);
+  for (const auto& b : u.bitmap) follows |= U(b.uuid) == U(mine.current);
+  if (!follows) return;
+  spdlog::info("{}/{}: the Primary started data generation {:016X}; adopting it", Tag(), volume,
+               theirs);
+  dev->UpdateMeta([theirs](meta::Metadata& m) { return m.SetCurrentUuid(theirs); },
+                  [tag = Tag(), volume](Status st) {
+                    if (!st.ok())
+                      spdlog::error("{}/{}: adopting the UUID: {}", tag, volume, st.message());
+                  });
+}
+
+void Connection::EndSessionAfterDecision(const std::shared_ptr<Session>& s, ConnState why,
+                                         const std::string& reason, bool retry) {
+  std::vector<std::shared_ptr<PacketSocket>> socks;
+  for (auto* sk : {&s->data, &s->meta}) {
+    if (*sk) socks.push_back(std::move(*sk));
+    *sk = nullptr;
+  }
+  EndSession(s, why, reason, retry);
+  asio::co_spawn(io_, CloseWhenSent(std::move(socks)), asio::detached);
+}
+
 void Connection::DecideAndStartSync(const std::shared_ptr<Session>& s, int volume) {
   auto dev = device(volume);
   auto& pdv = pd(volume);
   if (!dev || !dev->attached()) return;
   if (pdv.state.disk == p::DiskState::kDiskless) return;
-  GenerationUuids peer;
-  peer.current = pdv.uuids.current;
+  const auto& st = resource_->state();
+  SyncSide local, peer;
+  local.uuids = LocalUuids(volume);
+  local.primary = st.role == Role::kPrimary;
+  auto dit = st.devices.find(volume);
+  local.disk = dit == st.devices.end() ? DiskState::kDiskless : dit->second.disk;
+  local.changes = pdv.sent_dirty_bits.value_or(dev->OutOfSyncSectors(peer_id_) / 8);
+  local.crashed_primary = dev->GetUuids().flags & meta::kFlagCrashedPrimary;
+  local.discard_my_data = discard_my_data_ || cfg_.options.discard_my_data;
+  local.primary_at_split = local.uuids.current & 1;
+  peer.uuids.current = pdv.uuids.current;
   for (auto& b : pdv.uuids.bitmap) {
-    if (b.node_id == my_id_) peer.bitmap = b.uuid;
+    if (b.node_id == my_id_) peer.uuids.bitmap = b.uuid;
   }
-  peer.history = pdv.uuids.history;
-  GenerationUuids local = LocalUuids(volume);
-  std::string why;
-  SyncDecision d = DecideSync(local, peer, &why);
+  peer.uuids.history = pdv.uuids.history;
+  peer.primary = pdv.state.role == p::Role::kPrimary;
+  peer.disk = static_cast<DiskState>(static_cast<uint8_t>(pdv.state.disk));
+  peer.changes = pdv.uuids.dirty_bits;
+  peer.crashed_primary = pdv.uuids.flags & p::kUuidFlagCrashedPrimary;
+  peer.discard_my_data = pdv.uuids.flags & p::kUuidFlagDiscardMyData;
+  peer.primary_at_split = pdv.uuids.current & 1;
+  auto peer_spec = resource_->peers().find(peer_id_);
+  SplitBrainConfig sbc = SplitBrainOptions(cfg_.options, peer_spec == resource_->peers().end()
+                                                             ? std::map<std::string, std::string>{}
+                                                             : peer_spec->second.net_opts);
+  ConnectDecision d = DecideOnConnect(local, peer, sbc, my_id_ > peer_id_);
   spdlog::info(
-      "{}/{}: sync decision: {} ({}; local current {:016X} bitmap {:016X}, peer current "
-      "{:016X} bitmap {:016X})",
-      Tag(), volume, SyncDecisionName(d), why, local.current, local.bitmap, peer.current,
-      peer.bitmap);
+      "{}/{}: sync decision: {} ({}; local current {:016X} bitmap {:016X} bits {} flags {}{}, "
+      "peer current {:016X} bitmap {:016X} bits {} flags {:X})",
+      Tag(), volume, SyncDecisionName(d.sync), d.why, local.uuids.current, local.uuids.bitmap,
+      local.changes, local.crashed_primary ? "crashed-primary" : "-",
+      local.discard_my_data ? " discard-my-data" : "", peer.uuids.current, peer.uuids.bitmap,
+      peer.changes, pdv.uuids.flags);
+  bool failed = d.sync == SyncDecision::kSplitBrain || d.sync == SyncDecision::kUnrelated || d.drop;
+  for (const auto& line : d.log) {
+    if (failed) {
+      spdlog::error("{}/{}: {}", Tag(), volume, line);
+    } else {
+      spdlog::warn("{}/{}: {}", Tag(), volume, line);
+    }
+  }
+  auto handler = [&](const char* name) {
+    resource_->RunHandler(HandlerCall{
+        .handler = name, .volume = volume, .minor = dev->minor(), .peer_node_id = peer_id_});
+  };
+  if (d.split_brain) handler("initial-split-brain");
+  if (d.sync == SyncDecision::kSplitBrain) {
+    handler("split-brain");
+    EndSessionAfterDecision(s, ConnState::kStandAlone, "split brain detected but unresolved",
+                            false);
+    return;
+  }
+  if (d.sync == SyncDecision::kUnrelated) {
+    EndSessionAfterDecision(s, ConnState::kStandAlone, "unrelated data", false);
+    return;
+  }
+  // discard-my-data is good for one resolution (DRBD's connect flag).
+  discard_my_data_ = false;
+  if (d.drop) {
+    if (d.call_pri_lost) handler("pri-lost");
+    EndSessionAfterDecision(
+        s, d.retry ? ConnState::kNetworkFailure : ConnState::kStandAlone,
+        d.log.empty() ? "the sync decision conflicts with the roles" : d.log.back(), d.retry);
+    return;
+  }
+  if (d.demote_first) {
+    Status dm = resource_->Demote();
+    if (!dm.ok()) {
+      spdlog::error(
+          "{}/{}: lost the split brain resolution but cannot give up the Primary role: {}", Tag(),
+          volume, dm.message());
+      handler("pri-lost-after-sb");
+      EndSessionAfterDecision(s, ConnState::kStandAlone, "pri-lost-after-sb", false);
+      return;
+    }
+    spdlog::warn("{}/{}: Successfully gave up primary role.", Tag(), volume);
+    if (!Alive(s)) return;
+  }
   bool primary = resource_->state().role == Role::kPrimary;
-  switch (d) {
+  switch (d.sync) {
     case SyncDecision::kNone: {
       // Same generation, but blocks written while the connection was being set up
       // are marked: the Primary sends them (both bitmaps are exchanged).
       uint64_t dirty = dev->OutOfSyncSectors(peer_id_) / 8 + pdv.uuids.dirty_bits;
-      bool have_data = U(local.current) != meta::kUuidJustCreated;
-      auto peer_role = static_cast<Role>(static_cast<uint8_t>(pdv.state.role));
-      if (dirty > 0 && have_data && (primary || peer_role == Role::kPrimary)) {
+      bool have_data = U(local.uuids.current) != meta::kUuidJustCreated;
+      if (dirty > 0 && have_data && (primary || peer.primary)) {
         spdlog::info("{}/{}: same data generation but {} marked blocks: bitmap-based sync", Tag(),
                      volume, dirty);
         BeginSync(s, volume, primary, false);
       }
       return;
     }
-    case SyncDecision::kSplitBrain:
-      spdlog::error("{}/{}: Split-Brain detected but unresolved, dropping connection! ({})", Tag(),
-                    volume, why);
-      EndSession(s, ConnState::kStandAlone, "split brain detected", false);
-      return;
-    case SyncDecision::kUnrelated:
-      spdlog::error("{}/{}: Unrelated data, aborting! ({})", Tag(), volume, why);
-      EndSession(s, ConnState::kStandAlone, "unrelated data", false);
-      return;
     case SyncDecision::kTargetBitmap:
     case SyncDecision::kTargetFull:
-      if (primary) {
-        EndSession(s, ConnState::kStandAlone,
-                   "this node is Primary but its data is older than the peer's; refusing to "
-                   "become SyncTarget",
-                   false);
-        return;
-      }
-      BeginSync(s, volume, false, d == SyncDecision::kTargetFull);
+      BeginSync(s, volume, false, d.sync == SyncDecision::kTargetFull);
       return;
     case SyncDecision::kSourceBitmap:
     case SyncDecision::kSourceFull:
-      BeginSync(s, volume, true, d == SyncDecision::kSourceFull);
+      BeginSync(s, volume, true, d.sync == SyncDecision::kSourceFull);
       return;
+    default: return;
   }
 }
 
@@ -101,8 +253,77 @@ void Connection::BeginSync(const std::shared_ptr<Session>& s, int volume, bool s
   pdv.sync = source ? PeerDevice::Sync::kSource : PeerDevice::Sync::kTarget;
   pdv.full = full;
   pdv.total_bits = dev->data_bits();
+  // The peer's bitmap may arrive while our before-resync handler runs.
+  pdv.bm_rx.assign(p::BitmapWords(pdv.total_bits), 0);
+  pdv.bm_receiver = std::make_unique<p::BitmapReceiver>(pdv.bm_rx, pdv.total_bits);
+  pdv.handler_pending = true;
+  const char* name = source ? "before-resync-source" : "before-resync-target";
+  auto self = shared_from_this();
+  resource_->RunHandler(
+      HandlerCall{
+          .handler = name, .volume = volume, .minor = dev->minor(), .peer_node_id = peer_id_},
+      [this, self, s, volume, name](int rc) {
+        if (!Alive(s)) return;
+        auto& pdv = pd(volume);
+        if (pdv.sync == PeerDevice::Sync::kNone || !pdv.handler_pending) return;
+        pdv.handler_pending = false;
+        // bsradm exits 10 (no configuration) or 20 (no shell) without running a
+        // handler: nothing vetoed the resync.
+        if (rc == 10 || rc == 20) {
+          spdlog::debug("{}/{}: the usermode helper could not run {} (exit {}); resync goes on",
+                        Tag(), volume, name, rc);
+        } else if (rc > 0) {
+          spdlog::error("{}/{}: {} handler returned {}, dropping connection.", Tag(), volume, name,
+                        rc);
+          EndSession(s, ConnState::kStandAlone, fmt::format("{} handler failed", name), false);
+          return;
+        }
+        StartBitmapExchange(s, volume);
+      });
+}
+
+// The start of a resync, durable before any block moves: the target's disk is
+// Inconsistent. A full sync also writes the all-set bitmap and ties both nodes to a sync
+// UUID derived from the source's current one (DRBD's P_SYNC_UUID): the source keeps it as
+// its bitmap UUID for the target, the target takes it as its current UUID. An interrupted
+// full sync then resumes as a bitmap-based one instead of starting over.
+void Connection::PersistSyncStart(int volume, bool source, bool full) {
+  auto dev = device(volume);
+  auto& pdv = pd(volume);
+  uint64_t base = source ? dev->GetUuids().current : pdv.uuids.current;
+  uint64_t sync_uuid = SyncUuid(base);
+  bool tie = full && U(base) != 0 && U(base) != meta::kUuidJustCreated;
+  int peer = peer_id_;
+  dev->UpdateMeta(
+      [source, full, tie, sync_uuid, peer](meta::Metadata& m) -> Status {
+        if (!source) {
+          BSR_RETURN_IF_ERROR(m.SetFlags(0, meta::kFlagConsistent | meta::kFlagWasUpToDate));
+        }
+        if (!full) return Status::Ok();
+        BSR_RETURN_IF_ERROR(m.WriteDirtyBitmap());
+        if (!tie) return Status::Ok();
+        if (source) {
+          int slot = m.FindPeerSlot(peer);
+          if (slot >= 0 && m.peer(slot).bitmap_uuid == 0) return m.SetBitmapUuid(slot, sync_uuid);
+          return Status::Ok();
+        }
+        if (U(m.superblock().current_uuid) == sync_uuid) return Status::Ok();
+        return m.SetCurrentUuid(sync_uuid);
+      },
+      [tag = Tag(), volume](Status st) {
+        if (!st.ok())
+          spdlog::error("{}/{}: recording the resync start: {}", tag, volume, st.message());
+      });
+}
+
+void Connection::StartBitmapExchange(const std::shared_ptr<Session>& s, int volume) {
+  auto dev = device(volume);
+  auto& pdv = pd(volume);
+  if (!dev || !dev->attached()) return;
+  bool source = pdv.sync == PeerDevice::Sync::kSource;
+  bool full = pdv.full;
   if (full) dev->SetAllPeerBits(peer_id_);
-  if (!source) dev->MarkInconsistent();
+  PersistSyncStart(volume, source, full);
   ConfigureResync(pdv, volume);
   Status ch = resource_->engine().Change(
       "resync",
@@ -117,8 +338,6 @@ void Connection::BeginSync(const std::shared_ptr<Session>& s, int volume, bool s
     return;
   }
   SendState(s, volume);
-  pdv.bm_rx.assign(p::BitmapWords(pdv.total_bits), 0);
-  pdv.bm_receiver = std::make_unique<p::BitmapReceiver>(pdv.bm_rx, pdv.total_bits);
   auto words = dev->PeerBitmapWords(peer_id_);
   p::BitmapEncoder enc(words, pdv.total_bits,
                        cfg_.use_rle && (s->features.feature_bits & p::kFeatureBitmapRle));
@@ -130,9 +349,11 @@ void Connection::BeginSync(const std::shared_ptr<Session>& s, int volume, bool s
     bytes += frame.size();
     s->data->Send(std::move(frame));
   }
+  pdv.bitmap_sent = true;
   spdlog::info("{}/{}: {} sync as {}: sent our bitmap ({} bits set, {} bytes on the wire)", Tag(),
                volume, full ? "full" : "bitmap-based", source ? "SyncSource" : "SyncTarget",
                dev->OutOfSyncSectors(peer_id_) / 8, bytes);
+  if (pdv.bitmap_done) OnBitmapExchanged(s, volume);
 }
 
 Status Connection::OnBitmapChunk(const std::shared_ptr<Session>& s, int volume,
@@ -149,7 +370,8 @@ Status Connection::OnBitmapChunk(const std::shared_ptr<Session>& s, int volume,
   if (!dev) return Status::Ok();
   BSR_RETURN_IF_ERROR(dev->MergePeerBitmap(peer_id_, pdv.bm_rx));
   pdv.bm_rx.clear();
-  OnBitmapExchanged(s, volume);
+  // Both directions done (ours may wait for the before-resync handler).
+  if (pdv.bitmap_sent) OnBitmapExchanged(s, volume);
   return Status::Ok();
 }
 
@@ -193,7 +415,9 @@ void Connection::FinishSyncTarget(const std::shared_ptr<Session>& s, int volume)
           BSR_RETURN_IF_ERROR(m.SetCurrentUuid(source_current & ~uint64_t{1}));
         }
         BSR_RETURN_IF_ERROR(m.WriteDirtyBitmap());
-        return m.SetFlags(meta::kFlagConsistent | meta::kFlagWasUpToDate, 0);
+        // In sync with the peer again: a crash as Primary is repaired.
+        return m.SetFlags(meta::kFlagConsistent | meta::kFlagWasUpToDate,
+                          meta::kFlagCrashedPrimary);
       },
       [this, self, s, volume](Status st) {
         if (!Alive(s)) return;
@@ -224,6 +448,12 @@ void Connection::FinishSyncTarget(const std::shared_ptr<Session>& s, int volume)
             Tag(), volume, kib, secs, secs > 0 ? kib / 1024.0 / secs : 0.0);
         SendUuids(s, volume);
         SendState(s, volume);
+        if (auto dev = device(volume)) {
+          resource_->RunHandler(HandlerCall{.handler = "after-resync-target",
+                                            .volume = volume,
+                                            .minor = dev->minor(),
+                                            .peer_node_id = peer_id_});
+        }
       });
 }
 
@@ -240,7 +470,12 @@ void Connection::FinishSyncSource(const std::shared_ptr<Session>& s, int volume)
         if (slot < 0) return Status::Ok();
         BSR_RETURN_IF_ERROR(m.ClearAllBits(slot));
         BSR_RETURN_IF_ERROR(m.SetBitmapUuid(slot, 0));
-        return m.WriteDirtyBitmap();
+        BSR_RETURN_IF_ERROR(m.WriteDirtyBitmap());
+        // The activity-log extents of a crash as Primary reached the peer.
+        if (m.superblock().flags & meta::kFlagCrashedPrimary) {
+          return m.SetFlags(0, meta::kFlagCrashedPrimary);
+        }
+        return Status::Ok();
       },
       [this, self, s, volume](Status st) {
         if (!Alive(s)) return;

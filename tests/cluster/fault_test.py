@@ -585,8 +585,8 @@ def main():
         return 0
     tests = [test_checker_detects, test_link_cut, test_resync_interrupted, test_kill_sync_source,
              test_ack_cycles, test_ack_cycles_protocol_b]
-    # Run by name only until the new Primary's current UUID reaches the connected
-    # Secondaries (see docs/testing.md, "Three-node failover").
+    # Run by name only until a rejoining node resyncs from one source at a time (see
+    # docs/testing.md, "Three-node failover").
     by_name_only = [test_three_node_failover]
     only = sys.argv[1:]
     needs_netns = [test_link_cut, test_resync_interrupted]

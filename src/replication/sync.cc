@@ -283,29 +283,34 @@ void Connection::BeginSync(const std::shared_ptr<Session>& s, int volume, bool s
 }
 
 // The start of a resync, durable before any block moves: the target's disk is
-// Inconsistent. A full sync also writes the all-set bitmap and ties both nodes to a sync
-// UUID derived from the source's current one (DRBD's P_SYNC_UUID): the source keeps it as
-// its bitmap UUID for the target, the target takes it as its current UUID. An interrupted
-// full sync then resumes as a bitmap-based one instead of starting over.
+// Inconsistent, a full sync's all-set bitmap is written. The initial sync of a fresh
+// disk also ties both nodes to a sync UUID derived from the source's current one (DRBD's
+// P_SYNC_UUID): the source keeps it as its bitmap UUID for the target, the target takes
+// it as its current UUID. Interrupted, it resumes as a bitmap-based resync instead of
+// starting over (the source's bitmap on disk covers what is left).
 void Connection::PersistSyncStart(int volume, bool source, bool full) {
   auto dev = device(volume);
   auto& pdv = pd(volume);
-  uint64_t base = source ? dev->GetUuids().current : pdv.uuids.current;
+  auto fresh = [](uint64_t u) { return U(u) == 0 || U(u) == meta::kUuidJustCreated; };
+  uint64_t mine = dev->GetUuids().current, theirs = pdv.uuids.current;
+  uint64_t base = source ? mine : theirs;  // the source's current UUID
+  // The initial sync of a fresh disk: both nodes tell it from the UUIDs they exchanged.
+  bool tie = fresh(source ? theirs : mine) && !fresh(base) && (full || !source);
   uint64_t sync_uuid = SyncUuid(base);
-  bool tie = full && U(base) != 0 && U(base) != meta::kUuidJustCreated;
   int peer = peer_id_;
   dev->UpdateMeta(
       [source, full, tie, sync_uuid, peer](meta::Metadata& m) -> Status {
         if (!source) {
           BSR_RETURN_IF_ERROR(m.SetFlags(0, meta::kFlagConsistent | meta::kFlagWasUpToDate));
         }
-        if (!full) return Status::Ok();
-        BSR_RETURN_IF_ERROR(m.WriteDirtyBitmap());
+        if (full) BSR_RETURN_IF_ERROR(m.WriteDirtyBitmap());
         if (!tie) return Status::Ok();
         if (source) {
           int slot = m.FindPeerSlot(peer);
-          if (slot >= 0 && m.peer(slot).bitmap_uuid == 0) return m.SetBitmapUuid(slot, sync_uuid);
-          return Status::Ok();
+          if (slot < 0) return Status::Ok();
+          uint64_t b = U(m.peer(slot).bitmap_uuid);
+          if (b != 0 && b != meta::kUuidJustCreated) return Status::Ok();
+          return m.SetBitmapUuid(slot, sync_uuid);
         }
         if (U(m.superblock().current_uuid) == sync_uuid) return Status::Ok();
         return m.SetCurrentUuid(sync_uuid);

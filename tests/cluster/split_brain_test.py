@@ -375,10 +375,84 @@ def test_crashed_primary():
         c.close(keep_logs_on_failure=not ok)
 
 
+def test_failover_keeps_uuids_in_step():
+    """A failover while connected (node0 demotes, node1 is promoted and writes): node0
+    adopts node1's new data generation, so after a later disconnect only the blocks
+    written meanwhile are resynced (bitmap-based, not a full sync)."""
+    c = cluster()
+    ok = False
+    try:
+        a, b = start_pair(c)
+        size = data_size(a)
+        a.setup("secondary", "r0")
+        b.setup("primary", "r0")
+        write_blocks(b, [1, 2, 3], "node1")
+        wait_for("node0 adopted node1's generation",
+                 lambda: "adopting it" in a.log_text(), timeout=10)
+        b.setup("disconnect", "r0", "0")
+        a.setup("disconnect", "r0", "1")
+        written = write_blocks(b, [50, 51, 52, 53], "node1")
+        connect(a, b)
+        wait_for("resync done", lambda: synced(a, b), timeout=30)
+        text = a.log_text()
+        m = re.findall(r"resync started as SyncTarget: (\d+) KiB", text)
+        check(m and int(m[-1]) == 16, f"only the 4 blocks written while apart were resynced "
+              f"({m[-1] if m else '?'} KiB)")
+        check(same_data(a, b, size), "identical after the resync")
+        for blk, data in written.items():
+            check(read_block(a, blk) == data, f"block {blk} reached node0")
+        ok = True
+    finally:
+        c.close(keep_logs_on_failure=not ok)
+
+
+def test_interrupted_full_sync_resumes():
+    """kill -9 of the SyncSource (the forced Primary) during the initial full sync: after
+    its restart the sync goes on as a bitmap-based one (the sync UUID both took at the
+    start), not as a new full sync, and ends with identical disks."""
+    c = cluster()
+    ok = False
+    try:
+        a, b = c.nodes
+        for n in (a, b):
+            n.start()
+        a.up(b)
+        b.up(a)
+        for n, p in ((a, b), (b, a)):
+            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--c-plan-ahead=0",
+                    "--resync-rate=4M")
+        connect(a, b)
+        wait_for("both Connected", lambda: connected(a, b), timeout=20)
+        size = data_size(a)
+        a.setup("primary", "r0", "--force")
+        wait_for("full sync under way",
+                 lambda: peer_dev(b, a)["replication-state"] == "SyncTarget", timeout=20)
+        time.sleep(1.5)
+        a.kill()
+        wait_for("node1 lost node0", lambda: conn_state(b, a) != "Connected", timeout=20)
+        check(b.disk_state() == "Inconsistent", "the target stays Inconsistent")
+        a.start()
+        a.up(b)
+        a.setup("peer-device-options", "r0", "1", "0", "--c-plan-ahead=0", "--resync-rate=64M")
+        a.setup("connect", "r0", "1")
+        wait_for("sync done after the restart", lambda: synced(a, b), timeout=60)
+        decisions = re.findall(r"sync decision: ([a-z -]+sync as Sync\w+)", a.log_text())
+        check(decisions and decisions[-1] == "bitmap-based sync as SyncSource",
+              f"the restarted source resumes with a bitmap-based sync ({decisions[-1:]})")
+        sizes = re.findall(r"resync started as SyncTarget: (\d+) KiB", b.log_text())
+        print(f"resync sizes on the target: {sizes} KiB (the source's bitmap on disk decides "
+              "how much is left)")
+        check(same_data(a, b, size), "identical after the resumed sync")
+        ok = True
+    finally:
+        c.close(keep_logs_on_failure=not ok)
+
+
 TESTS = [test_unresolved_then_discard_my_data, test_discard_least_changes,
          test_discard_zero_changes, test_discard_younger_primary, test_discard_older_primary,
          test_one_primary_discard_secondary, test_one_primary_call_pri_lost_after_sb,
-         test_invalidate, test_crashed_primary]
+         test_invalidate, test_crashed_primary, test_failover_keeps_uuids_in_step,
+         test_interrupted_full_sync_resumes]
 
 
 def main():

@@ -466,6 +466,9 @@ void Connection::FinishSyncSource(const std::shared_ptr<Session>& s, int volume)
   auto& pdv = pd(volume);
   auto dev = device(volume);
   if (pdv.finishing || !dev) return;
+  // The peer reports UpToDate/Established from before this resync (e.g. a state
+  // packet sent while our before-resync handler runs): not the end of it.
+  if (!pdv.bitmap_sent || !pdv.bitmap_done) return;
   pdv.finishing = true;
   int peer = peer_id_;
   auto self = shared_from_this();

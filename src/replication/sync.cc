@@ -411,20 +411,37 @@ void Connection::FinishSyncTarget(const std::shared_ptr<Session>& s, int volume)
   pdv.finishing = true;
   uint64_t source_current = pdv.uuids.current;
   int peer = peer_id_;
+  // Another peer still syncs this disk (a node that rejoins syncs from every peer that
+  // has newer data): it stays Inconsistent until the last of these resyncs ends.
+  auto other_target = [this, volume](const ResourceState& rs) {
+    for (const auto& [id, c] : rs.connections) {
+      if (id == peer_id_) continue;
+      auto it = c.peer_devices.find(volume);
+      if (it == c.peer_devices.end()) continue;
+      ReplState r = it->second.repl;
+      if (r == ReplState::kSyncTarget || r == ReplState::kPausedSyncT ||
+          r == ReplState::kWFBitMapT || r == ReplState::kStartingSyncT) {
+        return true;
+      }
+    }
+    return false;
+  };
+  bool last = !other_target(resource_->state());
   auto self = shared_from_this();
   dev->UpdateMeta(
-      [source_current, peer](meta::Metadata& m) -> Status {
+      [source_current, peer, last](meta::Metadata& m) -> Status {
         int slot = m.FindPeerSlot(peer);
         if (slot >= 0) BSR_RETURN_IF_ERROR(m.SetBitmapUuid(slot, 0));
         if ((m.superblock().current_uuid & ~uint64_t{1}) != (source_current & ~uint64_t{1})) {
           BSR_RETURN_IF_ERROR(m.SetCurrentUuid(source_current & ~uint64_t{1}));
         }
         BSR_RETURN_IF_ERROR(m.WriteDirtyBitmap());
+        if (!last) return Status::Ok();
         // In sync with the peer again: a crash as Primary is repaired.
         return m.SetFlags(meta::kFlagConsistent | meta::kFlagWasUpToDate,
                           meta::kFlagCrashedPrimary);
       },
-      [this, self, s, volume](Status st) {
+      [this, self, s, volume, other_target](Status st) {
         if (!Alive(s)) return;
         auto& pdv = pd(volume);
         if (!st.ok()) {
@@ -436,23 +453,27 @@ void Connection::FinishSyncTarget(const std::shared_ptr<Session>& s, int volume)
             std::chrono::duration<double>(std::chrono::steady_clock::now() - pdv.started).count();
         uint64_t kib = pdv.rs_total_bits * 4;
         pdv.ResetSync();
+        bool up_to_date = false;
         Status ch = resource_->engine().Change("resync",
                                                [&](ResourceState& rs) {
-                                                 rs.devices[volume].disk = DiskState::kUpToDate;
                                                  auto& pst =
                                                      rs.connections[peer_id_].peer_devices[volume];
                                                  pst.repl = ReplState::kEstablished;
                                                  pst.stats.rs_total_sectors = 0;
                                                  pst.stats.out_of_sync_sectors = 0;
+                                                 up_to_date = !other_target(rs);
+                                                 if (up_to_date)
+                                                   rs.devices[volume].disk = DiskState::kUpToDate;
                                                },
                                                {.internal = true});
         if (!ch.ok()) spdlog::error("{}/{}: {}", Tag(), volume, ch.message());
         spdlog::info(
-            "{}/{}: resync done as SyncTarget: {} KiB in {:.2f} s ({:.1f} MiB/s); "
-            "disk UpToDate",
-            Tag(), volume, kib, secs, secs > 0 ? kib / 1024.0 / secs : 0.0);
+            "{}/{}: resync done as SyncTarget: {} KiB in {:.2f} s ({:.1f} MiB/s); {}", Tag(),
+            volume, kib, secs, secs > 0 ? kib / 1024.0 / secs : 0.0,
+            up_to_date ? "disk UpToDate" : "disk stays Inconsistent (another peer's resync runs)");
         SendUuids(s, volume);
         SendState(s, volume);
+        if (!up_to_date) return;
         if (auto dev = device(volume)) {
           resource_->RunHandler(HandlerCall{.handler = "after-resync-target",
                                             .volume = volume,

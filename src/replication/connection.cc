@@ -10,6 +10,7 @@
 #include "replication/device.h"
 #include "replication/listener.h"
 #include "replication/resource.h"
+#include "replication/twopc.h"
 
 namespace bsr::replication {
 
@@ -42,6 +43,51 @@ Result<int64_t> OptInt(const std::map<std::string, std::string>& opts, const std
 std::string Opt(const std::map<std::string, std::string>& opts, const std::string& name) {
   auto it = opts.find(name);
   return it == opts.end() ? std::string() : it->second;
+}
+
+// A size option: a bare number counts `unit` bytes; K/M/G (KiB, MiB, GiB) and s
+// (sectors) suffixes give the unit explicitly. The result is in bytes.
+Result<uint64_t> OptBytes(const std::map<std::string, std::string>& opts, const std::string& name,
+                          uint64_t def, uint64_t unit, uint64_t max_bytes) {
+  auto it = opts.find(name);
+  if (it == opts.end() || it->second.empty()) return def;
+  const std::string& v = it->second;
+  size_t pos = 0;
+  uint64_t n = 0;
+  try {
+    n = std::stoull(v, &pos);
+  } catch (...) {
+    pos = 0;
+  }
+  uint64_t scale = unit;
+  if (pos > 0 && pos + 1 == v.size()) {
+    switch (v[pos]) {
+      case 'k':
+      case 'K': scale = 1024; break;
+      case 'm':
+      case 'M': scale = 1024 * 1024; break;
+      case 'g':
+      case 'G': scale = 1024ull * 1024 * 1024; break;
+      case 's':
+      case 'S': scale = 512; break;
+      default: pos = 0;
+    }
+  } else if (pos != v.size()) {
+    pos = 0;
+  }
+  if (pos == 0 || v[0] == '-' || n > max_bytes / scale || n * scale > max_bytes) {
+    return Error(Errc::kInvalidArgument,
+                 "net option {}={}: expected a size up to {} bytes (number, K, M, G or s suffix)",
+                 name, v, max_bytes);
+  }
+  return n * scale;
+}
+
+bool OptBool(const std::map<std::string, std::string>& opts, const std::string& name, bool def) {
+  auto it = opts.find(name);
+  if (it == opts.end()) return def;
+  const std::string& v = it->second;
+  return v.empty() || v == "yes" || v == "on" || v == "true";
 }
 
 // A fatal handshake failure: the connection goes StandAlone instead of retrying.
@@ -112,8 +158,38 @@ Result<NetConfig> ParseNetConfig(const std::map<std::string, std::string>& opts)
   o.discard_my_data = dmd == "yes" || dmd == "on" || dmd == "true" ||
                       (opts.count("discard-my-data") && dmd.empty());
   o.integrity_alg = Opt(opts, "data-integrity-alg");
+  if (!o.integrity_alg.empty()) {
+    BSR_RETURN_IF_ERROR(
+        protocol::CheckDigestAlg(o.integrity_alg).WithContext("data-integrity-alg"));
+  }
   o.csums_alg = Opt(opts, "csums-alg");
   o.verify_alg = Opt(opts, "verify-alg");
+  BSR_ASSIGN_OR_RETURN(int64_t ko, OptInt(opts, "ko-count", 7, 0, 200));
+  BSR_ASSIGN_OR_RETURN(int64_t mb, OptInt(opts, "max-buffers", 2048, 32, 131072));
+  BSR_ASSIGN_OR_RETURN(int64_t me, OptInt(opts, "max-epoch-size", 2048, 1, 20000));
+  BSR_ASSIGN_OR_RETURN(uint64_t sb, OptBytes(opts, "sndbuf-size", 0, 1, 10 << 20));
+  BSR_ASSIGN_OR_RETURN(uint64_t rb, OptBytes(opts, "rcvbuf-size", 0, 1, 10 << 20));
+  BSR_ASSIGN_OR_RETURN(uint64_t cf, OptBytes(opts, "congestion-fill", 0, 512, 10ull << 30));
+  BSR_ASSIGN_OR_RETURN(int64_t ce, OptInt(opts, "congestion-extents", 6001, 7, 65536));
+  c.ko_count = static_cast<int>(ko);
+  c.max_buffers = static_cast<uint64_t>(mb);
+  c.max_epoch_size = static_cast<uint32_t>(me);
+  c.tuning.sndbuf = static_cast<int>(sb);
+  c.tuning.rcvbuf = static_cast<int>(rb);
+  c.tuning.cork = OptBool(opts, "tcp-cork", true);
+  c.congestion_fill = cf;
+  c.congestion_extents = static_cast<uint32_t>(ce);
+  std::string oc = Opt(opts, "on-congestion");
+  if (oc.empty() || oc == "block") {
+    c.on_congestion = NetConfig::OnCongestion::kBlock;
+  } else if (oc == "pull-ahead") {
+    c.on_congestion = NetConfig::OnCongestion::kPullAhead;
+  } else if (oc == "disconnect") {
+    c.on_congestion = NetConfig::OnCongestion::kDisconnect;
+  } else {
+    return Error(Errc::kInvalidArgument,
+                 "net option on-congestion={}: expected block, pull-ahead or disconnect", oc);
+  }
   return c;
 }
 
@@ -121,7 +197,9 @@ Connection::Connection(Resource* resource, int peer_node_id)
     : resource_(resource),
       peer_id_(peer_node_id),
       my_id_(resource->node_id()),
-      io_(*resource->env().io) {}
+      io_(*resource->env().io) {
+  if (const char* c = std::getenv("BSR_TEST_CORRUPT_DATA")) corrupt_data_ = std::atoi(c);
+}
 
 Connection::~Connection() {
   if (!stopped_) Stop("connection removed");
@@ -132,6 +210,12 @@ std::string Connection::Tag() const {
   auto it = resource_->peers().find(peer_id_);
   return fmt::format("{} {}(node-id {})", resource_->name(),
                      it == resource_->peers().end() ? "?" : it->second.name, peer_id_);
+}
+
+std::chrono::milliseconds Connection::HandshakeTimeout() const {
+  // `timeout` is the reply timeout of established traffic and may be well below a
+  // second; dialing and the handshake get at least connect-int.
+  return std::max(cfg_.timeout, cfg_.connect_int);
 }
 
 bool Connection::established() const {
@@ -192,29 +276,24 @@ Status Connection::Start() {
     return Error(Errc::kInvalidArgument, "cram-hmac-alg {} is set but shared-secret is empty",
                  cfg_.cram_hmac_alg);
   }
-  BSR_ASSIGN_OR_RETURN(auto local, ParseAddress(it->second.paths.front().local));
-  BSR_RETURN_IF_ERROR(ParseAddress(it->second.paths.front().remote).status());
-
-  std::weak_ptr<Connection> weak = weak_from_this();
-  auto l = Listener::Register(io_, local, resource_->name(), my_id_, peer_id_,
-                              [weak](std::shared_ptr<PacketSocket> sock, protocol::Preamble pre) {
-                                if (auto c = weak.lock()) {
-                                  c->OnIncoming(std::move(sock), pre);
-                                } else {
-                                  sock->Close();
-                                }
-                              });
-  if (!l.ok()) return l.status().WithContext(it->second.paths.front().local);
-  listener_ = *l;
+  std::string paths;
+  for (const auto& path : it->second.paths) {
+    BSR_RETURN_IF_ERROR(ParseAddress(path.local).status().WithContext("path local address"));
+    BSR_RETURN_IF_ERROR(ParseAddress(path.remote).status().WithContext("path remote address"));
+    paths += fmt::format("{}{} -> {}", paths.empty() ? "" : ", ", path.local, path.remote);
+  }
   running_ = true;
   dial_timer_ = std::make_unique<asio::steady_timer>(io_);
   engine_listener_ = resource_->engine().Subscribe(
       [this](const ResourceState& o, const ResourceState& n) { OnLocalChange(o, n); });
   SetConn(ConnState::kConnecting);
-  spdlog::info("{}: connecting (listening on {}, peer at {}, protocol {}{})", Tag(),
-               it->second.paths.front().local, it->second.paths.front().remote,
+  spdlog::info("{}: connecting (path{} {}; protocol {}{})", Tag(),
+               it->second.paths.size() > 1 ? "s" : "", paths,
                protocol::WireProtocolName(cfg_.protocol),
                cfg_.cram_hmac_alg.empty() ? "" : ", cram-hmac-alg " + cfg_.cram_hmac_alg);
+  // A local address that is not on this host (yet) is no error: DialLoop retries
+  // listening on it every connect-int, as the dial from it.
+  RegisterListeners();
   asio::co_spawn(io_, DialLoop(), asio::detached);
   return Status::Ok();
 }
@@ -258,6 +337,7 @@ void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
   bool was_established = s->established;
   // Writes the peer will not acknowledge now: their bits go to its bitmap slot.
   auto pending = std::move(s->pending);
+  auto tl = std::move(s->tl);
   auto barriers = std::move(s->barriers);
   if (session_ == s) session_.reset();
   std::map<uint64_t, std::shared_ptr<Session::PendingWrite>> unique;
@@ -272,7 +352,14 @@ void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
     for (auto& cb : cbs) cb(false);
   }
   if (stopped_) return;
+  // Protocol A writes the peer may not have: resync them.
+  for (auto& w : tl) {
+    if (auto dev = device(w.volume)) dev->SetPeerOutOfSync(peer_id_, w.offset, w.length);
+  }
+  if (was_established) resource_->twopc().OnPeerLost(peer_id_);
   for (auto& [vol, p] : peer_devices_) {
+    p->ahead = false;
+    p->leaving_ahead = false;
     if (was_established && p->sync != PeerDevice::Sync::kNone) {
       spdlog::info("{}/{}: resync interrupted ({} KiB still out of sync)", Tag(), vol,
                    device(vol) ? device(vol)->OutOfSyncSectors(peer_id_) / 2 : 0);
@@ -306,9 +393,41 @@ void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
 // ---- Listening -------------------------------------------------------------------
 
 void Connection::StopListening() {
-  if (!listener_) return;
-  listener_->Unregister(resource_->name(), peer_id_);
-  listener_.reset();
+  for (auto& [addr, l] : listeners_) l->Unregister(resource_->name(), peer_id_);
+  listeners_.clear();
+}
+
+void Connection::RegisterListeners() {
+  if (!running_ || stopped_) return;
+  auto it = resource_->peers().find(peer_id_);
+  if (it == resource_->peers().end()) return;
+  std::weak_ptr<Connection> weak = weak_from_this();
+  for (const auto& path : it->second.paths) {
+    if (listeners_.count(path.local)) continue;
+    auto local = ParseAddress(path.local);
+    if (!local.ok()) continue;
+    auto l = Listener::Register(io_, *local, resource_->name(), my_id_, peer_id_,
+                                [weak](std::shared_ptr<PacketSocket> sock, protocol::Preamble pre) {
+                                  if (auto c = weak.lock()) {
+                                    c->OnIncoming(std::move(sock), pre);
+                                  } else {
+                                    sock->Close();
+                                  }
+                                });
+    if (!l.ok() && l.status().code() == Errc::kExists) continue;  // same endpoint, other spelling
+    if (!l.ok()) {
+      // Logged once per address until it works (the address may come up later).
+      if (listen_failed_.insert(path.local).second) {
+        spdlog::warn("{}: cannot listen on {} yet ({}); retrying every {} s", Tag(), path.local,
+                     l.status().message(), cfg_.connect_int.count() / 1000);
+      }
+      continue;
+    }
+    if (listen_failed_.erase(path.local)) {
+      spdlog::info("{}: listening on {} now", Tag(), path.local);
+    }
+    listeners_[path.local] = *l;
+  }
 }
 
 void Connection::OnIncoming(std::shared_ptr<PacketSocket> sock, const protocol::Preamble& pre) {
@@ -321,6 +440,7 @@ void Connection::OnIncoming(std::shared_ptr<PacketSocket> sock, const protocol::
     return;
   }
   auto typed = std::make_shared<PacketSocket>(std::move(sock->socket()), pre.socket);
+  if (Status t = typed->Tune(cfg_.tuning); !t.ok()) spdlog::warn("{}: {}", Tag(), t.message());
   if (!pending_in_ || pending_in_->cookie != pre.cookie) {
     if (pending_in_) {
       if (pending_in_->data) pending_in_->data->Close();
@@ -362,70 +482,116 @@ void Connection::OnIncoming(std::shared_ptr<PacketSocket> sock, const protocol::
 asio::awaitable<void> Connection::DialLoop() {
   auto self = shared_from_this();
   while (running_) {
-    if (!session_) co_await DialOnce();
+    RegisterListeners();
+    if (!session_) DialAll();
     if (!running_) co_return;
     dial_timer_->expires_after(cfg_.connect_int);
     co_await dial_timer_->async_wait(as_tuple(asio::use_awaitable));
   }
 }
 
-asio::awaitable<void> Connection::DialOnce() {
-  auto self = shared_from_this();
+// One dial round: every path at once (DRBD 9: the first path that connects carries the
+// connection). A path whose TCP connect completes first claims the round; the others
+// hang up before sending anything, so the peer sees a single attempt.
+struct Connection::DialRound {
+  bool claimed = false;
+};
+
+void Connection::DialAll() {
   auto it = resource_->peers().find(peer_id_);
-  if (it == resource_->peers().end() || it->second.paths.empty()) co_return;
-  auto remote = ParseAddress(it->second.paths.front().remote);
-  auto local = ParseAddress(it->second.paths.front().local);
-  if (!remote.ok() || !local.ok()) co_return;
+  if (it == resource_->peers().end()) return;
+  auto round = std::make_shared<DialRound>();
+  for (size_t i = 0; i < it->second.paths.size(); ++i) {
+    asio::co_spawn(io_, DialPath(it->second.paths[i], round), asio::detached);
+  }
+}
+
+asio::awaitable<std::shared_ptr<PacketSocket>> Connection::DialSocket(
+    const PathSpec& path, SocketKind kind, std::shared_ptr<DialRound> round) {
+  auto self = shared_from_this();
+  auto remote = ParseAddress(path.remote);
+  auto local = ParseAddress(path.local);
+  if (!remote.ok() || !local.ok()) co_return nullptr;
+  asio::ip::tcp::socket raw(io_);
+  std::error_code ec;
+  raw.open(remote->protocol(), ec);
+  // Dial from the path's local address so the peer sees the configured address.
+  if (!ec) raw.bind(asio::ip::tcp::endpoint(local->address(), 0), ec);
+  if (ec) {
+    spdlog::debug("{}: dial from {}: {}", Tag(), path.local, ec.message());
+    co_return nullptr;
+  }
+  // Before connect: the TCP window scale is negotiated in the SYN.
+  if (Status t = PacketSocket::TuneRaw(raw, cfg_.tuning); !t.ok()) {
+    spdlog::warn("{}: {}", Tag(), t.message());
+  }
+  asio::steady_timer timer(io_);
+  timer.expires_after(HandshakeTimeout());
+  timer.async_wait([&raw](std::error_code e) {
+    if (!e) {
+      std::error_code ignore;
+      raw.close(ignore);
+    }
+  });
+  auto [cec] = co_await raw.async_connect(*remote, as_tuple(asio::use_awaitable));
+  timer.cancel();
+  if (cec) {
+    spdlog::debug("{}: dial {} -> {}: {}", Tag(), path.local, path.remote, cec.message());
+    co_return nullptr;
+  }
+  if (!running_ || (session_ && kind == SocketKind::kData) ||
+      (kind == SocketKind::kData && round->claimed)) {
+    std::error_code ignore;
+    raw.close(ignore);
+    co_return nullptr;
+  }
+  if (kind == SocketKind::kData) round->claimed = true;
+  auto sock = std::make_shared<PacketSocket>(std::move(raw), kind);
+  sock->Tune(cfg_.tuning).ok();  // corking mode; the buffers are set already
+  co_return sock;
+}
+
+asio::awaitable<void> Connection::DialPath(PathSpec path, std::shared_ptr<DialRound> round) {
+  auto self = shared_from_this();
   uint64_t cookie = RandomCookie();
   bool real = my_id_ < peer_id_;
-  std::vector<std::shared_ptr<PacketSocket>> socks;
-  for (SocketKind kind : {SocketKind::kData, SocketKind::kMeta}) {
-    if (!real && kind == SocketKind::kMeta) break;
-    asio::ip::tcp::socket raw(io_);
-    std::error_code ec;
-    raw.open(remote->protocol(), ec);
-    // Dial from the path's local address so the peer sees the configured address.
-    if (!ec) raw.bind(asio::ip::tcp::endpoint(local->address(), 0), ec);
-    if (ec) co_return;
-    asio::steady_timer timer(io_);
-    timer.expires_after(cfg_.timeout);
-    timer.async_wait([&raw](std::error_code e) {
-      if (!e) {
-        std::error_code ignore;
-        raw.close(ignore);
-      }
-    });
-    auto [cec] = co_await raw.async_connect(*remote, as_tuple(asio::use_awaitable));
-    timer.cancel();
-    if (!running_ || session_) co_return;
-    if (cec) {
-      spdlog::debug("{}: dial {}: {}", Tag(), it->second.paths.front().remote, cec.message());
-      co_return;
-    }
-    auto sock = std::make_shared<PacketSocket>(std::move(raw), kind);
+  auto send_preamble = [&](PacketSocket& sock) {
     protocol::Preamble pre;
-    pre.socket = kind;
+    pre.socket = sock.kind();
     pre.sender_node_id = static_cast<uint16_t>(my_id_);
     pre.receiver_node_id = static_cast<uint16_t>(peer_id_);
     pre.cookie = cookie;
     pre.resource = resource_->name();
-    sock->SendPacket(pre);
-    socks.push_back(sock);
-  }
+    sock.SendPacket(pre);
+  };
   if (!real) {
-    // The peer (lower node id) dials back when it sees this; give the preamble a
-    // moment to leave, then hang up.
-    auto sock = socks.front();
+    // The higher node id only knocks: the peer (lower node id) dials back when it
+    // sees this preamble; give it a moment to leave, then hang up. Every path knocks.
+    auto sock = co_await DialSocket(path, SocketKind::kData, std::make_shared<DialRound>());
+    if (!sock) co_return;
+    send_preamble(*sock);
     auto t = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(200));
     t->async_wait([sock, t](std::error_code) { sock->Close(); });
     co_return;
   }
+  auto data = co_await DialSocket(path, SocketKind::kData, round);
+  if (!data) co_return;
+  auto meta = co_await DialSocket(path, SocketKind::kMeta, round);
+  if (!meta || !running_ || session_) {
+    data->Close();
+    if (meta) meta->Close();
+    round->claimed = false;
+    co_return;
+  }
+  send_preamble(*data);
+  send_preamble(*meta);
+  spdlog::debug("{}: dialed over path {} -> {}", Tag(), path.local, path.remote);
   auto sess = std::make_shared<Session>(io_);
   sess->id = next_session_id_++;
   sess->cookie = cookie;
   sess->dialer = true;
-  sess->data = socks[0];
-  sess->meta = socks[1];
+  sess->data = data;
+  sess->meta = meta;
   session_ = sess;
   asio::co_spawn(io_, RunSession(sess), asio::detached);
 }
@@ -434,7 +600,7 @@ asio::awaitable<void> Connection::DialOnce() {
 
 asio::awaitable<void> Connection::RunSession(std::shared_ptr<Session> s) {
   auto self = shared_from_this();
-  s->handshake_timer.expires_after(cfg_.timeout);
+  s->handshake_timer.expires_after(HandshakeTimeout());
   s->handshake_timer.async_wait([s](std::error_code ec) {
     if (ec) return;
     s->data->Close();

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,7 @@ namespace bsr::replication {
 class Resource;
 class Device;
 class Listener;
+struct PathSpec;
 
 // Net options of one connection, parsed from PeerSpec::net_opts (DRBD units).
 struct NetConfig {
@@ -41,6 +43,17 @@ struct NetConfig {
   std::chrono::milliseconds timeout{6000};       // timeout, tenths of a second (handshake)
   bool use_rle = true;
   protocol::ProtocolOptions options;
+  // Timeouts and buffers (connection.cc parses, connection_io.cc enforces).
+  int ko_count = 7;                // a write not done in timeout*ko-count drops the peer; 0 off
+  uint64_t max_buffers = 2048;     // receiver: pages of 4 KiB of peer writes in flight
+  uint32_t max_epoch_size = 2048;  // writes per epoch before a barrier closes it
+  SocketTuning tuning;             // sndbuf-size, rcvbuf-size, tcp-cork
+  // Congestion (congestion.cc): what to do when more than congestion_fill bytes are
+  // in flight to the peer.
+  enum class OnCongestion { kBlock, kPullAhead, kDisconnect };
+  OnCongestion on_congestion = OnCongestion::kBlock;
+  uint64_t congestion_fill = 0;  // bytes; 0 disables
+  uint32_t congestion_extents = 6001;
 };
 Result<NetConfig> ParseNetConfig(const std::map<std::string, std::string>& opts);
 
@@ -71,6 +84,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The local node was promoted; with `forced` a full sync to an Inconsistent peer.
   void OnPromoted(bool forced);
 
+  // Cluster-wide state changes (twopc.h drives them); false when not established.
+  bool SendStateChangeRequest(const protocol::StateChangeRequest& rq);
+  bool SendTwoPcDecision(bool commit, const protocol::TwoPcDecisionFields& d);
+  // Sends our state of every volume again (a committed change that failed locally).
+  void ResendState();
+
   // sync_admin.cc: `connect --discard-my-data` (this node is the victim if this connection
   // finds a split brain; cleared by the next sync decision), invalidate (full resync of
   // the local disk from this peer), invalidate-remote (of the peer's disk from here).
@@ -89,12 +108,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
   struct Session;
   struct PeerDevice;
   struct Attempt;
+  struct DialRound;
 
   // connection.cc: lifecycle, listening, dialing, handshake.
   void OnIncoming(std::shared_ptr<PacketSocket> sock, const protocol::Preamble& pre);
   void StopListening();
+  void RegisterListeners();  // every path's local address not listened on yet
   asio::awaitable<void> DialLoop();
-  asio::awaitable<void> DialOnce();
+  void DialAll();  // one round: all paths at once, the first connected one wins
+  asio::awaitable<void> DialPath(PathSpec path, std::shared_ptr<DialRound> round);
+  asio::awaitable<std::shared_ptr<PacketSocket>> DialSocket(const PathSpec& path,
+                                                            protocol::SocketKind kind,
+                                                            std::shared_ptr<DialRound> round);
   asio::awaitable<void> RunSession(std::shared_ptr<Session> s);
   asio::awaitable<Status> Handshake(std::shared_ptr<Session> s);
   asio::awaitable<Status> SocketHandshake(std::shared_ptr<Session> s, PacketSocket& sock);
@@ -103,6 +128,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void EndSession(const std::shared_ptr<Session>& s, ConnState why, const std::string& reason,
                   bool retry);
   void SetConn(ConnState c);
+  std::chrono::milliseconds HandshakeTimeout() const;  // dial + handshake
   bool Alive(const std::shared_ptr<Session>& s) const;
 
   // connection_io.cc: established traffic.
@@ -112,12 +138,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<Status> OnDataPacket(std::shared_ptr<Session> s, std::unique_ptr<Received> r);
   Status OnMetaPacket(const std::shared_ptr<Session>& s, const Received& r);
   asio::awaitable<void> WaitWritesBelow(std::shared_ptr<Session> s, int limit);
+  // Receiver back-pressure: overlap order, max-buffers (`mem` bytes of this write).
+  asio::awaitable<void> WaitRoom(std::shared_ptr<Session> s, uint64_t off, uint64_t len,
+                                 uint64_t mem);
   void PeerWriteDone(const std::shared_ptr<Session>& s);
+  // Closes the epoch: Barrier{n}; `done` (may be empty) when the peer acked it.
+  void SendBarrier(const std::shared_ptr<Session>& s, int volume, AckCallback done);
   void SendState(const std::shared_ptr<Session>& s, int volume);
   void SendUuids(const std::shared_ptr<Session>& s, int volume);
   void SendSizes(const std::shared_ptr<Session>& s, int volume);
   void OnPeerState(const std::shared_ptr<Session>& s, int volume, const protocol::StatePacket& st);
   void OnLocalChange(const ResourceState& o, const ResourceState& n);
+
+  // congestion.cc: on-congestion pull-ahead / disconnect (Ahead/Behind).
+  uint64_t BytesInFlight(const std::shared_ptr<Session>& s);
+  void CheckCongestion(const std::shared_ptr<Session>& s);    // after a write was queued
+  void CheckAheadDrained(const std::shared_ptr<Session>& s);  // keepalive tick
+  void OnPeerAheadBehind(const std::shared_ptr<Session>& s, int volume, ReplState peer_repl);
 
   // sync.cc: sync decision, sync start, bitmap exchange, sync end.
   GenerationUuids LocalUuids(int volume) const;
@@ -195,13 +232,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   NetConfig cfg_;
   bool running_ = false;  // between Start and Stop
   bool stopped_ = false;  // Stop ran: never touch resource_ again
-  std::shared_ptr<Listener> listener_;
+  std::map<std::string, std::shared_ptr<Listener>> listeners_;  // by path local address
+  std::set<std::string> listen_failed_;  // local addresses we could not listen on (logged)
   std::unique_ptr<asio::steady_timer> dial_timer_;
   std::shared_ptr<Session> session_;     // handshaking or established
   std::unique_ptr<Attempt> pending_in_;  // incoming sockets waiting for their pair
   uint64_t next_session_id_ = 1;
   int engine_listener_ = 0;
   std::map<int, std::unique_ptr<PeerDevice>> peer_devices_;
+  int corrupt_data_ = 0;  // $BSR_TEST_CORRUPT_DATA: Data packets still to damage (tests)
 };
 
 }  // namespace bsr::replication

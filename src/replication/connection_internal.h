@@ -46,6 +46,8 @@ struct Connection::Session {
     int parts = 0;  // packets still unacknowledged
     bool ok = true;
     AckCallback done;
+    std::chrono::steady_clock::time_point sent;  // for timeout / ko-count
+    uint64_t bytes = 0;                          // unacknowledged bytes (congestion)
   };
   uint64_t next_block_id = 1;
   uint32_t next_seq = 1;
@@ -64,6 +66,22 @@ struct Connection::Session {
   uint32_t epoch_received = 0;
 
   asio::steady_timer handshake_timer;
+
+  // Timeouts (connection_io.cc): last packet on the meta socket, the ping in flight.
+  std::chrono::steady_clock::time_point last_meta_rx;
+  std::chrono::steady_clock::time_point ping_sent;
+  std::chrono::steady_clock::time_point last_ping;
+  std::map<uint32_t, std::chrono::steady_clock::time_point> barrier_sent;  // by barrier nr
+  uint64_t unacked_bytes = 0;  // sent writes not acknowledged yet (protocol B/C)
+  // Protocol A's transfer log: writes completed at send time whose epoch the peer has
+  // not acknowledged (BarrierAck) yet; if the session ends they are marked out of sync.
+  struct SentWrite {
+    int volume = 0;
+    uint64_t offset = 0, length = 0;
+    uint32_t barrier = 0;  // the barrier that closes its epoch
+    std::chrono::steady_clock::time_point sent;
+  };
+  std::deque<SentWrite> tl;
 };
 
 // Per volume: what we know of the peer's device and the resync in progress.
@@ -94,6 +112,12 @@ struct Connection::PeerDevice {
   std::chrono::steady_clock::time_point started;
   bool pump_scheduled = false;
   bool finishing = false;
+  // Ahead/Behind (congestion.cc): we are Ahead of this peer; writes only mark bits.
+  bool ahead = false;
+  // Drained: writes replicate again; the resync starts once the writes decided while
+  // Ahead (their bits go to the bitmap asynchronously) are done.
+  bool leaving_ahead = false;
+  std::chrono::steady_clock::time_point left_ahead;
   // sync.cc: our bitmap went out (the exchange ends when both directions are done); a
   // before-resync handler runs; the dirty bits our last Uuids announced.
   bool bitmap_sent = false;

@@ -4,10 +4,12 @@
 
 #include <asio/experimental/as_tuple.hpp>
 
+#include "protocol/auth.h"
 #include "replication/connection.h"
 #include "replication/connection_internal.h"
 #include "replication/device.h"
 #include "replication/resource.h"
+#include "replication/twopc.h"
 
 namespace bsr::replication {
 
@@ -60,6 +62,7 @@ asio::awaitable<void> Connection::MetaReceiver(std::shared_ptr<Session> s) {
       EndSession(s, FailureState(r.status()), r.status().message(), true);
       co_return;
     }
+    s->last_meta_rx = std::chrono::steady_clock::now();
     Status st = OnMetaPacket(s, **r);
     if (!Alive(s)) co_return;
     if (!st.ok()) {
@@ -69,29 +72,94 @@ asio::awaitable<void> Connection::MetaReceiver(std::shared_ptr<Session> s) {
   }
 }
 
+// Keepalive and reply timeouts (DRBD semantics):
+// - a Ping every ping-int; its PingAck must arrive within ping-timeout;
+// - while writes or barriers wait for their ack and nothing arrived on the meta socket
+//   for `timeout`, a Ping checks that the peer is alive (same ping-timeout);
+// - ko-count: a write or barrier not acknowledged within timeout * ko-count drops the
+//   peer (Timeout); its writes complete locally with their bits set for a resync.
 asio::awaitable<void> Connection::PingLoop(std::shared_ptr<Session> s) {
+  using Clock = std::chrono::steady_clock;
   auto self = shared_from_this();
-  while (Alive(s)) {
-    s->ping_timer.expires_after(cfg_.ping_int);
-    co_await s->ping_timer.async_wait(as_tuple(asio::use_awaitable));
-    if (!Alive(s)) co_return;
+  auto tick = std::clamp<std::chrono::milliseconds>(std::min(cfg_.ping_timeout, cfg_.timeout) / 4,
+                                                    std::chrono::milliseconds(10),
+                                                    std::chrono::milliseconds(250));
+  s->last_ping = s->last_meta_rx = Clock::now();
+  auto send_ping = [&](Clock::time_point now) {
     s->ping_outstanding = true;
+    s->ping_sent = s->last_ping = now;
     s->meta->SendPacket(p::Ping{});
-    s->ping_timer.expires_after(cfg_.ping_timeout);
+  };
+  while (Alive(s)) {
+    s->ping_timer.expires_after(tick);
     co_await s->ping_timer.async_wait(as_tuple(asio::use_awaitable));
     if (!Alive(s)) co_return;
-    if (s->ping_outstanding) {
+    auto now = Clock::now();
+    if (s->ping_outstanding && now - s->ping_sent >= cfg_.ping_timeout) {
       EndSession(s, ConnState::kNetworkFailure,
                  fmt::format("PingAck did not arrive within ping-timeout ({} ms)",
                              cfg_.ping_timeout.count()),
                  true);
       co_return;
     }
+    std::optional<Clock::time_point> oldest;
+    for (auto& [id, pw] : s->pending) {
+      if (!oldest || pw->sent < *oldest) oldest = pw->sent;
+    }
+    for (auto& [nr, t] : s->barrier_sent) {
+      if (!oldest || t < *oldest) oldest = t;
+    }
+    if (oldest) {
+      auto age = now - *oldest;
+      if (cfg_.ko_count > 0 && age >= cfg_.timeout * cfg_.ko_count) {
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(age).count();
+        EndSession(s, ConnState::kTimeout,
+                   fmt::format("the peer did not complete a request within {} ms > ko-count "
+                               "({}) * timeout ({} ms); dropping it",
+                               ms, cfg_.ko_count, cfg_.timeout.count()),
+                   true);
+        co_return;
+      }
+      if (!s->ping_outstanding && now - s->last_meta_rx >= cfg_.timeout && age >= cfg_.timeout) {
+        send_ping(now);
+        continue;
+      }
+    }
+    if (!s->ping_outstanding && now - s->last_ping >= cfg_.ping_int) send_ping(now);
+    CheckAheadDrained(s);
+    // Protocol A: once the writer paused for a second, close the open epoch so its
+    // writes leave the transfer log (busy writers close epochs by max-epoch-size).
+    if (Alive(s) && !s->tl.empty() && s->tl.back().barrier > s->barrier_nr &&
+        now - s->tl.back().sent >= std::chrono::seconds(1)) {
+      SendBarrier(s, s->tl.back().volume, nullptr);
+    }
   }
 }
 
 asio::awaitable<void> Connection::WaitWritesBelow(std::shared_ptr<Session> s, int limit) {
   while (Alive(s) && static_cast<int>(s->inflight.size()) >= limit) {
+    s->drain_timer.expires_at(asio::steady_timer::time_point::max());
+    co_await s->drain_timer.async_wait(as_tuple(asio::use_awaitable));
+  }
+}
+
+// Room for a peer write of [off, off+len): no overlapping write in flight (same
+// blocks land in the order sent), fewer than 256 writes and at most max-buffers pages
+// of data in flight (one write always fits). Waiting here stops the receiver reading,
+// so TCP pushes back on the sender.
+asio::awaitable<void> Connection::WaitRoom(std::shared_ptr<Session> s, uint64_t off, uint64_t len,
+                                           uint64_t mem) {
+  const uint64_t max_bytes = cfg_.max_buffers * 4096;
+  while (Alive(s)) {
+    bool overlap = false;
+    uint64_t bytes = 0;
+    for (auto& [id, rg] : s->inflight) {
+      overlap |= Overlaps(off, len, rg.offset, rg.length);
+      bytes += rg.length;
+    }
+    if (!overlap && s->inflight.size() < 256 && (s->inflight.empty() || bytes + mem <= max_bytes)) {
+      co_return;
+    }
     s->drain_timer.expires_at(asio::steady_timer::time_point::max());
     co_await s->drain_timer.async_wait(as_tuple(asio::use_awaitable));
   }
@@ -110,6 +178,25 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
     auto dev = device(vol);
     uint64_t off = d->sector * p::kSectorSize;
     uint64_t len = d->size;
+    const std::string& alg = cfg_.options.integrity_alg;
+    if (!alg.empty() && !(d->dp_flags & (p::kDpDiscard | p::kDpZeroes))) {
+      auto dg = p::ComputeDigest(alg, d->data);
+      if (!dg.ok() || *dg != d->digest) {
+        // The block was damaged between the peer's buffer and ours: refuse it; the
+        // peer marks it out of sync, and after the reconnect it is resynced.
+        spdlog::error("{}/{}: Digest integrity check FAILED ({}): sector {} + {} bytes", Tag(), vol,
+                      alg, d->sector, len);
+        p::DataIntegrityFail f;
+        f.sector = d->sector;
+        f.block_id = d->block_id;
+        f.size = d->size;
+        f.seq_num = d->seq_num;
+        s->meta->SendPacket(f, static_cast<uint16_t>(vol));
+        co_return Error(Errc::kProtocol,
+                        "data-integrity-alg {}: digest mismatch at sector {}; reconnecting", alg,
+                        d->sector);
+      }
+    }
     if (d->dp_flags & p::kDpSendRecvAck) {
       p::RecvAck a;
       a.sector = d->sector;
@@ -119,9 +206,8 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
       s->meta->SendPacket(a, static_cast<uint16_t>(vol));
     }
     // Writes of the same range land in the order they were sent; bounded in flight.
-    bool overlap = false;
-    for (auto& [id, rg] : s->inflight) overlap |= Overlaps(off, len, rg.offset, rg.length);
-    co_await WaitWritesBelow(s, overlap ? 1 : 256);
+    bool no_data = d->dp_flags & (p::kDpDiscard | p::kDpZeroes);
+    co_await WaitRoom(s, off, len, no_data ? 0 : len);
     if (!Alive(s)) co_return Status::Ok();
     MarkStaleResync(pd(vol), off, len);
     uint64_t key = s->next_inflight++;
@@ -172,9 +258,7 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
   }
   if (auto* rd = std::get_if<p::RsDataReply>(&pkt)) {
     uint64_t off = rd->sector * p::kSectorSize;
-    bool overlap = false;
-    for (auto& [id, rg] : s->inflight) overlap |= Overlaps(off, rd->size, rg.offset, rg.length);
-    co_await WaitWritesBelow(s, overlap ? 1 : 256);
+    co_await WaitRoom(s, off, rd->size, rd->size);
     if (!Alive(s)) co_return Status::Ok();
     OnResyncReply(s, vol, std::shared_ptr<Received>(std::move(r)));
     co_return Status::Ok();
@@ -232,6 +316,18 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
     if (auto dev = device(vol)) dev->SetPeerOutOfSync(peer_id_, oos->sector * 512, oos->size);
     co_return Status::Ok();
   }
+  if (auto* rq = std::get_if<p::StateChangeRequest>(&pkt)) {
+    s->meta->SendPacket(resource_->twopc().OnRequest(peer_id_, *rq));
+    co_return Status::Ok();
+  }
+  if (auto* c = std::get_if<p::TwoPcCommit>(&pkt)) {
+    resource_->twopc().OnDecision(peer_id_, true, *c);
+    co_return Status::Ok();
+  }
+  if (auto* a = std::get_if<p::TwoPcAbort>(&pkt)) {
+    resource_->twopc().OnDecision(peer_id_, false, *a);
+    co_return Status::Ok();
+  }
   if (auto* dc = std::get_if<p::Disconnect>(&pkt)) {
     co_return Error(Errc::kIo, "the peer disconnected ({})", dc->reason);
   }
@@ -259,6 +355,14 @@ Status Connection::OnMetaPacket(const std::shared_ptr<Session>& s, const Receive
     ack = a;
     ok = false;
   }
+  if (auto* a = std::get_if<p::DataIntegrityFail>(&pkt)) {
+    ack = a;
+    ok = false;
+    spdlog::error(
+        "{}/{}: the peer received sector {} damaged (data-integrity-alg {}); it is "
+        "marked out of sync and resynced",
+        Tag(), vol, a->sector, cfg_.options.integrity_alg);
+  }
   if (ack) {
     auto it = s->pending.find(ack->block_id);
     if (it == s->pending.end()) {
@@ -266,6 +370,10 @@ Status Connection::OnMetaPacket(const std::shared_ptr<Session>& s, const Receive
     }
     auto pw = it->second;
     s->pending.erase(it);
+    // (per packet) the bytes of this part are acknowledged
+    uint64_t part = std::min<uint64_t>(pw->bytes, ack->size);
+    pw->bytes -= part;
+    s->unacked_bytes -= std::min(s->unacked_bytes, part);
     if (!ok) {
       pw->ok = false;
       spdlog::warn("{}/{}: the peer failed to write sector {}", Tag(), vol, ack->sector);
@@ -285,7 +393,13 @@ Status Connection::OnMetaPacket(const std::shared_ptr<Session>& s, const Receive
     if (it == s->barriers.end()) return Error(Errc::kProtocol, "unknown barrier {}", ba->barrier);
     auto cbs = std::move(it->second);
     s->barriers.erase(it);
+    s->barrier_sent.erase(ba->barrier);
+    while (!s->tl.empty() && s->tl.front().barrier <= ba->barrier) s->tl.pop_front();
     for (auto& cb : cbs) cb(true);
+    return Status::Ok();
+  }
+  if (auto* rp = std::get_if<p::StateChangeReply>(&pkt)) {
+    resource_->twopc().OnReply(peer_id_, *rp);
     return Status::Ok();
   }
   if (auto* a = std::get_if<p::RsWriteAck>(&pkt)) {
@@ -314,6 +428,10 @@ bool Connection::CanReplicate(int volume) const {
   DiskState pdk = pdi->second.peer_disk;
   if (pdk < DiskState::kInconsistent || pdk == DiskState::kDUnknown) return false;
   switch (pdi->second.repl) {
+    case ReplState::kAhead: {
+      auto it = peer_devices_.find(volume);
+      return it != peer_devices_.end() && it->second->leaving_ahead;
+    }
     case ReplState::kEstablished:
     case ReplState::kSyncSource:
     case ReplState::kPausedSyncS:
@@ -333,6 +451,7 @@ void Connection::SendWrite(int volume, uint64_t offset, std::span<const uint8_t>
   if (cfg_.protocol == p::WireProtocol::kC) ack_flag = p::kDpSendWriteAck;
   if (cfg_.protocol == p::WireProtocol::kB) ack_flag = p::kDpSendRecvAck;
   auto pw = std::make_shared<Session::PendingWrite>();
+  pw->sent = std::chrono::steady_clock::now();
   pw->volume = volume;
   pw->sectors = static_cast<uint32_t>(length / 512);
   pw->done = std::move(done);
@@ -349,20 +468,49 @@ void Connection::SendWrite(int volume, uint64_t offset, std::span<const uint8_t>
     if (pos == 0) d.dp_flags |= dp_flags & p::kDpFlush;
     d.size = static_cast<uint32_t>(n);
     if (!no_data) d.data = data.subspan(pos, n);
+    if (!no_data && !cfg_.options.integrity_alg.empty()) {
+      // data-integrity-alg: end-to-end digest of the block, checked by the receiver.
+      auto dg = p::ComputeDigest(cfg_.options.integrity_alg, d.data);
+      if (dg.ok()) d.digest = std::move(*dg);
+    }
+    std::vector<uint8_t> damaged;
+    if (!no_data && corrupt_data_ > 0 && n > 0) {
+      // Fault injection for tests ($BSR_TEST_CORRUPT_DATA): damage the block after its
+      // digest was taken and before the frame checksum, as bad memory or a bus would.
+      --corrupt_data_;
+      damaged.assign(d.data.begin(), d.data.end());
+      damaged.back() ^= 0xFF;
+      d.data = damaged;
+    }
     s->data->Send(p::EncodePacket(d, static_cast<uint16_t>(volume)));
     if (ack_flag) {
       s->pending[d.block_id] = pw;
       ++parts;
+      if (!no_data) {
+        pw->bytes += n;
+        s->unacked_bytes += n;
+      }
     }
     pos += n;
   }
-  s->epoch_writes++;
+  // max-epoch-size: close the epoch with a barrier (nobody waits on its ack).
+  if (++s->epoch_writes >= cfg_.max_epoch_size) SendBarrier(s, volume, nullptr);
+  if (cfg_.on_congestion != NetConfig::OnCongestion::kBlock && cfg_.congestion_fill > 0) {
+    // Not from inside the caller's write submission: going Ahead or dropping the
+    // connection completes writes.
+    asio::post(io_, [self = shared_from_this(), s] {
+      if (self->Alive(s)) self->CheckCongestion(s);
+    });
+  }
   pw->parts = parts;
   resource_->engine().UpdateStats([&](ResourceState& st) {
     auto& pst = st.connections[peer_id_].peer_devices[volume].stats;
     pst.sent_sectors += length / 512;
     pst.pending += parts;
   });
+  if (!ack_flag) {
+    s->tl.push_back({volume, offset, length, s->barrier_nr + 1, std::chrono::steady_clock::now()});
+  }
   if (!ack_flag) {
     // Protocol A: in the send buffer is enough.
     auto cb = std::move(pw->done);
@@ -374,9 +522,15 @@ void Connection::SendWrite(int volume, uint64_t offset, std::span<const uint8_t>
 void Connection::SendFlush(int volume, AckCallback done) {
   auto s = session_;
   if (!s || s->closed) return done(false);
+  SendBarrier(s, volume, std::move(done));
+}
+
+void Connection::SendBarrier(const std::shared_ptr<Session>& s, int volume, AckCallback done) {
   p::Barrier b;
   b.barrier = ++s->barrier_nr;
-  s->barriers[b.barrier].push_back(std::move(done));
+  auto& cbs = s->barriers[b.barrier];
+  if (done) cbs.push_back(std::move(done));
+  s->barrier_sent[b.barrier] = std::chrono::steady_clock::now();
   s->epoch_writes = 0;
   s->data->SendPacket(b, static_cast<uint16_t>(volume));
 }
@@ -456,6 +610,7 @@ void Connection::OnPeerState(const std::shared_ptr<Session>& s, int volume,
       {.internal = true});
   if (!ch.ok()) spdlog::warn("{}/{}: peer state: {}", Tag(), volume, ch.message());
   auto repl = static_cast<ReplState>(static_cast<uint8_t>(st.repl));
+  OnPeerAheadBehind(s, volume, repl);
   if (pdv.sync == PeerDevice::Sync::kNone &&
       (repl == ReplState::kStartingSyncS || repl == ReplState::kWFBitMapS)) {
     // The peer starts a resync toward us (primary --force there).
@@ -488,6 +643,34 @@ void Connection::OnLocalChange(const ResourceState& o, const ResourceState& n) {
     if (o.role != n.role) SendUuids(s, vol);
     SendState(s, vol);
   }
+}
+
+bool Connection::SendStateChangeRequest(const p::StateChangeRequest& rq) {
+  auto s = session_;
+  if (!s || !s->established || s->closed) return false;
+  s->data->SendPacket(rq);
+  return true;
+}
+
+bool Connection::SendTwoPcDecision(bool commit, const p::TwoPcDecisionFields& d) {
+  auto s = session_;
+  if (!s || !s->established || s->closed) return false;
+  if (commit) {
+    p::TwoPcCommit c;
+    static_cast<p::TwoPcDecisionFields&>(c) = d;
+    s->data->SendPacket(c);
+  } else {
+    p::TwoPcAbort a;
+    static_cast<p::TwoPcDecisionFields&>(a) = d;
+    s->data->SendPacket(a);
+  }
+  return true;
+}
+
+void Connection::ResendState() {
+  auto s = session_;
+  if (!s || !s->established || s->closed) return;
+  for (auto& [vol, dev] : resource_->devices()) SendState(s, vol);
 }
 
 void Connection::OnPromoted(bool forced) {

@@ -16,6 +16,13 @@
 
 namespace bsr::replication {
 
+// Socket options of a peer connection (net options sndbuf-size, rcvbuf-size, tcp-cork).
+struct SocketTuning {
+  int sndbuf = 0;    // bytes; 0 = the kernel's automatic tuning
+  int rcvbuf = 0;    // bytes; 0 = automatic
+  bool cork = true;  // batch queued frames into one corked write
+};
+
 // A received packet together with the frame that backs its views (Data's `data`
 // points into frame.payload, which moves with it).
 struct Received {
@@ -32,6 +39,13 @@ class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
   bool failed() const { return failed_; }
   size_t queued_bytes() const { return queued_bytes_; }
   std::string remote() const { return remote_; }
+  // Bytes handed to the kernel and not yet acknowledged by the peer's TCP (SIOCOUTQ).
+  size_t kernel_queued_bytes();
+
+  // Applies sndbuf/rcvbuf (best before connect: the window scale is fixed then) and
+  // the corking mode. Errors name the option.
+  Status Tune(const SocketTuning& t);
+  static Status TuneRaw(asio::ip::tcp::socket& sock, const SocketTuning& t);
 
   // Next packet; a kIo Status on a socket error or end of stream, kProtocol on a
   // malformed frame or a packet that belongs on the other socket.
@@ -47,6 +61,7 @@ class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
 
  private:
   void StartWrite();
+  void SetCork(bool on);
 
   asio::ip::tcp::socket socket_;
   protocol::SocketKind kind_;
@@ -54,6 +69,9 @@ class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
   std::deque<std::vector<uint8_t>> queue_;
   size_t queued_bytes_ = 0;
   bool writing_ = false;
+  bool cork_ = false;    // tcp-cork: gather queued frames, cork multi-frame batches
+  bool corked_ = false;  // TCP_CORK is set now
+  size_t in_write_ = 0;  // frames of the write in progress
   bool failed_ = false;
   std::string remote_;
 };

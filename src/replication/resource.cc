@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "replication/twopc.h"
+
 namespace bsr::replication {
 
 Resource::Resource(std::string name, int node_id, std::map<std::string, std::string> opts,
@@ -233,8 +235,16 @@ Status Resource::Disconnect(int node_id, bool /*force*/) {
   });
 }
 
+void Resource::Promote(bool force, std::function<void(Status)> done) {
+  if (state().role == Role::kPrimary) return done(Status::Ok());
+  twopc().Promote(
+      force, [this, force] { return Promote(force); }, std::move(done));
+}
+
 Status Resource::Promote(bool force) {
   if (state().role == Role::kPrimary) return Status::Ok();
+  // Refused while this node agreed to a peer's promotion (two-phase commit, twopc.h).
+  BSR_RETURN_IF_ERROR(twopc().CheckLocalPromote().WithContext("primary " + name_));
   auto mutate = [force](ResourceState& st) {
     st.role = Role::kPrimary;
     if (!force) return;

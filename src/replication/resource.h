@@ -15,6 +15,8 @@
 
 namespace bsr::replication {
 
+class TwoPc;
+
 struct PathSpec {
   std::string local;  // "ipv4:10.1.1.31:7789"
   std::string remote;
@@ -78,6 +80,10 @@ class Resource {
 
   // Roles.
   Status Promote(bool force);
+  // Promotion as a cluster-wide state change (twopc.h): every connected peer must
+  // agree (two-phase commit) before the local Promote(force) runs; `done` gets why not.
+  void Promote(bool force, std::function<void(Status)> done);
+  TwoPc& twopc();  // twopc.cc
   Status Demote();
 
   // Attach/detach go through the state engine: Attaching -> the disk state the
@@ -108,6 +114,7 @@ class Resource {
   std::map<int, std::shared_ptr<Device>> devices_;
   std::map<int, PeerSpec> peers_;
   std::map<int, std::shared_ptr<Connection>> connections_;
+  std::shared_ptr<TwoPc> twopc_;  // created on first use
 };
 
 }  // namespace bsr::replication

@@ -172,6 +172,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnPeerUuids(const std::shared_ptr<Session>& s, int volume, const protocol::Uuids& u);
   void StartBitmapExchange(const std::shared_ptr<Session>& s, int volume);
   void PersistSyncStart(int volume, bool source, bool full);
+  asio::awaitable<void> WriteBitmapWhileSyncing(std::shared_ptr<Session> s, int volume,
+                                                std::chrono::steady_clock::time_point id);
   // EndSession, but the sockets close only once our handshake packets reached the peer.
   void EndSessionAfterDecision(const std::shared_ptr<Session>& s, ConnState why,
                                const std::string& reason, bool retry);

@@ -380,12 +380,38 @@ Status Connection::OnBitmapChunk(const std::shared_ptr<Session>& s, int volume,
   return Status::Ok();
 }
 
+// While a resync runs, the bits it cleared reach the disk every few seconds (as DRBD's
+// lazy bitmap writeout), so that a resync interrupted by a crash of either node resumes
+// about where it stopped instead of from its start.
+asio::awaitable<void> Connection::WriteBitmapWhileSyncing(
+    std::shared_ptr<Session> s, int volume, std::chrono::steady_clock::time_point id) {
+  auto self = shared_from_this();
+  asio::steady_timer timer(io_);
+  for (;;) {
+    timer.expires_after(std::chrono::seconds(2));
+    co_await timer.async_wait(asio::use_awaitable);
+    if (!Alive(s)) co_return;
+    auto& pdv = pd(volume);
+    if (pdv.sync == PeerDevice::Sync::kNone || pdv.finishing || pdv.started != id) co_return;
+    auto dev = device(volume);
+    if (!dev) co_return;
+    dev->UpdateMeta([](meta::Metadata& m) { return m.WriteDirtyBitmap(); },
+                    [tag = Tag(), volume](Status st) {
+                      if (!st.ok()) {
+                        spdlog::warn("{}/{}: writing the bitmap during the resync: {}", tag, volume,
+                                     st.message());
+                      }
+                    });
+  }
+}
+
 void Connection::OnBitmapExchanged(const std::shared_ptr<Session>& s, int volume) {
   auto dev = device(volume);
   auto& pdv = pd(volume);
   bool source = pdv.sync == PeerDevice::Sync::kSource;
   pdv.rs_total_bits = dev->OutOfSyncSectors(peer_id_) / 8;
   pdv.started = std::chrono::steady_clock::now();
+  asio::co_spawn(io_, WriteBitmapWhileSyncing(s, volume, pdv.started), [](std::exception_ptr) {});
   Status ch =
       resource_->engine().Change("resync",
                                  [&](ResourceState& st) {

@@ -392,7 +392,8 @@ def test_resync_interrupted():
         a, b = c.nodes
         size = data_size(a)
         for n, p in ((a, b), (b, a)):
-            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--resync-rate=8M")
+            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--c-plan-ahead=0",
+                    "--resync-rate=8M")
         h = a.nbd()
         a.setup("disconnect", "r0", "1")
         wait_for("node0 StandAlone", lambda: a.conn(1)["connection-state"] == "StandAlone")
@@ -464,7 +465,8 @@ def test_kill_sync_source():
         a.up(b, NET_OPTS)
         b.up(a, NET_OPTS)
         for n, p in ((a, b), (b, a)):
-            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--resync-rate=8M")
+            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--c-plan-ahead=0",
+                    "--resync-rate=8M")
         a.setup("connect", "r0", "1")
         b.setup("connect", "r0", "0")
         wait_for("both Connected", lambda: connected(a, b), timeout=20)

@@ -71,7 +71,7 @@ def test_option_mismatch():
 
 
 def test_protocol_a_writes_during_resync():
-    """Protocol A; the initial sync is slowed down (resync-rate) while the Primary keeps
+    """Protocol A; the initial sync is slowed down (fixed resync-rate, c-plan-ahead 0) while the Primary keeps
     writing: the writes overtake resync replies, and both disks still end identical."""
     c = Cluster(2, size_mib=64)
     ok = False
@@ -82,7 +82,8 @@ def test_protocol_a_writes_during_resync():
             n.start()
         for n, p in ((a, b), (b, a)):
             n.up(p, ["--protocol=A"])
-            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--resync-rate=16M")
+            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--c-plan-ahead=0",
+                    "--resync-rate=16M")
         a.setup("connect", "r0", "1")
         b.setup("connect", "r0", "0")
         wait_for("both Connected", lambda: connected(a, b), timeout=20)

@@ -93,8 +93,15 @@ void Node::Promote(const std::string& name, bool force, Done done) {
   if (!r.ok()) return done(r.status());
   Resource* res = *r;
   bool was_primary = res->state().role == Role::kPrimary;
-  Status s = res->Promote(force);
-  if (!s.ok() || was_primary || !options_.kernel_devices) return done(s);
+  // Cluster-wide: every connected peer agrees first (two-phase commit, twopc.h).
+  res->Promote(force, [this, name, was_primary, done](Status s) {
+    Resource* res = FindResource(name);
+    if (!s.ok() || was_primary || !options_.kernel_devices || !res) return done(s);
+    AfterPromote(res, name, done);
+  });
+}
+
+void Node::AfterPromote(Resource* res, const std::string& name, Done done) {
   std::vector<int> minors;
   for (const auto& [vol, dev] : res->devices()) {
     if (dev->attached() && !kdevs_.count(dev->minor())) minors.push_back(dev->minor());

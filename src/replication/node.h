@@ -50,6 +50,8 @@ class Node {
   // volume (rolled back if that fails); demotion removes them first and is refused
   // while one is mounted or open. `done` runs on the io thread.
   void Promote(const std::string& name, bool force, Done done);
+  // Promote's second half: the kernel devices of a resource that just became Primary.
+  void AfterPromote(Resource* res, const std::string& name, Done done);
   void Demote(const std::string& name, Done done);
   // `down`: demote, disconnect every peer, detach and delete every volume, delete
   // the resource. Stops at the first refusal with the state as far as it got.

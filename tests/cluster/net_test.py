@@ -371,11 +371,7 @@ def main():
         print("SKIP: python3-libnbd missing")
         return 0
     tests = [test_ipv6_pair, test_two_paths_first_cut, test_local_address_added_late,
-             test_ko_count, test_data_integrity, test_ahead_behind]
-    # Runs by name until bsrd's `primary` goes through Resource::Promote(force, done)
-    # (the two-phase commit); see docs/replication.md "Two-phase promotion".
-    if "test_simultaneous_primary" in sys.argv[1:]:
-        tests.append(test_simultaneous_primary)
+             test_ko_count, test_data_integrity, test_ahead_behind, test_simultaneous_primary]
     only = sys.argv[1:]
     for t in tests:
         if only and t.__name__ not in only:

@@ -74,6 +74,9 @@ class Node:
     def devlink(self):
         return os.path.join(self.dev, "bsr10")
 
+    def cleanup(self):
+        """Extra teardown after stop (subclasses with mounts of their own)."""
+
     def start(self):
         logf = open(self.log, "a")
         self.proc = subprocess.Popen([f"{BIN}/bsrd", "--log-level", "debug"] + self.bsrd_args,
@@ -339,15 +342,17 @@ def test_kill9_replays_activity_log(node):
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 
 
-def main():
+def run_tests(tests, make_node, prefix, name, needs):
+    """Runs each test on a fresh node in its own directory; every failure is reported
+    and the rest still run. Shared by the daemon test files."""
     if os.geteuid() != 0:
-        print("bsrd_test: needs root (FUSE, loop devices)")
+        print(f"{name}: needs root ({needs})")
         return 77
-    chosen = [t for t in TESTS if len(sys.argv) < 2 or t.__name__ in sys.argv[1:]]
+    chosen = [t for t in tests if len(sys.argv) < 2 or t.__name__ in sys.argv[1:]]
     failed = 0
     for t in chosen:
-        root = tempfile.mkdtemp(prefix="bsrd-test-")
-        node = Node(root)
+        root = tempfile.mkdtemp(prefix=prefix)
+        node = make_node(root)
         t0 = time.time()
         try:
             node.start()
@@ -374,10 +379,14 @@ def main():
                 except Fail:
                     pass
                 node.stop()
+            node.cleanup()
             shutil.rmtree(root, ignore_errors=True)
     print(f"{len(chosen) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
+
+def main():
+    return run_tests(TESTS, Node, "bsrd-test-", "bsrd_test", "FUSE, loop devices")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,15 +6,12 @@ on-no-data-accessible suspend-io. Needs root. Usage: io_test.py [TEST...]
 """
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bsrd_test import BIN, MIB, Fail, Node, check, qemu_io, read_disk, up_primary  # noqa: E402
+from bsrd_test import BIN, MIB, Fail, Node, check, qemu_io, read_disk, run_tests, up_primary  # noqa: E402
 
 
 class IoNode(Node):
@@ -332,43 +329,7 @@ TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 
 
 def main():
-    if os.geteuid() != 0:
-        print("io_test: needs root (tmpfs, FUSE, loop devices)")
-        return 77
-    chosen = [t for t in TESTS if len(sys.argv) < 2 or t.__name__ in sys.argv[1:]]
-    failed = 0
-    for t in chosen:
-        root = tempfile.mkdtemp(prefix="bsrio-test-")
-        node = IoNode(root)
-        t0 = time.time()
-        try:
-            node.start()
-            t(node)
-            print(f"PASS {t.__name__} ({time.time() - t0:.1f}s)", flush=True)
-        except Exception as e:  # noqa: BLE001 - report every failure, keep going
-            failed += 1
-            print(f"FAIL {t.__name__}: {e}", flush=True)
-            traceback.print_exc()
-            try:
-                print("---- bsrd log tail ----\n" + node.logtext()[-4000:])
-            except OSError:
-                pass
-        finally:
-            mnt = os.path.join(root, "mnt")
-            if os.path.ismount(mnt):
-                subprocess.run(["umount", "-l", mnt])
-            node.stop()
-            if os.path.isdir(os.path.join(node.state, "kdev")):
-                try:
-                    node.start()
-                except Fail:
-                    pass
-                node.stop()
-            node.cleanup()
-            shutil.rmtree(root, ignore_errors=True)
-    print(f"{len(chosen) - failed} passed, {failed} failed")
-    return 1 if failed else 0
-
+    return run_tests(TESTS, IoNode, "bsrio-test-", "io_test", "tmpfs, FUSE, loop devices")
 
 if __name__ == "__main__":
     sys.exit(main())

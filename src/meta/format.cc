@@ -510,4 +510,60 @@ Status DecodeBitmapBlock(std::span<const uint8_t> block, int slot, uint32_t inde
   return Status::Ok();
 }
 
+namespace {
+// drbdmeta's legend under show-gi's line (bsrmeta's and a running bsrd's show-gi).
+constexpr const char* kShowGiHeader =
+    "\n"
+    "       +--<  Current data generation UUID  >-\n"
+    "       |               +--<  Bitmap's base data generation UUID  >-\n"
+    "       |               |                 +--<  younger history UUID  >-\n"
+    "       |               |                 |         +-<  older history  >-\n"
+    "       V               V                 V         V\n";
+constexpr const char* kShowGiLegend =
+    "                                                                    ^ ^ ^ ^ ^ ^ ^ ^ ^ ^ "
+    "^ ^\n"
+    "                                      -<  Data consistency flag  >--+ | | | | | | | | | "
+    "| |\n"
+    "                             -<  Data was/is currently up-to-date  >--+ | | | | | | | | "
+    "| |\n"
+    "                                  -<  Node was/is currently primary  >--+ | | | | | | | "
+    "| |\n"
+    " -<  This node was a crashed primary, and has not seen its peer since  >--+ | | | | | | "
+    "| |\n"
+    "             -<  The activity-log was applied, the disk can be attached  >--+ | | | | | "
+    "| |\n"
+    "        -<  The activity-log was disabled, peer is completely out of sync  >--+ | | | | "
+    "| |\n"
+    "                              -<  This node was primary when it lost quorum  >--+ | | | "
+    "| |\n"
+    "                                          -<  Node was/is currently connected  >--+ | | "
+    "| |\n"
+    "                              -<  The peer's disk was out-dated or inconsistent  >--+ | "
+    "| |\n"
+    "                                 -<   A fence policy other the dont-care was used  >--+ "
+    "| |\n"
+    "                  -<  Node was in the progress of marking all blocks as out of sync  "
+    ">--+ |\n"
+    "                     -<  At least once we saw this node with a backing device attached "
+    ">--+\n"
+    "\n";
+}  // namespace
+
+std::string GiLine(const Superblock& sb, int slot) {
+  uint64_t bm_uuid = slot >= 0 ? sb.peers[slot].bitmap_uuid : 0;
+  uint32_t pf = slot >= 0 ? sb.peers[slot].flags : 0;
+  auto b = [](uint32_t f, uint32_t bit) { return (f & bit) ? 1 : 0; };
+  return fmt::format(
+      "{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}", UuidString(sb.current_uuid),
+      UuidString(bm_uuid), UuidString(sb.history[0]), UuidString(sb.history[1]),
+      b(sb.flags, kFlagConsistent), b(sb.flags, kFlagWasUpToDate), b(sb.flags, kFlagPrimaryInd),
+      b(sb.flags, kFlagCrashedPrimary), b(sb.flags, kFlagAlClean), b(sb.flags, kFlagAlDisabled),
+      b(sb.flags, kFlagPrimaryLostQuorum), b(pf, kPeerConnected), b(pf, kPeerOutdated),
+      b(pf, kPeerFencing), b(pf, kPeerFullSync), b(pf, kPeerConnectedOnce));
+}
+
+std::string GiText(const Superblock& sb, int slot) {
+  return std::string(kShowGiHeader) + GiLine(sb, slot) + "\n" + kShowGiLegend;
+}
+
 }  // namespace bsr::meta

@@ -199,5 +199,10 @@ Status DecodeBitmapBlock(std::span<const uint8_t> block, int slot, uint32_t inde
                          std::span<uint64_t> words_out);
 
 std::string UuidString(uint64_t uuid);  // 16 upper-case hex digits
+// drbdmeta's get-gi line for a peer slot (slot < 0: no peer, bitmap UUID and peer flags
+// 0): current:bitmap:history0:history1 then the superblock and peer flag bits.
+std::string GiLine(const Superblock& sb, int slot);
+// show-gi: the line framed by drbdmeta's legend (what each field means).
+std::string GiText(const Superblock& sb, int slot);
 
 }  // namespace bsr::meta

@@ -388,54 +388,11 @@ int Tool::Gi(bool show) {
       if (sb.peers[s].node_id != -1) slot = static_cast<int>(s);
     }
   }
-  uint64_t bm_uuid = slot >= 0 ? sb.peers[slot].bitmap_uuid : 0;
-  uint32_t pf = slot >= 0 ? sb.peers[slot].flags : 0;
-  auto b = [](uint32_t f, uint32_t bit) { return (f & bit) ? 1 : 0; };
-  std::string line = fmt::format(
-      "{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}", UuidString(sb.current_uuid),
-      UuidString(bm_uuid), UuidString(sb.history[0]), UuidString(sb.history[1]),
-      b(sb.flags, kFlagConsistent), b(sb.flags, kFlagWasUpToDate), b(sb.flags, kFlagPrimaryInd),
-      b(sb.flags, kFlagCrashedPrimary), b(sb.flags, kFlagAlClean), b(sb.flags, kFlagAlDisabled),
-      b(sb.flags, kFlagPrimaryLostQuorum), b(pf, kPeerConnected), b(pf, kPeerOutdated),
-      b(pf, kPeerFencing), b(pf, kPeerFullSync), b(pf, kPeerConnectedOnce));
   if (!show) {
-    out_ << line << "\n";
+    out_ << GiLine(sb, slot) << "\n";
     return kExitOk;
   }
-  out_ << "\n"
-          "       +--<  Current data generation UUID  >-\n"
-          "       |               +--<  Bitmap's base data generation UUID  >-\n"
-          "       |               |                 +--<  younger history UUID  >-\n"
-          "       |               |                 |         +-<  older history  >-\n"
-          "       V               V                 V         V\n"
-       << line << "\n"
-       << "                                                                    ^ ^ ^ ^ ^ ^ ^ ^ ^ ^ "
-          "^ ^\n"
-          "                                      -<  Data consistency flag  >--+ | | | | | | | | | "
-          "| |\n"
-          "                             -<  Data was/is currently up-to-date  >--+ | | | | | | | | "
-          "| |\n"
-          "                                  -<  Node was/is currently primary  >--+ | | | | | | | "
-          "| |\n"
-          " -<  This node was a crashed primary, and has not seen its peer since  >--+ | | | | | | "
-          "| |\n"
-          "             -<  The activity-log was applied, the disk can be attached  >--+ | | | | | "
-          "| |\n"
-          "        -<  The activity-log was disabled, peer is completely out of sync  >--+ | | | | "
-          "| |\n"
-          "                              -<  This node was primary when it lost quorum  >--+ | | | "
-          "| |\n"
-          "                                          -<  Node was/is currently connected  >--+ | | "
-          "| |\n"
-          "                              -<  The peer's disk was out-dated or inconsistent  >--+ | "
-          "| |\n"
-          "                                 -<   A fence policy other the dont-care was used  >--+ "
-          "| |\n"
-          "                  -<  Node was in the progress of marking all blocks as out of sync  "
-          ">--+ |\n"
-          "                     -<  At least once we saw this node with a backing device attached "
-          ">--+\n"
-          "\n";
+  out_ << GiText(sb, slot);
   if (slot >= 0) {
     out_ << fmt::format("peer node-id {} (slot {}): {} out-of-sync blocks of 4 KiB\n",
                         sb.peers[slot].node_id, slot, (*m)->OutOfSyncBits(slot));

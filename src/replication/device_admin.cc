@@ -17,43 +17,6 @@ uint64_t NewGenerationUuid() {
   return rng() & ~uint64_t{1};  // the lowest bit is DRBD's "primary" marker in history
 }
 
-// drbdmeta's legend under show-gi's line (the same text bsrmeta prints).
-constexpr const char* kShowGiHeader =
-    "\n"
-    "       +--<  Current data generation UUID  >-\n"
-    "       |               +--<  Bitmap's base data generation UUID  >-\n"
-    "       |               |                 +--<  younger history UUID  >-\n"
-    "       |               |                 |         +-<  older history  >-\n"
-    "       V               V                 V         V\n";
-constexpr const char* kShowGiLegend =
-    "                                                                    ^ ^ ^ ^ ^ ^ ^ ^ ^ ^ "
-    "^ ^\n"
-    "                                      -<  Data consistency flag  >--+ | | | | | | | | | "
-    "| |\n"
-    "                             -<  Data was/is currently up-to-date  >--+ | | | | | | | | "
-    "| |\n"
-    "                                  -<  Node was/is currently primary  >--+ | | | | | | | "
-    "| |\n"
-    " -<  This node was a crashed primary, and has not seen its peer since  >--+ | | | | | | "
-    "| |\n"
-    "             -<  The activity-log was applied, the disk can be attached  >--+ | | | | | "
-    "| |\n"
-    "        -<  The activity-log was disabled, peer is completely out of sync  >--+ | | | | "
-    "| |\n"
-    "                              -<  This node was primary when it lost quorum  >--+ | | | "
-    "| |\n"
-    "                                          -<  Node was/is currently connected  >--+ | | "
-    "| |\n"
-    "                              -<  The peer's disk was out-dated or inconsistent  >--+ | "
-    "| |\n"
-    "                                 -<   A fence policy other the dont-care was used  >--+ "
-    "| |\n"
-    "                  -<  Node was in the progress of marking all blocks as out of sync  "
-    ">--+ |\n"
-    "                     -<  At least once we saw this node with a backing device attached "
-    ">--+\n"
-    "\n";
-
 }  // namespace
 
 Status Device::Outdate() {
@@ -110,22 +73,9 @@ Result<std::string> Device::GenerationIds(int peer_node_id, bool verbose) const 
     return Error(Errc::kNotFound, "minor {} has no bitmap slot for node-id {}", minor_,
                  peer_node_id);
   }
-  const auto& p = md_->peer(slot);
-  auto b = [](uint32_t f, uint32_t bit) { return (f & bit) ? 1 : 0; };
-  std::string line =
-      fmt::format("{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}:{}",
-                  meta::UuidString(sb.current_uuid), meta::UuidString(p.bitmap_uuid),
-                  meta::UuidString(sb.history[0]), meta::UuidString(sb.history[1]),
-                  b(sb.flags, meta::kFlagConsistent), b(sb.flags, meta::kFlagWasUpToDate),
-                  b(sb.flags, meta::kFlagPrimaryInd), b(sb.flags, meta::kFlagCrashedPrimary),
-                  b(sb.flags, meta::kFlagAlClean), b(sb.flags, meta::kFlagAlDisabled),
-                  b(sb.flags, meta::kFlagPrimaryLostQuorum), b(p.flags, meta::kPeerConnected),
-                  b(p.flags, meta::kPeerOutdated), b(p.flags, meta::kPeerFencing),
-                  b(p.flags, meta::kPeerFullSync), b(p.flags, meta::kPeerConnectedOnce));
-  if (!verbose) return line + "\n";
-  return fmt::format("{}{}\n{}peer node-id {} (slot {}): {} out-of-sync blocks of 4 KiB\n",
-                     kShowGiHeader, line, kShowGiLegend, peer_node_id, slot,
-                     md_->OutOfSyncBits(slot));
+  if (!verbose) return meta::GiLine(sb, slot) + "\n";
+  return fmt::format("{}peer node-id {} (slot {}): {} out-of-sync blocks of 4 KiB\n",
+                     meta::GiText(sb, slot), peer_node_id, slot, md_->OutOfSyncBits(slot));
 }
 
 bool Device::HoldIfSuspended(Retry retry) {

@@ -83,7 +83,7 @@ def test_protocol_a_writes_during_resync():
         for n, p in ((a, b), (b, a)):
             n.up(p, ["--protocol=A"])
             n.setup("peer-device-options", "r0", str(p.node_id), "0", "--c-plan-ahead=0",
-                    "--resync-rate=16M")
+                    "--resync-rate=8M", "--c-min-rate=0")
         a.setup("connect", "r0", "1")
         b.setup("connect", "r0", "0")
         wait_for("both Connected", lambda: connected(a, b), timeout=20)
@@ -95,14 +95,15 @@ def test_protocol_a_writes_during_resync():
         writes = 0
         done_seen = []
         while peer_dev(a, b)["replication-state"] == "SyncSource":
-            # Hot range near the resync front and random ones everywhere.
-            for _ in range(20):
-                off = random.randrange(0, size // 4096) * 4096
-                h.pwrite(os.urandom(4096 * random.choice((1, 2, 16))), min(off, size - 65536))
-                writes += 1
+            # Sample progress first: the last iteration may see the resync end.
             m = re.search(r"done:([\d.]+)", a.setup("status", "r0").stdout)
             if m:
                 done_seen.append(float(m.group(1)))
+            # Hot range near the resync front and random ones everywhere.
+            for _ in range(10):
+                off = random.randrange(0, size // 4096) * 4096
+                h.pwrite(os.urandom(4096 * random.choice((1, 2, 16))), min(off, size - 65536))
+                writes += 1
         print(f"{writes} writes during the resync; done: samples {done_seen[:3]}..."
               f"{done_seen[-3:]}", flush=True)
         check(writes >= 100, f"the Primary wrote during the resync ({writes} writes)")

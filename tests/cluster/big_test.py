@@ -19,7 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import MIB, Cluster, TestFailure, check, data_size, wait_for  # noqa: E402
+from harness import MIB, Cluster, TestFailure, check, data_size, wait_for, run_tests  # noqa: E402
 
 PREFIX = "bsrft"
 NET = "10.96"
@@ -215,29 +215,8 @@ def test_three_nodes_1g():
         c.close(keep_logs_on_failure=not ok)
 
 
-def main():
-    if os.geteuid() != 0:
-        print("SKIP: needs root for network namespaces")
-        return 0
-    try:
-        import nbd  # noqa: F401
-    except ImportError:
-        print("SKIP: python3-libnbd missing")
-        return 0
-    tests = [test_sync_and_resync_1g, test_three_nodes_1g]
-    only = sys.argv[1:]
-    for t in tests:
-        if only and t.__name__ not in only:
-            continue
-        print(f"== {t.__name__}", flush=True)
-        try:
-            t()
-        except TestFailure as e:
-            print(f"FAIL: {t.__name__}: {e}", flush=True)
-            return 1
-    print("PASS")
-    return 0
+TESTS = [test_sync_and_resync_1g, test_three_nodes_1g]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tests(TESTS, needs_netns=TESTS))

@@ -340,3 +340,41 @@ def same_data(a, b, size):
                 return False
             pos += n
     return True
+
+
+def run_tests(tests, by_name_only=(), needs_netns=(), argv=None):
+    """The main() of a cluster test file: runs `tests` in order (or only those named on the
+    command line, which may also name `by_name_only` ones), stops at the first failure and
+    returns the exit code. Without root (no namespaces: nodes on loopback) the tests in
+    `needs_netns` are skipped; without python3-libnbd everything is skipped."""
+    import importlib.util
+    import sys
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    only = (sys.argv[1:] if argv is None else argv)
+    netns = os.geteuid() == 0 and os.environ.get("BSR_CLUSTER_NETNS", "1") != "0"
+    if importlib.util.find_spec("nbd") is None:
+        print("SKIP: python3-libnbd missing", flush=True)
+        return 0
+    known = {t.__name__ for t in list(tests) + list(by_name_only)}
+    unknown = [n for n in only if n not in known]
+    if unknown:
+        print(f"unknown test(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+              flush=True)
+        return 2
+    for t in list(tests) + list(by_name_only):
+        if (only and t.__name__ not in only) or (not only and t in by_name_only):
+            continue
+        if not netns and t in needs_netns:
+            print(f"== {t.__name__}: SKIP (needs root for network namespaces)", flush=True)
+            continue
+        print(f"== {t.__name__}", flush=True)
+        start = time.time()
+        try:
+            t()
+        except TestFailure as e:
+            print(f"FAIL: {t.__name__}: {e}", flush=True)
+            return 1
+        print(f"   {t.__name__}: {time.time() - start:.1f} s", flush=True)
+    print("PASS", flush=True)
+    return 0

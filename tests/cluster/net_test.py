@@ -14,7 +14,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BIN, MIB, Cluster, TestFailure, check, data_size, run,  # noqa: E402
+from harness import (BIN, MIB, Cluster, TestFailure, check, data_size, run, run_tests,  # noqa: E402
                      same_data, wait_for)
 
 PREFIX = "bsrnet"
@@ -361,32 +361,9 @@ def test_ahead_behind():
         c.close(keep_logs_on_failure=not ok)
 
 
-def main():
-    if os.geteuid() != 0:
-        print("SKIP: needs root for network namespaces")
-        return 0
-    try:
-        import nbd  # noqa: F401
-    except ImportError:
-        print("SKIP: python3-libnbd missing")
-        return 0
-    tests = [test_ipv6_pair, test_two_paths_first_cut, test_local_address_added_late,
-             test_ko_count, test_data_integrity, test_ahead_behind, test_simultaneous_primary]
-    only = sys.argv[1:]
-    for t in tests:
-        if only and t.__name__ not in only:
-            continue
-        print(f"== {t.__name__}", flush=True)
-        t0 = time.time()
-        try:
-            t()
-        except TestFailure as e:
-            print(f"FAIL: {t.__name__}: {e}", flush=True)
-            return 1
-        print(f"   {t.__name__}: {time.time() - t0:.1f} s", flush=True)
-    print("PASS")
-    return 0
+TESTS = [test_ipv6_pair, test_two_paths_first_cut, test_local_address_added_late, test_ko_count,
+         test_data_integrity, test_ahead_behind, test_simultaneous_primary]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tests(TESTS, needs_netns=TESTS))

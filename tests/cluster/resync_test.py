@@ -14,7 +14,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import MIB, Cluster, TestFailure, check, data_size, same_data, wait_for  # noqa: E402
+from harness import MIB, Cluster, check, data_size, same_data, wait_for, run_tests  # noqa: E402
 
 PREFIX = "bsrrs"
 NET = "10.94"
@@ -345,15 +345,4 @@ def test_csums():
 TESTS = [test_rate_and_pause, test_verify, test_csums]
 
 if __name__ == "__main__":
-    names = sys.argv[1:]
-    todo = [t for t in TESTS if not names or t.__name__ in names]
-    try:
-        for t in todo:
-            start = time.time()
-            print(f"== {t.__name__}", flush=True)
-            t()
-            print(f"== {t.__name__} passed in {time.time() - start:.1f} s", flush=True)
-    except TestFailure as e:
-        print(f"FAIL: {e}", flush=True)
-        sys.exit(1)
-    print("all passed", flush=True)
+    sys.exit(run_tests(TESTS))

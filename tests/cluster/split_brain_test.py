@@ -12,14 +12,13 @@ test_invalidate."""
 import os
 import random
 import re
-import signal
 import stat
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import MIB, Cluster, TestFailure, check, data_size, same_data, wait_for  # noqa: E402
+from harness import Cluster, TestFailure, check, data_size, same_data, wait_for, run_tests  # noqa: E402
 
 PREFIX = "bsrsb"
 NET = "10.93"
@@ -456,26 +455,5 @@ TESTS = [test_unresolved_then_discard_my_data, test_discard_least_changes,
          test_interrupted_full_sync_resumes]
 
 
-def main():
-    if os.geteuid() != 0:
-        print("skipped: needs root for network namespaces")
-        return 0
-    names = sys.argv[1:]
-    failed = 0
-    for t in TESTS:
-        if names and t.__name__ not in names:
-            continue
-        print(f"== {t.__name__}", flush=True)
-        start = time.time()
-        try:
-            t()
-            print(f"PASS {t.__name__} ({time.time() - start:.1f} s)", flush=True)
-        except TestFailure as e:
-            failed += 1
-            print(f"FAIL {t.__name__}: {e}", flush=True)
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    sys.exit(main())
+    sys.exit(run_tests(TESTS, needs_netns=TESTS))

@@ -7,27 +7,16 @@ adjust_test.py [TEST...]
 """
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 
-BIN = os.environ.get("BSR_BIN", os.path.join(os.path.dirname(__file__), "../../build/bin"))
-MIB = 1 << 20
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bsrd_test import BIN, MIB, Fail, check, run_tests  # noqa: E402
+
 PORT = 17891  # bsrd_test.py uses 17789/17790; nothing listens on bob's or carol's
-
-
-class Fail(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Fail(what)
 
 
 def config_text(root, vol1=False, disk="al-extents 1000;", extra_net="", options="", handlers="",
@@ -349,33 +338,7 @@ TESTS = [test_options_paths_and_connect, test_volumes_and_peers, test_not_runnin
 
 
 def main():
-    if os.geteuid() != 0:
-        print("adjust_test: needs root")
-        return 77
-    chosen = [t for t in TESTS if len(sys.argv) < 2 or t.__name__ in sys.argv[1:]]
-    failed = 0
-    for t in chosen:
-        root = tempfile.mkdtemp(prefix="bsr-adjust-test-")
-        node = Node(root)
-        t0 = time.time()
-        try:
-            node.start()
-            t(node)
-            print(f"PASS {t.__name__} ({time.time() - t0:.1f}s)", flush=True)
-        except Exception as e:  # noqa: BLE001 - report every failure, keep going
-            failed += 1
-            print(f"FAIL {t.__name__}: {e}", flush=True)
-            traceback.print_exc()
-            try:
-                print("---- bsrd log tail ----\n" + node.logtext()[-3000:])
-            except OSError:
-                pass
-        finally:
-            node.stop()
-            if not os.environ.get("BSR_KEEP"):
-                shutil.rmtree(root, ignore_errors=True)
-    print(f"{len(chosen) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+    return run_tests(TESTS, Node, "bsr-adjust-test-", "adjust_test", "bsrd's run dirs")
 
 
 if __name__ == "__main__":

@@ -371,7 +371,8 @@ def run_tests(tests, make_node, prefix, name, needs):
             if os.path.ismount(mnt):
                 subprocess.run(["umount", "-l", mnt])
             node.stop()
-            if os.path.isdir(os.path.join(node.state, "kdev")):
+            state = getattr(node, "state", None)
+            if state and os.path.isdir(os.path.join(state, "kdev")):
                 # A test that failed after kill -9 leaves a FUSE mount and a loop device
                 # behind; a bsrd removes such leftovers when it starts.
                 try:
@@ -379,8 +380,10 @@ def run_tests(tests, make_node, prefix, name, needs):
                 except Fail:
                     pass
                 node.stop()
-            node.cleanup()
-            shutil.rmtree(root, ignore_errors=True)
+            if hasattr(node, "cleanup"):
+                node.cleanup()
+            if not os.environ.get("BSR_KEEP"):
+                shutil.rmtree(root, ignore_errors=True)
     print(f"{len(chosen) - failed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -264,6 +264,11 @@ Result<bool> Metadata::BeginIo(uint64_t offset, uint64_t length) {
     BSR_RETURN_IF_ERROR(
         WriteDirtyRange(uint64_t{e} * kBlocksPerExtent, (uint64_t{e} + 1) * kBlocksPerExtent - 1));
   }
+  if (!plan.evicted.empty() && data_flush_) {
+    if (Status s = data_flush_(); !s.ok()) {
+      return s.WithContext("flush the data device before the activity log drops an extent");
+    }
+  }
   al_.Apply(plan);
   for (const AlTransaction& tr : al_.BuildTransactions(plan.updates, next_tr_)) {
     next_tr_ = tr.tr_number + 1;

@@ -41,6 +41,11 @@ struct OpenOptions {
   // Salvage (bsrmeta apply-al --force): instead of refusing, bad AL blocks make every
   // assigned slot fully out of sync and bad bitmap blocks mark their range. Read-write only.
   bool salvage = false;
+  // External metadata only: makes the data device's completed writes stable (fdatasync).
+  // Runs before an AL transaction that evicts extents, because an evicted extent is no
+  // longer resynced after a crash (DRBD's PREFLUSH); internal metadata shares the file,
+  // whose fdatasync already covers the data. Called on the metadata thread.
+  std::function<Status()> data_flush = nullptr;
 };
 
 // What Open found and did.
@@ -163,6 +168,7 @@ class Metadata {
   bool read_only_ = false;
   bool md_flushes_ = true;
   bool al_updates_ = true;
+  std::function<Status()> data_flush_;
   bool closed_ = false;
   Status failed_;                // first I/O error; everything after fails with it
   std::vector<Bitmap> bitmaps_;  // indexed by slot; empty Bitmap for unused slots

@@ -248,6 +248,7 @@ Result<std::unique_ptr<Metadata>> Metadata::Open(std::unique_ptr<MetaIo> io, con
   m->read_only_ = o.read_only;
   m->md_flushes_ = o.md_flushes;
   m->al_updates_ = o.al_updates;
+  m->data_flush_ = o.data_flush;
   m->current_copy_ = pick->copy;
   m->disk_flags_ = sb.flags;
   m->next_tr_ = max_tr + 1;

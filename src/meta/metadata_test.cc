@@ -148,6 +148,41 @@ TEST_F(MetadataTest, ActivityLogTransactionsAndEviction) {
   EXPECT_EQ(md.BeginIo(0, 8 * kExtentSize).status().code(), Errc::kInvalidArgument);
 }
 
+TEST_F(MetadataTest, DataFlushRunsBeforeAnEvictingTransactionOnly) {
+  CreateInternal(1, 7);
+  int flushes = 0;
+  bool fail = false;
+  OpenOptions o;
+  o.data_flush = [&]() -> Status {
+    ++flushes;
+    return fail ? Error(Errc::kIo, "flush /dev/x: Input/output error") : Status::Ok();
+  };
+  auto m = Open(o);
+  ASSERT_TRUE(m.ok());
+  Metadata& md = **m;
+  // Seven extents fit: activating them evicts nothing, so nothing is flushed.
+  for (uint64_t e = 0; e < 7; ++e) {
+    ASSERT_TRUE(md.BeginIo(e * kExtentSize, 4096).ok());
+    ASSERT_TRUE(md.CompleteIo(e * kExtentSize, 4096).ok());
+  }
+  EXPECT_EQ(flushes, 0);
+  // The eighth evicts one: the data device is flushed first.
+  ASSERT_TRUE(*md.BeginIo(7 * kExtentSize, 4096));
+  EXPECT_EQ(flushes, 1);
+  ASSERT_TRUE(md.CompleteIo(7 * kExtentSize, 4096).ok());
+  // A failing flush fails the I/O and leaves the AL as it was.
+  fail = true;
+  uint64_t before = md.al_transactions_written();
+  auto r = md.BeginIo(8 * kExtentSize, 4096);
+  EXPECT_EQ(r.status().code(), Errc::kIo);
+  EXPECT_NE(r.status().message().find("activity log drops an extent"), std::string::npos);
+  EXPECT_EQ(md.al_transactions_written(), before);
+  EXPECT_FALSE(md.TryBeginIoFast(8 * kExtentSize, 4096));
+  fail = false;
+  EXPECT_TRUE(*md.BeginIo(8 * kExtentSize, 4096));
+  EXPECT_EQ(flushes, 3);
+}
+
 TEST_F(MetadataTest, CrashReplaysActivityLogForEveryPeer) {
   CreateInternal(2, 7);
   {

@@ -1,12 +1,16 @@
 #include "replication/device.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <thread>
 
+#include "common/unique_fd.h"
 #include "protocol/io_packets.h"
 #include "replication/connection.h"
 #include "replication/resource.h"
@@ -197,6 +201,16 @@ Result<DiskState> Device::Attach(const AttachSpec& spec, const std::vector<int>&
   }
   oo.al_updates = OptYes(spec.opts, "al-updates", true);
   oo.md_flushes = OptYes(spec.opts, "md-flushes", true);
+  if (placement.kind != meta::PlacementKind::kInternal && OptYes(spec.opts, "disk-flushes", true)) {
+    // The AL lives on another device: an evicted extent's data must be stable first.
+    oo.data_flush = [path = spec.disk]() -> Status {
+      UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd.valid() || ::fdatasync(fd.get()) != 0) {
+        return Error(Errc::kIo, "flush {}: {}", path, std::strerror(errno));
+      }
+      return Status::Ok();
+    };
+  }
   meta::OpenReport report;
   auto md = meta::Metadata::Open(std::move(mio), oo, &report);
   if (!md.ok()) return md.status().WithContext(fmt::format("attach minor {}", minor_));
@@ -431,6 +445,7 @@ void Device::StartWrite(uint64_t offset, uint64_t length, std::function<void(IoC
     if (--op->waiting > 0) return;
     self->AfterWrite(offset, length, std::move(op->local), op->peer_took_it, std::move(op->done));
   };
+  if (!peers.empty()) resource_->BeginReplicatedWrite();  // peer acks (peer_ack.cc)
   for (auto& c : peers) {
     int peer = c->peer_node_id();
     // A peer that can no longer take the write (disconnect before the ack): its bits

@@ -585,7 +585,14 @@ void Connection::SendState(const std::shared_ptr<Session>& s, int volume) {
     auto pdi = c->second.peer_devices.find(volume);
     if (pdi != c->second.peer_devices.end()) {
       sp.peer_disk = static_cast<p::DiskState>(static_cast<uint8_t>(pdi->second.peer_disk));
-      sp.repl = static_cast<p::ReplState>(static_cast<uint8_t>(pdi->second.repl));
+      ReplState r = pdi->second.repl;
+      // PausedSyncS/T on the wire means the sender's own pause-sync (the receiver's
+      // resync-suspended:peer); a pause that only mirrors the receiver's is sent unpaused.
+      if (!pdi->second.resync_susp_user) {
+        if (r == ReplState::kPausedSyncS) r = ReplState::kSyncSource;
+        if (r == ReplState::kPausedSyncT) r = ReplState::kSyncTarget;
+      }
+      sp.repl = static_cast<p::ReplState>(static_cast<uint8_t>(r));
     }
   }
   s->data->SendPacket(sp, static_cast<uint16_t>(volume));

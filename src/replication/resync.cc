@@ -201,10 +201,12 @@ void Connection::ApplyResyncSuspend(const std::shared_ptr<Session>& s, int volum
   bool user = pdv.user_paused, peer = pdv.peer_paused;
   bool source = pdv.sync == PeerDevice::Sync::kSource;
   bool syncing = pdv.sync != PeerDevice::Sync::kNone && pdv.bitmap_done;
-  // Our replication state says Paused only for our own pause-sync: the peer reads it
-  // from our State packets as its "peer" flag (docs/replication.md).
-  ReplState want = source ? (user ? ReplState::kPausedSyncS : ReplState::kSyncSource)
-                          : (user ? ReplState::kPausedSyncT : ReplState::kSyncTarget);
+  // Paused for either side's pause-sync (DRBD: PausedSyncS/T on both nodes, with
+  // resync-suspended:user on the one that paused and :peer on the other). On the wire
+  // only our own pause-sync says Paused (SendState), so the peer can tell the two apart.
+  bool pause = user || (peer && syncing);
+  ReplState want = source ? (pause ? ReplState::kPausedSyncS : ReplState::kSyncSource)
+                          : (pause ? ReplState::kPausedSyncT : ReplState::kSyncTarget);
   {
     // Most calls change nothing: skip the state engine round then.
     const auto& cur = resource_->state();
@@ -241,8 +243,8 @@ void Connection::ApplyResyncSuspend(const std::shared_ptr<Session>& s, int volum
     return;
   }
   if (repl_changed) {
-    spdlog::info("{}/{}: resync {} ({})", Tag(), volume, user ? "paused" : "resumed",
-                 user ? "pause-sync" : "resume-sync");
+    spdlog::info("{}/{}: resync {} ({})", Tag(), volume, pause ? "paused" : "resumed",
+                 user ? "pause-sync here" : (pause ? "pause-sync on the peer" : "resume-sync"));
     if (Alive(s) && s->established) SendState(s, volume);
   }
 }
@@ -266,6 +268,9 @@ Status Connection::SetResyncPaused(int volume, bool paused) {
   pdv.user_paused = paused;
   spdlog::info("{}/{}: sync-pause flag {} by the user", Tag(), volume, paused ? "set" : "cleared");
   ApplyResyncSuspend(session_, volume);
+  // Our own pause flag is what the peer reads from our State packets, also when our
+  // replication state already showed Paused for the peer's pause (no change above).
+  if (session_ && Alive(session_) && session_->established) SendState(session_, volume);
   if (!paused && session_) PumpResync(session_, volume);
   return Status::Ok();
 }

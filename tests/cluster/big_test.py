@@ -19,7 +19,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import MIB, Cluster, TestFailure, check, data_size, wait_for, run_tests  # noqa: E402
+from harness import (Cluster, MIB, TestFailure, check, connected, data_size, peer_dev,  # noqa: E402
+                     run_tests, wait_for)
 
 PREFIX = "bsrft"
 NET = "10.96"
@@ -31,16 +32,6 @@ FIXED_OVERHEAD = 64 * 1024
 # ping-timeout 2 s: on a loaded 2-core machine the default 0.5 s can be missed during
 # heavy I/O; these tests measure sync volume and time, not ping scheduling.
 NET_OPTS = ["--protocol=C", "--ping-timeout=20"]
-
-
-def peer_dev(node, peer):
-    return node.conn(peer.node_id)["peer_devices"][0]
-
-
-def connected(a, b):
-    ca, cb = a.conn(b.node_id), b.conn(a.node_id)
-    return (ca and cb and ca["connection-state"] == "Connected"
-            and cb["connection-state"] == "Connected")
 
 
 def synced(src, dst):

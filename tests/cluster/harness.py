@@ -342,6 +342,35 @@ def same_data(a, b, size):
     return True
 
 
+def peer_dev(node, peer):
+    """node's view of peer's volume 0 (status --json's peer_devices[0])."""
+    return node.conn(peer.node_id)["peer_devices"][0]
+
+
+def conn_state(node, peer):
+    c = node.conn(peer.node_id)
+    return c["connection-state"] if c else None
+
+
+def connected(a, b):
+    return conn_state(a, b) == "Connected" and conn_state(b, a) == "Connected"
+
+
+def synced(a, b):
+    """Both Connected, both disks UpToDate, both sides Established (no resync running)."""
+    return (connected(a, b) and a.disk_state() == "UpToDate" and b.disk_state() == "UpToDate"
+            and peer_dev(a, b)["replication-state"] == "Established"
+            and peer_dev(b, a)["replication-state"] == "Established")
+
+
+def connect(a, b, wait=True, a_flags=(), b_flags=()):
+    """`connect` on both sides; waits until both are Connected unless wait=False."""
+    a.setup("connect", "r0", str(b.node_id), *a_flags)
+    b.setup("connect", "r0", str(a.node_id), *b_flags)
+    if wait:
+        wait_for("both Connected", lambda: connected(a, b), timeout=20)
+
+
 def run_tests(tests, by_name_only=(), needs_netns=(), argv=None):
     """The main() of a cluster test file: runs `tests` in order (or only those named on the
     command line, which may also name `by_name_only` ones), stops at the first failure and

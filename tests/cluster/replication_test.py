@@ -11,19 +11,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import MIB, Cluster, check, data_size, same_data, wait_for, run_tests  # noqa: E402
+from harness import (Cluster, MIB, check, connected, data_size, peer_dev, run_tests,  # noqa: E402
+                     same_data, wait_for)
 
 SIZE_MIB = 128
-
-
-def connected(a, b):
-    ca, cb = a.conn(b.node_id), b.conn(a.node_id)
-    return (ca and cb and ca["connection-state"] == "Connected"
-            and cb["connection-state"] == "Connected")
-
-
-def peer_dev(node, peer):
-    return node.conn(peer.node_id)["peer_devices"][0]
 
 
 def test_wrong_secret():

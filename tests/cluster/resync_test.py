@@ -14,7 +14,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import MIB, Cluster, check, data_size, same_data, wait_for, run_tests  # noqa: E402
+from harness import (Cluster, MIB, check, connect, data_size, peer_dev, run_tests,  # noqa: E402
+                     same_data, synced, wait_for)
 
 PREFIX = "bsrrs"
 NET = "10.94"
@@ -27,28 +28,6 @@ def cluster(size_mib):
     c.helper, c.handler_log = helper_script(c.work)
     os.environ["BSR_USERMODE_HELPER"] = c.helper
     return c
-
-
-def peer_dev(node, peer):
-    return node.conn(peer.node_id)["peer_devices"][0]
-
-
-def connected(a, b):
-    ca, cb = a.conn(b.node_id), b.conn(a.node_id)
-    return (ca and cb and ca["connection-state"] == "Connected"
-            and cb["connection-state"] == "Connected")
-
-
-def synced(a, b):
-    return (a.disk_state() == "UpToDate" and b.disk_state() == "UpToDate"
-            and peer_dev(a, b)["replication-state"] == "Established"
-            and peer_dev(b, a)["replication-state"] == "Established")
-
-
-def connect(a, b):
-    a.setup("connect", "r0", str(b.node_id))
-    b.setup("connect", "r0", str(a.node_id))
-    wait_for("both Connected", lambda: connected(a, b), timeout=20)
 
 
 def oos_kib(node, peer):

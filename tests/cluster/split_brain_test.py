@@ -18,7 +18,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Cluster, TestFailure, check, data_size, same_data, wait_for, run_tests  # noqa: E402
+from harness import (Cluster, TestFailure, check, conn_state, connect, connected,  # noqa: E402
+                     data_size, peer_dev, run_tests, same_data, synced, wait_for)
 
 PREFIX = "bsrsb"
 NET = "10.93"
@@ -54,29 +55,6 @@ def handler_calls(c, name=None, node=None):
             and (node is None or f"node={node.node_id} " in l)]
 
 
-def peer_dev(node, peer):
-    return node.conn(peer.node_id)["peer_devices"][0]
-
-
-def conn_state(node, peer):
-    return node.conn(peer.node_id)["connection-state"]
-
-
-def connected(a, b):
-    return conn_state(a, b) == "Connected" and conn_state(b, a) == "Connected"
-
-
-def synced(a, b):
-    return (connected(a, b) and a.disk_state() == "UpToDate" and b.disk_state() == "UpToDate"
-            and peer_dev(a, b)["replication-state"] == "Established"
-            and peer_dev(b, a)["replication-state"] == "Established")
-
-
-def connect(a, b, a_flags=(), b_flags=()):
-    a.setup("connect", "r0", str(b.node_id), *a_flags)
-    b.setup("connect", "r0", str(a.node_id), *b_flags)
-
-
 def role(node):
     return node.status()["role"]
 
@@ -88,7 +66,7 @@ def start_pair(c, net_opts=()):
         n.start()
     a.up(b, list(net_opts))
     b.up(a, list(net_opts))
-    connect(a, b)
+    connect(a, b, wait=False)
     wait_for("both Connected", lambda: connected(a, b), timeout=20)
     a.setup("primary", "r0", "--force")
     wait_for("initial sync done", lambda: synced(a, b), timeout=60)
@@ -154,7 +132,7 @@ def policy_case(name, net_opts, a_blocks, b_blocks, winner_index, a_primary=Fals
         a, b = start_pair(c, net_opts)
         size = data_size(a)
         wa, wb = make_split_brain(a, b, a_blocks, b_blocks, a_primary, b_primary)
-        connect(a, b)
+        connect(a, b, wait=False)
         winner, loser = (a, b) if winner_index == 0 else (b, a)
         expect_winner(c, winner, loser, wa if winner is a else wb, size)
         for n in (a, b):
@@ -184,7 +162,7 @@ def test_unresolved_then_discard_my_data():
         a, b = start_pair(c)
         size = data_size(a)
         wa, wb = make_split_brain(a, b, [1, 2, 3, 100], [2, 200, 201])
-        connect(a, b)
+        connect(a, b, wait=False)
         for n, p in ((a, b), (b, a)):
             wait_for(f"node{n.index} StandAlone after the split brain",
                      lambda: conn_state(n, p) == "StandAlone", timeout=20)
@@ -391,7 +369,7 @@ def test_failover_keeps_uuids_in_step():
         b.setup("disconnect", "r0", "0")
         a.setup("disconnect", "r0", "1")
         written = write_blocks(b, [50, 51, 52, 53], "node1")
-        connect(a, b)
+        connect(a, b, wait=False)
         wait_for("resync done", lambda: synced(a, b), timeout=30)
         text = a.log_text()
         m = re.findall(r"resync started as SyncTarget: (\d+) KiB", text)
@@ -420,7 +398,7 @@ def test_interrupted_full_sync_resumes():
         for n, p in ((a, b), (b, a)):
             n.setup("peer-device-options", "r0", str(p.node_id), "0", "--c-plan-ahead=0",
                     "--resync-rate=4M")
-        connect(a, b)
+        connect(a, b, wait=False)
         wait_for("both Connected", lambda: connected(a, b), timeout=20)
         size = data_size(a)
         a.setup("primary", "r0", "--force")

@@ -356,6 +356,7 @@ void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
   for (auto& w : tl) {
     if (auto dev = device(w.volume)) dev->SetPeerOutOfSync(peer_id_, w.offset, w.length);
   }
+  MarkUnstableWrites(s);  // peer_ack.cc: the lost Primary's writes not on every node
   if (was_established) resource_->twopc().OnPeerLost(peer_id_);
   for (auto& [vol, p] : peer_devices_) {
     p->ahead = false;

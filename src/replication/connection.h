@@ -20,6 +20,7 @@
 #include "protocol/bitmap_rle.h"
 #include "protocol/dispatch.h"
 #include "replication/connection_socket.h"
+#include "replication/peer_ack.h"
 #include "replication/resource_state.h"
 #include "replication/states.h"
 #include "replication/sync_decision.h"
@@ -222,6 +223,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
                      const protocol::BlockRequestFields& rq);
   void OnResyncInSync(const std::shared_ptr<Session>& s, int volume,
                       const protocol::BlockAckFields& ack);
+
+  // peer_ack.cc: peer acks. Primary: each write sent here joins the resource's
+  // PeerAckTracker (JoinPeerAck wraps its ack callback); settled writes leave as PeerAck
+  // packets in send order. Secondary: received writes wait for a PeerAck; nodes not in
+  // its mask, or every other peer if the session ends first, get them marked.
+  void JoinPeerAck(const std::shared_ptr<Session>& s, uint64_t length, AckCallback* done);
+  void SendPeerAcks(const std::vector<PeerAckTracker::Ready>& ready);
+  void OnPeerAckReady(uint64_t session, uint32_t token, uint64_t mask);
+  void NoteUnstableWrite(const std::shared_ptr<Session>& s, int volume, uint32_t seq,
+                         uint64_t offset, uint64_t length);
+  void OnPeerAck(const std::shared_ptr<Session>& s, const protocol::PeerAck& pa);
+  void MarkUnstableWrites(const std::shared_ptr<Session>& s);
+  void MarkUnstable(const std::vector<UnstableWrite>& writes, uint64_t mask, const char* why);
+  // sync.cc: promoted while blocks are marked toward this (connected) peer, e.g. writes
+  // of a lost Primary that not every node got: resync them from here.
+  void ResyncMarkedAfterPromotion(const std::shared_ptr<Session>& s, int volume);
 
   PeerDevice& pd(int volume);
   std::shared_ptr<Device> device(int volume) const;

@@ -82,6 +82,10 @@ struct Connection::Session {
     std::chrono::steady_clock::time_point sent;
   };
   std::deque<SentWrite> tl;
+  // Peer acks (peer_ack.cc): as Primary, our writes in send order until settled; as
+  // Secondary, the writes received that no PeerAck covered yet.
+  PeerAckOrder pa_order;
+  UnstableWrites unstable;
 };
 
 // Per volume: what we know of the peer's device and the resync in progress.

@@ -178,6 +178,7 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
     auto dev = device(vol);
     uint64_t off = d->sector * p::kSectorSize;
     uint64_t len = d->size;
+    NoteUnstableWrite(s, vol, d->seq_num, off, len);  // peer_ack.cc: until its PeerAck
     const std::string& alg = cfg_.options.integrity_alg;
     if (!alg.empty() && !(d->dp_flags & (p::kDpDiscard | p::kDpZeroes))) {
       auto dg = p::ComputeDigest(alg, d->data);
@@ -331,6 +332,10 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
   if (auto* dc = std::get_if<p::Disconnect>(&pkt)) {
     co_return Error(Errc::kIo, "the peer disconnected ({})", dc->reason);
   }
+  if (auto* pa = std::get_if<p::PeerAck>(&pkt)) {
+    OnPeerAck(s, *pa);  // peer_ack.cc
+    co_return Status::Ok();
+  }
   if (IsSyncExtraPacket(pkt)) co_return OnSyncExtraPacket(s, vol, *r);  // verify.cc
   co_return Error(Errc::kProtocol, "unexpected {} on the data socket",
                   p::PacketTypeName(p::TypeOf(pkt)));
@@ -447,6 +452,7 @@ void Connection::SendWrite(int volume, uint64_t offset, std::span<const uint8_t>
                            uint64_t length, uint32_t dp_flags, AckCallback done) {
   auto s = session_;
   if (!s || s->closed) return done(false);
+  JoinPeerAck(s, length, &done);  // peer_ack.cc: wraps done
   uint32_t ack_flag = 0;
   if (cfg_.protocol == p::WireProtocol::kC) ack_flag = p::kDpSendWriteAck;
   if (cfg_.protocol == p::WireProtocol::kB) ack_flag = p::kDpSendRecvAck;
@@ -685,6 +691,7 @@ void Connection::OnPromoted(bool forced) {
   if (!s || !s->established || s->closed) return;
   for (auto& [vol, dev] : resource_->devices()) {
     SendUuids(s, vol);
+    if (!forced) ResyncMarkedAfterPromotion(s, vol);  // sync.cc
     if (!forced) continue;
     auto c = resource_->state().connections.at(peer_id_);
     auto pdi = c.peer_devices.find(vol);

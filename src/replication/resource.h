@@ -16,6 +16,7 @@
 namespace bsr::replication {
 
 class TwoPc;
+class PeerAckTracker;
 
 struct PathSpec {
   std::string local;  // "ipv4:10.1.1.31:7789"
@@ -84,6 +85,10 @@ class Resource {
   // agree (two-phase commit) before the local Promote(force) runs; `done` gets why not.
   void Promote(bool force, std::function<void(Status)> done);
   TwoPc& twopc();  // twopc.cc
+  // Peer acks (peer_ack.cc): Device::StartWrite opens a write group before it sends the
+  // write to its peers; the tracker settles it once every peer answered.
+  void BeginReplicatedWrite();
+  PeerAckTracker& peer_acks();
   Status Demote();
 
   // Attach/detach go through the state engine: Attaching -> the disk state the
@@ -115,6 +120,7 @@ class Resource {
   std::map<int, PeerSpec> peers_;
   std::map<int, std::shared_ptr<Connection>> connections_;
   std::shared_ptr<TwoPc> twopc_;  // created on first use
+  std::shared_ptr<PeerAckTracker> peer_acks_;  // created on first use
 };
 
 }  // namespace bsr::replication

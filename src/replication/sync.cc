@@ -111,11 +111,22 @@ void Connection::OnPeerUuids(const std::shared_ptr<Session>& s, int volume, cons
   GenerationUuids mine = LocalUuids(volume);
   uint64_t theirs = U(u.current);
   if (theirs == U(mine.current) || theirs == 0 || theirs == meta::kUuidJustCreated) return;
-  if (u.dirty_bits != 0 || dev->OutOfSyncSectors(peer_id_) != 0) return;
   bool follows = false;  // our generation is the one the Primary just left
   for (uint64_t h : u.history) follows |= U(h) == U(mine.current);
   for (const auto& b : u.bitmap) follows |= U(b.uuid) == U(mine.current);
   if (!follows) return;
+  uint64_t ours = dev->OutOfSyncSectors(peer_id_) / 8;
+  if (u.dirty_bits != 0 || ours != 0) {
+    // Blocks are marked between us, e.g. writes of a lost Primary that only one of us
+    // got (peer acks): the new Primary's data wins. The bitmap exchange ORs both
+    // sides' marks; at the end we take its generation.
+    spdlog::info(
+        "{}/{}: the Primary started data generation {:016X} with blocks marked between "
+        "us ({} here, {} there): bitmap-based resync from it",
+        Tag(), volume, theirs, ours, u.dirty_bits);
+    BeginSync(s, volume, false, false);
+    return;
+  }
   spdlog::info("{}/{}: the Primary started data generation {:016X}; adopting it", Tag(), volume,
                theirs);
   dev->UpdateMeta([theirs](meta::Metadata& m) { return m.SetCurrentUuid(theirs); },
@@ -123,6 +134,27 @@ void Connection::OnPeerUuids(const std::shared_ptr<Session>& s, int volume, cons
                     if (!st.ok())
                       spdlog::error("{}/{}: adopting the UUID: {}", tag, volume, st.message());
                   });
+}
+
+void Connection::ResyncMarkedAfterPromotion(const std::shared_ptr<Session>& s, int volume) {
+  auto dev = device(volume);
+  if (!Alive(s) || !s->established || !dev || !dev->attached()) return;
+  if (pd(volume).sync != PeerDevice::Sync::kNone) return;
+  uint64_t bits = dev->OutOfSyncSectors(peer_id_) / 8;
+  if (bits == 0) return;
+  const auto& st = resource_->state();
+  auto d = st.devices.find(volume);
+  if (d == st.devices.end() || d->second.disk != DiskState::kUpToDate) return;
+  auto c = st.connections.find(peer_id_);
+  if (c == st.connections.end()) return;
+  auto pdi = c->second.peer_devices.find(volume);
+  if (pdi == c->second.peer_devices.end() || pdi->second.repl != ReplState::kEstablished ||
+      pdi->second.peer_disk != DiskState::kUpToDate) {
+    return;
+  }
+  spdlog::info("{}/{}: promoted with {} KiB marked toward the peer: bitmap-based resync to it",
+               Tag(), volume, bits * 4);
+  BeginSync(s, volume, true, false);
 }
 
 void Connection::EndSessionAfterDecision(const std::shared_ptr<Session>& s, ConnState why,

@@ -784,4 +784,58 @@ void Connection::Established(std::shared_ptr<Session> s) {
   asio::co_spawn(io_, PingLoop(s), asio::detached);
 }
 
+Status Connection::ApplyNetOptions(const std::map<std::string, std::string>& opts) {
+  BSR_ASSIGN_OR_RETURN(NetConfig n, ParseNetConfig(opts));
+  if (!n.cram_hmac_alg.empty() && n.shared_secret.empty()) {
+    return Error(Errc::kInvalidArgument, "cram-hmac-alg {} needs a shared-secret", n.cram_hmac_alg);
+  }
+  auto s = session_;
+  if (s && s->established && !s->closed) {
+    // What the handshake agreed on (or checked for compatibility) stays as it is until
+    // the next handshake: DRBD refuses these on a connected peer too.
+    const auto& o = cfg_.options;
+    std::string fixed;
+    auto add = [&fixed](std::string_view name) {
+      if (!fixed.empty()) fixed += ", ";
+      fixed += name;
+    };
+    if (n.protocol != cfg_.protocol) add("protocol");
+    if (n.cram_hmac_alg != cfg_.cram_hmac_alg) add("cram-hmac-alg");
+    if (n.shared_secret != cfg_.shared_secret) add("shared-secret");
+    if (n.options.after_sb_0pri != o.after_sb_0pri) add("after-sb-0pri");
+    if (n.options.after_sb_1pri != o.after_sb_1pri) add("after-sb-1pri");
+    if (n.options.after_sb_2pri != o.after_sb_2pri) add("after-sb-2pri");
+    if (n.options.allow_two_primaries != o.allow_two_primaries) {
+      add("allow-two-primaries");
+    }
+    if (n.options.integrity_alg != o.integrity_alg) add("data-integrity-alg");
+    if (n.options.csums_alg != o.csums_alg) add("csums-alg");
+    if (n.options.verify_alg != o.verify_alg) add("verify-alg");
+    if (!fixed.empty()) {
+      return Error(Errc::kState,
+                   "{}: net-options {}: cannot change these network options while connected "
+                   "(the peer agreed on them in the handshake); disconnect, change them while "
+                   "StandAlone, then connect",
+                   Tag(), fixed);
+    }
+  }
+  bool retune = n.tuning.sndbuf != cfg_.tuning.sndbuf || n.tuning.rcvbuf != cfg_.tuning.rcvbuf ||
+                n.tuning.cork != cfg_.tuning.cork;
+  // While Connected the handshake-agreed part is unchanged (checked above); otherwise
+  // the next handshake sends the new one.
+  cfg_ = std::move(n);
+  if (retune && s && !s->closed) {
+    for (auto* sock : {s->data.get(), s->meta.get()}) {
+      if (!sock) continue;
+      if (Status t = sock->Tune(cfg_.tuning); !t.ok()) spdlog::warn("{}: {}", Tag(), t.message());
+    }
+  }
+  spdlog::info(
+      "{}: net options changed: ping-int {} ms, ping-timeout {} ms, timeout {} ms, "
+      "ko-count {}, max-buffers {}, max-epoch-size {}",
+      Tag(), cfg_.ping_int.count(), cfg_.ping_timeout.count(), cfg_.timeout.count(), cfg_.ko_count,
+      cfg_.max_buffers, cfg_.max_epoch_size);
+  return Status::Ok();
+}
+
 }  // namespace bsr::replication

@@ -90,6 +90,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool SendTwoPcDecision(bool commit, const protocol::TwoPcDecisionFields& d);
   // Sends our state of every volume again (a committed change that failed locally).
   void ResendState();
+  // net-options at runtime: `opts` is the whole new option set. Live options (ping-int,
+  // ping-timeout, timeout, ko-count, max-buffers, max-epoch-size, sndbuf/rcvbuf-size,
+  // tcp-cork, congestion, ...) apply at once; those the handshake agreed on are refused
+  // while Connected, nothing changed.
+  Status ApplyNetOptions(const std::map<std::string, std::string>& opts);
 
   // sync_admin.cc: `connect --discard-my-data` (this node is the victim if this connection
   // finds a split brain; cleared by the next sync decision), invalidate (full resync of

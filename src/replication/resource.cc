@@ -179,7 +179,16 @@ Status Resource::SetNetOptions(int node_id, const std::map<std::string, std::str
   if (it == peers_.end()) {
     return Error(Errc::kNotFound, "resource {} has no connection to node-id {}", name_, node_id);
   }
-  for (const auto& [k, v] : opts) it->second.net_opts[k] = v;
+  auto merged = it->second.net_opts;
+  for (const auto& [k, v] : opts) merged[k] = v;
+  // Bad values or options a connected peer cannot change leave everything as it was.
+  if (auto c = connection(node_id)) {
+    BSR_RETURN_IF_ERROR(c->ApplyNetOptions(merged));
+  } else {
+    BSR_RETURN_IF_ERROR(
+        ParseNetConfig(merged).status().WithContext(fmt::format("net-options {}", name_)));
+  }
+  it->second.net_opts = std::move(merged);
   return Status::Ok();
 }
 

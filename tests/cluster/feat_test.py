@@ -2,18 +2,21 @@
 """Smaller DRBD behaviours on a real pair of bsrd nodes (network namespaces):
 pause-sync shows PausedSyncS/PausedSyncT on both nodes (resync-suspended:user where it
 was paused, :peer on the other) and resume-sync returns to SyncSource/SyncTarget.
+net-options on a Connected peer: ping-int, timeout, ko-count and sndbuf-size take
+effect at once; protocol and cram-hmac-alg are refused with the state unchanged.
 Needs root (ip netns) and python3-libnbd; BSR_BIN names the binaries.
 Run one test: feat_test.py test_paused_sync."""
 
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN, Cluster, check, data_size, same_data, wait_for, run_tests  # noqa: E402
+from harness import BIN, MIB, Cluster, check, data_size, same_data, wait_for, run_tests  # noqa: E402
 
 PREFIX = "bsrfe"
 NET = "10.89"
@@ -149,7 +152,96 @@ def test_paused_sync():
         c.close(keep_logs_on_failure=not ok)
 
 
-TESTS = [test_paused_sync]
+def show(node):
+    return node.setup("show", "r0").stdout
+
+
+def test_net_options_live():
+    """Connected with pings every 60 s and ko-count off: protocol / cram-hmac-alg /
+    after-sb changes are refused (show unchanged); ko-count 3 * timeout 0.5 s set live
+    drops a SIGSTOPped peer within seconds; ping-int 1 set live drops it by the missing
+    PingAck; sndbuf-size set live shows on the sockets."""
+    c = cluster(9)
+    ok = False
+    h = None
+    try:
+        a, b = c.nodes
+        for n in (a, b):
+            n.start()
+        slow = ["--ping-int=60", "--ping-timeout=30", "--timeout=600", "--ko-count=0"]
+        for n, p in ((a, b), (b, a)):
+            n.up(p, slow)
+        connect(a, b)
+        a.setup("primary", "r0", "--force")
+        wait_for("initial sync", lambda: synced(a, b), timeout=30)
+        before = show(a)
+        check(re.search(r"ping-int\s+60;", before) is not None, "show has the configured ping-int: " + one_line(before))
+        for bad in (["--protocol=A"], ["--cram-hmac-alg=sha256", "--shared-secret=x"],
+                    ["--after-sb-0pri=discard-local"], ["--data-integrity-alg=crc32c"]):
+            r = a.setup("net-options", "r0", "1", *bad, check_rc=False)
+            out = (r.stdout + r.stderr).strip()
+            check(r.returncode != 0 and "while connected" in out,
+                  f"net-options {' '.join(bad)} refused on a Connected peer: {out}")
+        r = a.setup("net-options", "r0", "1", "--ping-int=0", check_rc=False)
+        check(r.returncode != 0, "ping-int 0 is out of range: " + (r.stdout + r.stderr).strip())
+        check(show(a) == before, "the refused changes left show unchanged")
+        check(connected(a, b) and synced(a, b), "and the connection as it was")
+
+        # sndbuf-size applies to the live sockets (the kernel doubles SO_SNDBUF).
+        a.setup("net-options", "r0", "1", "--sndbuf-size=256k")
+        ss = subprocess.run(["ip", "netns", "exec", a.ns, "ss", "-tmn", "( sport = :7789 or "
+                             "dport = :7789 )"], capture_output=True, text=True).stdout
+        tbs = re.findall(r"\btb(\d+)", ss)
+        check(len(tbs) >= 2 and all(int(t) == 2 * 256 * 1024 for t in tbs),
+              f"both sockets have the new send buffer: tb {tbs}")
+
+        # ko-count/timeout set live drop a stuck peer (they were off: ~90 s before).
+        a.setup("net-options", "r0", "1", "--timeout=5", "--ko-count=3")
+        now = show(a)
+        check(re.search(r"ko-count\s+3;", now) and re.search(r"\stimeout\s+5;", now),
+              "show has the new values: " + one_line(now))
+        h = a.nbd()
+        h.pwrite(os.urandom(4096), 0)
+        b.proc.send_signal(signal.SIGSTOP)
+        try:
+            t0 = time.time()
+            h.pwrite(os.urandom(65536), MIB)
+            took = time.time() - t0
+            check(took < 5.0, f"the write to the stuck peer completed after {took:.2f} s")
+            check("ko-count (3) * timeout (500 ms)" in a.log_text(),
+                  "node0 dropped node1 by the live ko-count * timeout")
+        finally:
+            b.proc.send_signal(signal.SIGCONT)
+        wait_for("reconnected and resynced", lambda: connected(a, b) and synced(a, b),
+                 timeout=30)
+
+        # ping-int set live: a stuck idle peer misses the next PingAck.
+        a.setup("net-options", "r0", "1", "--ko-count=0", "--ping-timeout=5")
+        b.proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(1.5)
+            check(a.conn(b.node_id)["connection-state"] == "Connected",
+                  "idle and ping-int 60: still Connected")
+            t0 = time.time()
+            a.setup("net-options", "r0", "1", "--ping-int=1")
+            wait_for("node0 drops node1", lambda: a.conn(b.node_id)["connection-state"]
+                     != "Connected", timeout=5, interval=0.05)
+            print(f"dropped {time.time() - t0:.2f} s after ping-int 1", flush=True)
+            check("PingAck did not arrive within ping-timeout (500 ms)" in a.log_text(),
+                  "by the missing PingAck")
+        finally:
+            b.proc.send_signal(signal.SIGCONT)
+        wait_for("reconnected", lambda: connected(a, b) and synced(a, b), timeout=30)
+        h.flush()
+        check(same_data(a, b, data_size(a)), "identical at the end")
+        ok = True
+    finally:
+        if h is not None:
+            h.shutdown()
+        c.close(keep_logs_on_failure=not ok)
+
+
+TESTS = [test_paused_sync, test_net_options_live]
 
 if __name__ == "__main__":
     sys.exit(run_tests(TESTS))

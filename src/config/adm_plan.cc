@@ -44,6 +44,14 @@ std::vector<std::pair<std::string, std::string>> SetupOptions(const OptionMap& m
       const Volume* v = h ? h->FindVolume(vol) : nullptr;
       if (v) value = std::to_string(v->minor);
     }
+    if (e.name == "after-sb-0pri" && value.rfind("discard-node-", 0) == 0 && t.local) {
+      // discard-node-NAME: NAME's data is discarded; on NAME that is the local data,
+      // everywhere else the peer's (the handshake checks that the two sides mirror).
+      std::string node = value.substr(std::string_view("discard-node-").size());
+      const auto& names = t.local->names;
+      bool here = std::find(names.begin(), names.end(), node) != names.end();
+      value = here ? "discard-local" : "discard-remote";
+    }
     out.emplace_back(e.name, value);
   }
   return out;

@@ -187,5 +187,42 @@ TEST(AdmPlanTest, NewCurrentUuidNeedsAVolume) {
   EXPECT_NE(p.status().message().find("requires a specific volume"), std::string::npos);
 }
 
+// after-sb-0pri discard-node-NAME (seed 001): discard-local on NAME, discard-remote on
+// the other node, so the two sides mirror as the handshake requires.
+TEST(AdmPlanTest, DiscardNodeNameBecomesLocalOrRemote) {
+  const char* cfg = R"(
+resource r0 {
+  net { after-sb-0pri discard-node-bob; }
+  volume 0 { device minor 2; disk /dev/sdb1; meta-disk internal; }
+  on alice { node-id 0; address 10.1.1.31:7789; }
+  on bob { node-id 1; address 10.1.1.32:7789; }
+}
+)";
+  auto l = LoadString("d.res", cfg);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  for (auto [node, want] : {std::pair{"alice", "--after-sb-0pri=discard-remote"},
+                            std::pair{"bob", "--after-sb-0pri=discard-local"}}) {
+    auto p = PlanCommand(l->config, node, "up", "r0", PlanFlags{});
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    std::string new_peer;
+    for (const auto& s : *p) {
+      std::string f = FormatStep(s);
+      if (f.rfind("bsrsetup new-peer", 0) == 0) new_peer = f;
+    }
+    EXPECT_NE(new_peer.find(want), std::string::npos) << node << ": " << new_peer;
+  }
+  // Only after-sb-0pri has it, and a name is needed.
+  for (const char* bad :
+       {"net { after-sb-1pri discard-node-bob; }", "net { after-sb-0pri discard-node-; }"}) {
+    std::string text = std::string("resource r0 {\n  ") + bad +
+                       "\n  volume 0 { device minor 2; disk /dev/sdb1; meta-disk internal; }\n"
+                       "  on alice { node-id 0; address 10.1.1.31:7789; }\n"
+                       "  on bob { node-id 1; address 10.1.1.32:7789; }\n}\n";
+    auto b = LoadString("b.res", text);
+    ASSERT_FALSE(b.ok()) << bad;
+    EXPECT_NE(b.status().message().find("b.res:2:"), std::string::npos) << b.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace bsr::config

@@ -105,6 +105,12 @@ void ReadOptions(Statement& sec, OptSection kind, OptionMap& out, OptionMap* pd,
       continue;
     }
     Status s = ValidateValue(*def, value);
+    // after-sb-0pri discard-node-NAME (seed 001): the config language only; bsradm
+    // turns it into discard-local on NAME and discard-remote elsewhere (adm_plan.cc).
+    if (!s.ok() && name == "after-sb-0pri" && value.rfind("discard-node-", 0) == 0 &&
+        value.size() > std::string_view("discard-node-").size()) {
+      s = Status::Ok();
+    }
     if (s.ok() && name == "cpu-mask" &&
         value.find_first_not_of("0123456789abcdefABCDEFx,") != std::string::npos) {
       s = Error(Errc::kInvalidArgument, "'{}' is not a hexadecimal CPU mask", value);

@@ -8,6 +8,7 @@ namespace {
 using replication::ConnectionState;
 using replication::ConnState;
 using replication::DeviceState;
+using replication::Name;
 using replication::PeerDeviceState;
 using replication::ReplState;
 using replication::ResourceState;

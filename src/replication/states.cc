@@ -1,26 +1,13 @@
 #include "replication/states.h"
 
-#include <array>
-
 namespace bsr::replication {
 namespace {
 
-constexpr std::array<std::string_view, 3> kRoleNames = {"Unknown", "Primary", "Secondary"};
-constexpr std::array<std::string_view, 10> kDiskNames = {
-    "Diskless",     "Attaching", "Detaching", "Failed",     "Negotiating",
-    "Inconsistent", "Outdated",  "DUnknown",  "Consistent", "UpToDate"};
-constexpr std::array<std::string_view, 10> kConnNames = {
-    "StandAlone",     "Disconnecting", "Unconnected", "Timeout",    "BrokenPipe",
-    "NetworkFailure", "ProtocolError", "TearDown",    "Connecting", "Connected"};
-constexpr std::array<std::string_view, 15> kReplNames = {
-    "Off",       "Established", "StartingSyncS", "StartingSyncT", "WFBitMapS",
-    "WFBitMapT", "WFSyncUUID",  "SyncSource",    "SyncTarget",    "VerifyS",
-    "VerifyT",   "PausedSyncS", "PausedSyncT",   "Ahead",         "Behind"};
-
-template <typename E, size_t N>
-std::optional<E> Parse(const std::array<std::string_view, N>& names, std::string_view s) {
-  for (size_t i = 0; i < N; ++i) {
-    if (names[i] == s) return static_cast<E>(i);
+// The names are the wire module's (protocol/states.cc); parsing is the reverse lookup.
+template <typename E>
+std::optional<E> Parse(uint8_t count, std::string_view (*name)(E), std::string_view s) {
+  for (uint8_t i = 0; i < count; ++i) {
+    if (name(static_cast<E>(i)) == s) return static_cast<E>(i);
   }
   return std::nullopt;
 }
@@ -28,29 +15,29 @@ std::optional<E> Parse(const std::array<std::string_view, N>& names, std::string
 }  // namespace
 
 std::string_view Name(Role r) {
-  return kRoleNames.at(static_cast<size_t>(r));
+  return protocol::RoleName(r);
 }
 std::string_view Name(DiskState d) {
-  return kDiskNames.at(static_cast<size_t>(d));
+  return protocol::DiskStateName(d);
 }
 std::string_view Name(ConnState c) {
-  return kConnNames.at(static_cast<size_t>(c));
+  return protocol::ConnStateName(c);
 }
 std::string_view Name(ReplState r) {
-  return kReplNames.at(static_cast<size_t>(r));
+  return protocol::ReplStateName(r);
 }
 
 std::optional<Role> ParseRole(std::string_view s) {
-  return Parse<Role>(kRoleNames, s);
+  return Parse<Role>(protocol::kRoleCount, protocol::RoleName, s);
 }
 std::optional<DiskState> ParseDiskState(std::string_view s) {
-  return Parse<DiskState>(kDiskNames, s);
+  return Parse<DiskState>(protocol::kDiskStateCount, protocol::DiskStateName, s);
 }
 std::optional<ConnState> ParseConnState(std::string_view s) {
-  return Parse<ConnState>(kConnNames, s);
+  return Parse<ConnState>(protocol::kConnStateCount, protocol::ConnStateName, s);
 }
 std::optional<ReplState> ParseReplState(std::string_view s) {
-  return Parse<ReplState>(kReplNames, s);
+  return Parse<ReplState>(protocol::kReplStateCount, protocol::ReplStateName, s);
 }
 
 }  // namespace bsr::replication

@@ -6,55 +6,18 @@
 #include <optional>
 #include <string_view>
 
+#include "protocol/states.h"
+
 namespace bsr::replication {
 
-enum class Role : uint8_t { kUnknown, kPrimary, kSecondary };
-
-// Ordered as in DRBD: a higher value means "more data available" from kInconsistent up.
-enum class DiskState : uint8_t {
-  kDiskless,
-  kAttaching,
-  kDetaching,
-  kFailed,
-  kNegotiating,
-  kInconsistent,
-  kOutdated,
-  kDUnknown,
-  kConsistent,
-  kUpToDate,
-};
-
-// kConnected is the only state in which peer devices have a replication state.
-enum class ConnState : uint8_t {
-  kStandAlone,
-  kDisconnecting,
-  kUnconnected,
-  kTimeout,
-  kBrokenPipe,
-  kNetworkFailure,
-  kProtocolError,
-  kTearDown,
-  kConnecting,
-  kConnected,
-};
-
-enum class ReplState : uint8_t {
-  kOff,
-  kEstablished,
-  kStartingSyncS,
-  kStartingSyncT,
-  kWFBitMapS,
-  kWFBitMapT,
-  kWFSyncUUID,
-  kSyncSource,
-  kSyncTarget,
-  kVerifyS,
-  kVerifyT,
-  kPausedSyncS,
-  kPausedSyncT,
-  kAhead,
-  kBehind,
-};
+// The same enums as on the wire (protocol/states.h): one definition, so a state needs no
+// conversion between the engine and a packet. DiskState is ordered as in DRBD: a higher
+// value means "more data available" from kInconsistent up; a peer device has a
+// replication state only while its connection is kConnected.
+using Role = protocol::Role;
+using DiskState = protocol::DiskState;
+using ConnState = protocol::ConnState;
+using ReplState = protocol::ReplState;
 
 std::string_view Name(Role r);
 std::string_view Name(DiskState d);

@@ -4,6 +4,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/post.hpp>
 #include <asio/read.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
@@ -95,6 +96,12 @@ asio::awaitable<void> NbdConnection::ReadExact(uint8_t* dst, size_t n) {
   n -= take;
   if (n == 0) co_return;
   rbegin_ = rend_ = 0;
+  if (inflight_ > 0) {
+    // Completions already posted (a page-cache write done inline) send their replies
+    // before this thread tries the socket again: the client waits for them, and the
+    // read below is likely to find nothing yet.
+    co_await asio::post(socket_.get_executor(), asio::use_awaitable);
+  }
   if (n >= kDirectReadThreshold) {
     co_await asio::async_read(socket_, asio::buffer(dst, n), asio::use_awaitable);
     co_return;

@@ -6,8 +6,10 @@
 #include <spdlog/spdlog.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <asio/post.hpp>
 #include <cerrno>
 #include <cstdlib>
@@ -68,6 +70,21 @@ Result<std::unique_ptr<BackingDevice>> BackingDevice::Open(asio::io_context& io,
 Status BackingDevice::Setup(const BackingOptions& options) {
   read_only_ = options.read_only;
   queue_depth_ = options.queue_depth == 0 ? 1 : options.queue_depth;
+  inline_max_ = options.inline_max_bytes;
+  if (const char* env = std::getenv("BSR_BACKING_INLINE"); env != nullptr && *env != 0) {
+    char* end = nullptr;
+    errno = 0;
+    unsigned long bytes = std::strtoul(env, &end, 10);
+    if (errno != 0 || *end != 0 || bytes > kMaxSegment) {
+      return Error(Errc::kInvalidArgument,
+                   "BSR_BACKING_INLINE={}: expected a byte count up to {} (0 turns it off)", env,
+                   kMaxSegment);
+    }
+    inline_max_ = static_cast<uint32_t>(bytes);
+  }
+  inline_slow_ = options.inline_slow;
+  inline_backoff_base_ = inline_backoff_ =
+      std::max<std::chrono::nanoseconds>(options.inline_backoff, std::chrono::milliseconds(1));
   int access = read_only_ ? O_RDONLY : O_RDWR;
   fd_.Reset(::open(path_.c_str(), access | O_CLOEXEC));
   if (!fd_.valid()) return Error(Errc::kIo, "open: {} (errno {})", std::strerror(errno), errno);
@@ -136,14 +153,17 @@ Status BackingDevice::Setup(const BackingOptions& options) {
   event_stream_.assign(ring_.ring_fd, ec);
   if (ec) return Error(Errc::kIo, "watch io_uring descriptor: {}", ec.message());
   ArmCompletions();
-  spdlog::info("{}: {} I/O ({} {}, {} bytes, block {})", path_,
-               direct() ? "O_DIRECT" : "page-cache", CacheModeName(cache),
-               is_block_device_ ? "block device" : "file", size_, block_size_);
+  spdlog::info("{}: {} I/O ({} {}, {} bytes, block {}, inline page-cache I/O up to {} bytes)",
+               path_, direct() ? "O_DIRECT" : "page-cache", CacheModeName(cache),
+               is_block_device_ ? "block device" : "file", size_, block_size_, inline_max_);
   return Status::Ok();
 }
 
 BackingDevice::~BackingDevice() {
   *alive_ = false;
+  spdlog::info("{}: closing: {} inline reads, {} inline writes ({} slow), {} ring submissions",
+               path_, stats_.inline_reads, stats_.inline_writes, stats_.slow_inline_writes,
+               stats_.ring_ops);
   // Cancels the wait and stops watching; io_uring_queue_exit closes the descriptor.
   if (event_stream_.is_open()) event_stream_.release();
   for (Op* op : waiting_) delete op;
@@ -163,10 +183,15 @@ BackingDevice::~BackingDevice() {
 }
 
 IoResult BackingDevice::ErrnoResult(const Op& op, int err) const {
+  return ErrnoResult(op.name, op.offset, op.length, err);
+}
+
+IoResult BackingDevice::ErrnoResult(const char* what, uint64_t offset, uint64_t length,
+                                    int err) const {
   IoResult r;
   r.err = err;
-  r.status = Error(Errc::kIo, "{} {} offset {} length {}: {} (errno {})", op.name, path_, op.offset,
-                   op.length, std::strerror(err), err);
+  r.status = Error(Errc::kIo, "{} {} offset {} length {}: {} (errno {})", what, path_, offset,
+                   length, std::strerror(err), err);
   return r;
 }
 
@@ -187,14 +212,96 @@ bool BackingDevice::CheckRange(const char* what, uint64_t offset, uint64_t lengt
   return false;
 }
 
+bool BackingDevice::UsesDirect(uint64_t offset, uint64_t length, const void* buffer) const {
+  return direct_fd_.valid() && offset % block_size_ == 0 && length % block_size_ == 0 &&
+         reinterpret_cast<uintptr_t>(buffer) % block_size_ == 0;
+}
+
+bool BackingDevice::InlineAllowed(uint64_t offset, uint64_t length, const void* buffer) const {
+  return length <= inline_max_ && !UsesDirect(offset, length, buffer);
+}
+
+// RWF_NOWAIT: only what the page cache holds is copied, so this never waits for the
+// device; the rest (a partial or EAGAIN result) goes through io_uring.
+bool BackingDevice::TryInlineRead(uint64_t offset, std::span<uint8_t> buffer, IoCallback& done,
+                                  uint64_t* done_bytes) {
+  *done_bytes = 0;
+  if (!inline_reads_ || !InlineAllowed(offset, buffer.size(), buffer.data())) return false;
+  uint64_t got = 0;
+  while (got < buffer.size()) {
+    iovec iov{buffer.data() + got, buffer.size() - got};
+    ssize_t n = ::preadv2(fd_.get(), &iov, 1, static_cast<off_t>(offset + got), RWF_NOWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EOPNOTSUPP || errno == EINVAL)) inline_reads_ = false;
+    if (n <= 0) break;  // not cached, or an error io_uring will report with context
+    got += static_cast<uint64_t>(n);
+  }
+  *done_bytes = got;
+  if (got < buffer.size()) return false;
+  ++stats_.inline_reads;
+  CompleteSoon(std::move(done), IoResult::Ok());
+  return true;
+}
+
+// A page-cache write is a bounded copy unless the kernel throttles the writer (dirty
+// pages over the limit) or it waits in the file system; the time check catches both
+// after the fact and sends the following writes to io-wq workers for a while.
+bool BackingDevice::TryInlineWrite(uint64_t offset, std::span<const uint8_t> data,
+                                   IoCallback& done) {
+  // Only a write that is alone goes inline: with others in flight or arriving in the
+  // same handler batch (one socket read holding many requests) the io-wq worker
+  // copies into the page cache while this thread reads and answers the socket, two
+  // cores in a pipeline instead of one doing both in turn.
+  if (!InlineAllowed(offset, data.size(), data.data()) || inflight_ > 0 || !waiting_.empty() ||
+      inline_batch_) {
+    return false;
+  }
+  auto start = std::chrono::steady_clock::now();
+  if (start < inline_resume_) return false;
+  inline_batch_ = true;
+  asio::post(io_, [this, alive = alive_] {
+    if (*alive) inline_batch_ = false;
+  });
+  uint64_t put = 0;
+  int err = 0;
+  while (put < data.size()) {
+    ssize_t n =
+        ::pwrite(fd_.get(), data.data() + put, data.size() - put, static_cast<off_t>(offset + put));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) err = errno;
+    if (n == 0) err = EIO;  // nothing moved: the device refuses more
+    if (err != 0) break;
+    put += static_cast<uint64_t>(n);
+  }
+  auto end = std::chrono::steady_clock::now();
+  ++stats_.inline_writes;
+  if (end - start > inline_slow_) {
+    ++stats_.slow_inline_writes;
+    inline_resume_ = end + inline_backoff_;
+    spdlog::debug("{}: inline write of {} bytes took {} us; io_uring for the next {} ms", path_,
+                  data.size(),
+                  std::chrono::duration_cast<std::chrono::microseconds>(end - start).count(),
+                  std::chrono::duration_cast<std::chrono::milliseconds>(inline_backoff_).count());
+    inline_backoff_ = std::min<std::chrono::nanoseconds>(inline_backoff_ * 2, kMaxInlineBackoff);
+  } else {
+    inline_backoff_ = inline_backoff_base_;
+  }
+  CompleteSoon(std::move(done),
+               err == 0 ? IoResult::Ok() : ErrnoResult("write", offset, data.size(), err));
+  return true;
+}
+
 void BackingDevice::Read(uint64_t offset, std::span<uint8_t> buffer, IoCallback done) {
   if (!CheckRange("read", offset, buffer.size(), done)) return;
   if (buffer.empty()) return CompleteSoon(std::move(done), IoResult::Ok());
+  uint64_t got = 0;
+  if (TryInlineRead(offset, buffer, done, &got)) return;
   auto op = std::make_unique<Op>();
   op->kind = Op::Kind::kRead;
   op->name = "read";
   op->offset = offset;
   op->length = buffer.size();
+  op->done = got;
   op->buffer = buffer.data();
   op->done_cb = std::move(done);
   Start(std::move(op));
@@ -211,6 +318,7 @@ void BackingDevice::Write(uint64_t offset, std::span<const uint8_t> data, bool f
   if (!CheckRange("write", offset, data.size(), done)) return;
   if (data.empty() && !fua) return CompleteSoon(std::move(done), IoResult::Ok());
   if (data.empty()) return Flush(std::move(done));
+  if (!fua && TryInlineWrite(offset, data, done)) return;
   auto op = std::make_unique<Op>();
   op->kind = Op::Kind::kWrite;
   op->name = "write";
@@ -291,9 +399,7 @@ void BackingDevice::Prep(Op* op, io_uring_sqe* sqe) {
     case Op::Kind::kWrite: {
       uint8_t* buf = op->buffer + op->done;
       unsigned len = static_cast<unsigned>(std::min(remaining, kMaxSegment));
-      bool aligned = direct_fd_.valid() && pos % block_size_ == 0 && len % block_size_ == 0 &&
-                     reinterpret_cast<uintptr_t>(buf) % block_size_ == 0;
-      int fd = aligned ? direct_fd_.get() : fd_.get();
+      int fd = UsesDirect(pos, len, buf) ? direct_fd_.get() : fd_.get();
       if (op->kind == Op::Kind::kRead) {
         io_uring_prep_read(sqe, fd, buf, len, pos);
       } else {
@@ -329,6 +435,7 @@ void BackingDevice::Submit(Op* op) {
     return;
   }
   Prep(op, sqe);
+  ++stats_.ring_ops;
   ++inflight_;
   ++unsubmitted_;
   if (inflight_ == 1) {

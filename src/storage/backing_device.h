@@ -1,4 +1,5 @@
-// BackingDevice: asynchronous I/O on a backing file or block device through io_uring.
+// BackingDevice: asynchronous I/O on a backing file or block device through io_uring, with
+// small page-cache reads and writes done inline under a time guard (see BackingOptions).
 // Owned by one asio io_context thread: call every method on it; callbacks run on it.
 #pragma once
 
@@ -6,6 +7,7 @@
 
 #include <asio/io_context.hpp>
 #include <asio/posix/stream_descriptor.hpp>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -57,10 +59,35 @@ struct BackingOptions {
   // Requests in the kernel at once; more wait in a FIFO inside the device. Callers
   // bound their own memory (the NBD server caps requests per connection).
   unsigned queue_depth = 128;
+  // Page-cache reads and writes up to this many bytes run on the calling thread
+  // (preadv2 with RWF_NOWAIT, pwrite) instead of going through io_uring, which hands
+  // every buffered ext4 write to an io-wq worker and so costs two thread wake-ups
+  // per request. A write goes inline only when it is alone (nothing in the ring, no
+  // other write inline in the same handler batch); concurrent writes keep the ring,
+  // where the worker's copy overlaps this thread's socket work. 0 turns it off;
+  // $BSR_BACKING_INLINE (bytes) overrides it. FUA writes, O_DIRECT I/O, flushes and
+  // discards always go through io_uring.
+  uint32_t inline_max_bytes = 64 * 1024;
+  // The guard that keeps inline writes bounded work: one that took longer than this
+  // (dirty-page throttling, a journal wait, a busy CPU) sends buffered writes through
+  // io_uring for inline_backoff, doubled each time the next inline write is slow
+  // again (up to kMaxInlineBackoff).
+  std::chrono::nanoseconds inline_slow = std::chrono::microseconds(500);
+  std::chrono::nanoseconds inline_backoff = std::chrono::milliseconds(50);
+};
+
+// Where a device's requests went (for tests and benchmarks).
+struct BackingStats {
+  uint64_t inline_reads = 0;        // whole read served from the page cache on the caller's thread
+  uint64_t inline_writes = 0;       // written into the page cache on the caller's thread
+  uint64_t slow_inline_writes = 0;  // inline writes that tripped the guard
+  uint64_t ring_ops = 0;            // requests submitted to io_uring
 };
 
 class BackingDevice {
  public:
+  static constexpr std::chrono::nanoseconds kMaxInlineBackoff = std::chrono::seconds(5);
+
   // Opens `path` (regular file or block device) and sets up its io_uring with its
   // completions delivered on `io`. Blocks briefly (open, ioctl, one probe read): call
   // it while setting up, not from a busy I/O loop.
@@ -84,9 +111,14 @@ class BackingDevice {
   unsigned queue_depth() const { return queue_depth_; }
   size_t inflight() const { return inflight_; }
   size_t queued() const { return waiting_.size(); }
+  const BackingStats& stats() const { return stats_; }
+  // Inline writes are paused by the guard until this time (epoch when never).
+  std::chrono::steady_clock::time_point inline_paused_until() const { return inline_resume_; }
 
   // All ranges must lie inside [0, size()); a range outside fails with EINVAL.
-  // Buffers must stay valid until the callback runs.
+  // Buffers must stay valid until the callback runs. The callback never runs inside
+  // the call: even a request done inline completes from a handler posted to the
+  // io_context, so callers need not expect re-entrance.
   void Read(uint64_t offset, std::span<uint8_t> buffer, IoCallback done);
   // fua: the data is on stable storage when `done` runs (RWF_DSYNC).
   void Write(uint64_t offset, std::span<const uint8_t> data, bool fua, IoCallback done);
@@ -115,6 +147,15 @@ class BackingDevice {
   bool CheckRange(const char* what, uint64_t offset, uint64_t length, const IoCallback& done);
   void CompleteSoon(IoCallback done, IoResult result);
   IoResult ErrnoResult(const Op& op, int err) const;
+  IoResult ErrnoResult(const char* what, uint64_t offset, uint64_t length, int err) const;
+  // True when this range goes through the O_DIRECT descriptor.
+  bool UsesDirect(uint64_t offset, uint64_t length, const void* buffer) const;
+  bool InlineAllowed(uint64_t offset, uint64_t length, const void* buffer) const;
+  // Inline attempts: true when the request was finished (its callback posted);
+  // *done_bytes tells how much an unfinished read already got.
+  bool TryInlineRead(uint64_t offset, std::span<uint8_t> buffer, IoCallback& done,
+                     uint64_t* done_bytes);
+  bool TryInlineWrite(uint64_t offset, std::span<const uint8_t> data, IoCallback& done);
 
   asio::io_context& io_;
   std::string path_;
@@ -128,6 +169,14 @@ class BackingDevice {
   bool is_block_device_ = false;
   bool read_only_ = false;
   unsigned queue_depth_ = 128;
+  uint32_t inline_max_ = 0;
+  bool inline_reads_ = true;   // off once the kernel refuses RWF_NOWAIT
+  bool inline_batch_ = false;  // an inline write ran in the current handler batch
+  std::chrono::nanoseconds inline_slow_{};
+  std::chrono::nanoseconds inline_backoff_base_{};
+  std::chrono::nanoseconds inline_backoff_{};
+  std::chrono::steady_clock::time_point inline_resume_{};
+  BackingStats stats_;
   size_t inflight_ = 0;
   bool submit_scheduled_ = false;
   unsigned unsubmitted_ = 0;

@@ -150,6 +150,7 @@ TEST_F(BackingDeviceTest, FlushDiscardAndWriteZeroes) {
 TEST_F(BackingDeviceTest, QueueDepthBoundsInflightAndAllComplete) {
   BackingOptions options;
   options.queue_depth = 4;
+  options.inline_max_bytes = 0;  // every write through io_uring
   auto dev = OpenDevice(options);
   ASSERT_NE(dev, nullptr);
   constexpr int kOps = 64;
@@ -270,6 +271,149 @@ TEST_F(BackingDeviceTest, BufferedModeWorksToo) {
   RunUntil(pending);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(ReadFileRange(path_, 3, data.size()), data);
+}
+
+// Small page-cache writes and cached reads are done inline, yet their callbacks still
+// run from the io_context, never inside the call.
+TEST_F(BackingDeviceTest, SmallBufferedIoRunsInlineAndCompletesLater) {
+  BackingOptions options;
+  options.cache = CacheMode::kBuffered;
+  options.inline_slow = std::chrono::seconds(10);  // a loaded machine must not trip it
+  auto dev = OpenDevice(options);
+  ASSERT_NE(dev, nullptr);
+  auto data = RandomBytes(4096, 21);
+  auto big = RandomBytes(options.inline_max_bytes + 4096, 22);
+  IoResult small_r, big_r;
+  int pending = 2;
+  dev->Write(12288, data, false, [&](IoResult x) { small_r = x, --pending; });
+  EXPECT_EQ(pending, 2);  // not run inside Write
+  EXPECT_EQ(dev->inflight(), 0u);
+  EXPECT_EQ(ReadFileRange(path_, 12288, data.size()), data);  // already in the file
+  dev->Write(1 << 20, big, false, [&](IoResult x) { big_r = x, --pending; });
+  EXPECT_EQ(dev->inflight(), 1u);  // above the cap: io_uring
+  RunUntil(pending);
+  ASSERT_TRUE(small_r.ok() && big_r.ok()) << small_r.status.ToString() << big_r.status.ToString();
+  EXPECT_EQ(dev->stats().inline_writes, 1u);
+  EXPECT_EQ(dev->stats().slow_inline_writes, 0u);
+  EXPECT_EQ(ReadFileRange(path_, 1 << 20, big.size()), big);
+
+  // A FUA write always goes through io_uring (RWF_DSYNC would wait for the device).
+  pending = 1;
+  dev->Write(0, data, true, [&](IoResult x) { small_r = x, --pending; });
+  EXPECT_EQ(dev->inflight(), 1u);
+  RunUntil(pending);
+  ASSERT_TRUE(small_r.ok());
+  EXPECT_EQ(dev->stats().inline_writes, 1u);
+
+  // The written range is cached: read back inline.
+  std::vector<uint8_t> back(4096);
+  pending = 1;
+  dev->Read(12288, back, [&](IoResult x) { small_r = x, --pending; });
+  EXPECT_EQ(pending, 1);
+  RunUntil(pending);
+  ASSERT_TRUE(small_r.ok()) << small_r.status.ToString();
+  EXPECT_EQ(back, data);
+  EXPECT_EQ(dev->stats().inline_reads, 1u);
+}
+
+// Pages not in the page cache are read through io_uring (RWF_NOWAIT refuses them).
+TEST_F(BackingDeviceTest, UncachedReadFallsBackToTheRing) {
+  BackingOptions options;
+  options.cache = CacheMode::kBuffered;
+  auto dev = OpenDevice(options);
+  ASSERT_NE(dev, nullptr);
+  int fd = ::open(path_.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ::fdatasync(fd);
+  ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+  ::close(fd);
+  std::vector<uint8_t> back(8192);
+  IoResult r;
+  int pending = 1;
+  dev->Read(kSize - 8192, back, [&](IoResult x) { r = x, --pending; });
+  RunUntil(pending);
+  ASSERT_TRUE(r.ok()) << r.status.ToString();
+  EXPECT_EQ(back, std::vector<uint8_t>(original_.end() - 8192, original_.end()));
+  // Some file systems (tmpfs) have no cache to drop: only then was the read inline.
+  EXPECT_EQ(dev->stats().inline_reads + dev->stats().ring_ops, 1u);
+}
+
+// The guard: an inline write slower than inline_slow pauses inline writes (doubling
+// the pause while it repeats); the writes in the pause go through io_uring.
+TEST_F(BackingDeviceTest, SlowInlineWritePausesInlineWrites) {
+  BackingOptions options;
+  options.cache = CacheMode::kBuffered;
+  options.inline_slow = std::chrono::nanoseconds(0);  // every inline write counts as slow
+  options.inline_backoff = std::chrono::seconds(60);
+  auto dev = OpenDevice(options);
+  ASSERT_NE(dev, nullptr);
+  auto data = RandomBytes(4096, 31);
+  auto before = std::chrono::steady_clock::now();
+  for (int i = 0; i < 3; ++i) {
+    IoResult r;
+    int pending = 1;
+    dev->Write(uint64_t(i) * 4096, data, false, [&](IoResult x) { r = x, --pending; });
+    // The first ran inline (and was slow); the others went through the ring.
+    EXPECT_EQ(dev->inflight(), i == 0 ? 0u : 1u) << "write " << i;
+    RunUntil(pending);
+    EXPECT_TRUE(r.ok()) << r.status.ToString();
+  }
+  EXPECT_EQ(dev->stats().inline_writes, 1u);
+  EXPECT_EQ(dev->stats().slow_inline_writes, 1u);
+  EXPECT_GE(dev->inline_paused_until(), before + std::chrono::seconds(59));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(ReadFileRange(path_, uint64_t(i) * 4096, 4096), data);
+}
+
+// Writes that arrive together (one handler batch) or while the ring is busy use the
+// ring; a lone write after they completed goes inline again.
+TEST_F(BackingDeviceTest, ConcurrentWritesUseTheRing) {
+  BackingOptions options;
+  options.cache = CacheMode::kBuffered;
+  options.inline_slow = std::chrono::seconds(10);
+  auto dev = OpenDevice(options);
+  ASSERT_NE(dev, nullptr);
+  auto data = RandomBytes(4096, 41);
+  int pending = 3;
+  int failures = 0;
+  auto count = [&](IoResult x) {
+    if (!x.ok()) ++failures;
+    --pending;
+  };
+  dev->Write(0, data, false, count);
+  EXPECT_EQ(dev->inflight(), 0u);
+  dev->Write(4096, data, false, count);
+  dev->Write(8192, data, false, count);
+  EXPECT_EQ(dev->inflight(), 2u);
+  RunUntil(pending);
+  pending = 1;
+  dev->Write(12288, data, false, count);
+  EXPECT_EQ(dev->inflight(), 0u);
+  RunUntil(pending);
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(dev->stats().inline_writes, 2u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(ReadFileRange(path_, uint64_t(i) * 4096, 4096), data);
+}
+
+TEST_F(BackingDeviceTest, InlineEnvironmentOverride) {
+  ::setenv("BSR_BACKING_INLINE", "0", 1);
+  BackingOptions options;
+  options.cache = CacheMode::kBuffered;
+  auto off = BackingDevice::Open(io_, path_, options);
+  ::setenv("BSR_BACKING_INLINE", "lots", 1);
+  auto bad = BackingDevice::Open(io_, path_, options);
+  ::unsetenv("BSR_BACKING_INLINE");
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("BSR_BACKING_INLINE=lots"), std::string::npos)
+      << bad.status().message();
+  std::vector<uint8_t> data(512, 5);
+  IoResult r;
+  int pending = 1;
+  (*off)->Write(0, data, false, [&](IoResult x) { r = x, --pending; });
+  EXPECT_EQ((*off)->inflight(), 1u);
+  RunUntil(pending);
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ((*off)->stats().inline_writes, 0u);
 }
 
 }  // namespace

@@ -96,32 +96,40 @@ Result<FrameHeader> DecodeFrameHeader(std::span<const uint8_t, kFrameHeaderSize>
   return h;
 }
 
-void StreamDecoder::Compact() {
-  if (start_ == 0) return;
-  if (start_ == buffer_.size()) {
-    buffer_.clear();
-  } else if (start_ > buffer_.size() / 2 || start_ > (1u << 20)) {
-    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<ptrdiff_t>(start_));
+uint8_t* StreamDecoder::Reserve(size_t n) {
+  if (start_ == end_) start_ = end_ = 0;
+  if (end_ + n <= cap_) return buf_.get() + end_;
+  size_t live = end_ - start_;
+  if (live + n <= cap_) {
+    std::memmove(buf_.get(), buf_.get() + start_, live);
   } else {
-    return;
+    size_t cap = std::max({live + n, cap_ * 2, size_t{4096}});
+    auto grown = std::make_unique_for_overwrite<uint8_t[]>(cap);
+    if (live > 0) std::memcpy(grown.get(), buf_.get() + start_, live);
+    buf_ = std::move(grown);
+    cap_ = cap;
   }
   start_ = 0;
+  end_ = live;
+  return buf_.get() + end_;
 }
 
 void StreamDecoder::Feed(std::span<const uint8_t> bytes) {
-  Compact();
-  buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+  if (bytes.empty()) return;
+  uint8_t* p = Reserve(bytes.size());
+  std::memcpy(p, bytes.data(), bytes.size());
+  end_ += bytes.size();
 }
 
 std::span<uint8_t> StreamDecoder::PrepareWrite(size_t n) {
-  Compact();
-  write_base_ = buffer_.size();
-  buffer_.resize(write_base_ + n);
-  return std::span<uint8_t>(buffer_).subspan(write_base_, n);
+  uint8_t* p = Reserve(n);
+  prepared_ = n;
+  return {p, n};
 }
 
 void StreamDecoder::Commit(size_t n) {
-  buffer_.resize(write_base_ + std::min(n, buffer_.size() - write_base_));
+  end_ += std::min(n, prepared_);
+  prepared_ = 0;
 }
 
 size_t StreamDecoder::BytesWanted() const {
@@ -130,12 +138,50 @@ size_t StreamDecoder::BytesWanted() const {
   return need > have ? need - have : 0;
 }
 
+size_t StreamDecoder::TakePendingPayload(std::span<uint8_t> dst) {
+  if (!pending_ || !failed_.ok()) return 0;
+  external_ = true;
+  size_t n = std::min({buffered(), static_cast<size_t>(pending_->payload_length), dst.size()});
+  if (n > 0) std::memcpy(dst.data(), buf_.get() + start_, n);
+  start_ += n;
+  return n;
+}
+
+Result<FrameHeader> StreamDecoder::FinishExternal(std::span<const uint8_t> payload) {
+  if (!failed_.ok()) return failed_;
+  if (!pending_) {
+    failed_ = Error(Errc::kProtocol, "frame payload received with no frame header pending");
+    return failed_;
+  }
+  FrameHeader h = *pending_;
+  pending_.reset();
+  external_ = false;
+  if (payload.size() != h.payload_length) {
+    failed_ = Error(Errc::kProtocol, "{} frame payload of {} bytes received, header says {}",
+                    PacketTypeName(h.type), payload.size(), h.payload_length);
+    return failed_;
+  }
+  uint32_t crc = Crc32c(payload);
+  if (crc != h.payload_crc) {
+    failed_ = Error(Errc::kProtocol,
+                    "{} frame payload crc mismatch: header says 0x{:08x}, computed 0x{:08x} "
+                    "over {} bytes",
+                    PacketTypeName(h.type), h.payload_crc, crc, payload.size());
+    return failed_;
+  }
+  return h;
+}
+
 Result<std::optional<FrameView>> StreamDecoder::NextView() {
   if (!failed_.ok()) return failed_;
+  if (external_) {
+    failed_ = Error(Errc::kProtocol, "frame decoder used while a payload is received outside it");
+    return failed_;
+  }
   if (!pending_) {
     if (buffered() < kFrameHeaderSize) return std::optional<FrameView>();
     auto header = DecodeFrameHeader(
-        std::span<const uint8_t, kFrameHeaderSize>(buffer_.data() + start_, kFrameHeaderSize),
+        std::span<const uint8_t, kFrameHeaderSize>(buf_.get() + start_, kFrameHeaderSize),
         max_payload_);
     if (!header.ok()) {
       failed_ = header.status();
@@ -147,7 +193,7 @@ Result<std::optional<FrameView>> StreamDecoder::NextView() {
   if (buffered() < pending_->payload_length) return std::optional<FrameView>();
   FrameView frame;
   frame.header = *pending_;
-  frame.payload = std::span<const uint8_t>(buffer_).subspan(start_, pending_->payload_length);
+  frame.payload = std::span<const uint8_t>(buf_.get() + start_, pending_->payload_length);
   start_ += pending_->payload_length;
   pending_.reset();
   uint32_t crc = Crc32c(frame.payload);

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <vector>
@@ -79,12 +80,19 @@ Result<FrameHeader> DecodeFrameHeader(std::span<const uint8_t, kFrameHeaderSize>
 // Streaming decoder for one socket. Feed() bytes in any split; Next() yields each
 // complete frame. After the first error the decoder stays failed: the connection
 // must be dropped, since framing cannot be recovered.
+//
+// Large payloads can bypass the decoder's buffer: once Next*() returned nullopt with
+// a header pending (pending_header()), the caller moves the part already buffered
+// into its own buffer (TakePendingPayload), receives the rest right after it, and
+// hands the whole payload to FinishExternal(), which checks its crc. No Next*(),
+// Feed() or PrepareWrite() call may come in between.
 class StreamDecoder {
  public:
   explicit StreamDecoder(uint32_t max_payload = kMaxFramePayload) : max_payload_(max_payload) {}
 
   void Feed(std::span<const uint8_t> bytes);
-  // Zero-copy input: room for n bytes to recv() into, then Commit(bytes_read).
+  // Zero-copy input: room for n bytes to recv() into (not zero-filled), then
+  // Commit(bytes_read).
   std::span<uint8_t> PrepareWrite(size_t n);
   void Commit(size_t n);
 
@@ -96,17 +104,31 @@ class StreamDecoder {
   Status Finish() const;
   // Bytes needed before Next() can make progress (header or rest of the payload).
   size_t BytesWanted() const;
-  size_t buffered() const { return buffer_.size() - start_; }
+  size_t buffered() const { return end_ - start_; }
   uint32_t max_payload() const { return max_payload_; }
 
+  // The header of the frame whose payload has not fully arrived, or nullptr.
+  const FrameHeader* pending_header() const { return pending_ ? &*pending_ : nullptr; }
+  // Moves the buffered bytes of the pending frame's payload to the start of `dst`
+  // (at most dst.size()) and returns how many; the caller receives the rest.
+  size_t TakePendingPayload(std::span<uint8_t> dst);
+  // The pending frame's whole payload, received by the caller: checks its length and
+  // crc and readies the decoder for the next frame. Errors fail the decoder.
+  Result<FrameHeader> FinishExternal(std::span<const uint8_t> payload);
+
  private:
-  void Compact();
+  // Room for n more bytes at end_: moves the live bytes to the front or grows.
+  uint8_t* Reserve(size_t n);
 
   uint32_t max_payload_;
-  std::vector<uint8_t> buffer_;
+  // Live bytes are [start_, end_) of buf_ (capacity cap_); never zero-filled.
+  std::unique_ptr<uint8_t[]> buf_;
+  size_t cap_ = 0;
   size_t start_ = 0;
-  size_t write_base_ = 0;  // buffer_ size before PrepareWrite grew it
+  size_t end_ = 0;
+  size_t prepared_ = 0;  // bytes PrepareWrite offered at end_
   std::optional<FrameHeader> pending_;
+  bool external_ = false;  // TakePendingPayload ran; FinishExternal must come next
   Status failed_;
 };
 

@@ -202,5 +202,134 @@ TEST(Frame, DecodeFrameHeaderDirect) {
   EXPECT_EQ(h->payload_length, wire.size() - kFrameHeaderSize);
 }
 
+// The socket's large-payload path: the header and part of the payload arrive through
+// the decoder, the rest straight into the caller's buffer; the frames around it
+// decode as usual.
+TEST(Frame, PayloadReceivedOutsideTheDecoder) {
+  DataPacket big;
+  big.sector = 8;
+  big.block_id = 77;
+  big.size = 256 * 1024;
+  std::vector<uint8_t> block(big.size);
+  std::mt19937 rng(3);
+  for (auto& b : block) b = static_cast<uint8_t>(rng());
+  big.data = block;
+  auto head = EncodeDataHead(big, 3);  // header + fixed fields; the block follows
+  std::vector<uint8_t> stream = EncodePacket(Ping{});
+  stream.insert(stream.end(), head.begin(), head.end());
+  stream.insert(stream.end(), block.begin(), block.end());
+  auto tail_ping = EncodePacket(PingAck{});
+  stream.insert(stream.end(), tail_ping.begin(), tail_ping.end());
+  EXPECT_EQ(EncodePacket(big, 3), std::vector<uint8_t>(stream.begin() + 24, stream.end() - 24));
+
+  for (size_t first : {size_t{24}, size_t{24 + 24}, size_t{24 + 24 + 100}, size_t{5000}}) {
+    StreamDecoder dec;
+    dec.Feed(std::span(stream).first(first));
+    auto p1 = dec.Next();
+    ASSERT_TRUE(p1.ok() && p1->has_value());
+    EXPECT_EQ((*p1)->type(), PacketType::kPing);
+    auto p2 = dec.NextView();
+    ASSERT_TRUE(p2.ok());
+    ASSERT_FALSE(p2->has_value());
+    size_t pos = first;
+    if (dec.pending_header() == nullptr) {  // the Data header is not complete yet
+      size_t need = dec.BytesWanted();
+      dec.Feed(std::span(stream).subspan(pos, need));
+      pos += need;
+      p2 = dec.NextView();
+      ASSERT_TRUE(p2.ok() && !p2->has_value());
+    }
+    ASSERT_NE(dec.pending_header(), nullptr);
+    const FrameHeader h = *dec.pending_header();
+    EXPECT_EQ(h.type, PacketType::kData);
+    std::vector<uint8_t> payload(h.payload_length);
+    size_t got = dec.TakePendingPayload(payload);
+    EXPECT_EQ(dec.buffered(), 0u);
+    std::copy_n(stream.begin() + static_cast<ptrdiff_t>(pos), payload.size() - got,
+                payload.begin() + static_cast<ptrdiff_t>(got));
+    pos += payload.size() - got;
+    auto fin = dec.FinishExternal(payload);
+    ASSERT_TRUE(fin.ok()) << fin.status().ToString();
+    EXPECT_EQ(fin->volume, 3);
+    auto pkt = DecodePacket(FrameView{*fin, payload}, SocketKind::kData);
+    ASSERT_TRUE(pkt.ok()) << pkt.status().ToString();
+    EXPECT_TRUE(std::get<DataPacket>(*pkt) == big);
+    dec.Feed(std::span(stream).subspan(pos));
+    auto p3 = dec.Next();
+    ASSERT_TRUE(p3.ok() && p3->has_value());
+    EXPECT_EQ((*p3)->type(), PacketType::kPingAck);
+    EXPECT_TRUE(dec.Finish().ok());
+  }
+}
+
+TEST(Frame, ExternalPayloadIsChecked) {
+  auto wire = EncodePacket(testing::Sample<DataPacket>(), 1);
+  {
+    StreamDecoder dec;
+    dec.Feed(std::span(wire).first(kFrameHeaderSize));
+    ASSERT_TRUE(dec.Next().ok());
+    std::vector<uint8_t> payload(wire.begin() + kFrameHeaderSize, wire.end());
+    payload.back() ^= 1;
+    EXPECT_EQ(dec.TakePendingPayload(payload), 0u);
+    auto r = dec.FinishExternal(payload);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("Data frame payload crc mismatch"), std::string::npos)
+        << r.status().message();
+    EXPECT_FALSE(dec.Next().ok());  // stays failed
+  }
+  {
+    StreamDecoder dec;
+    dec.Feed(std::span(wire).first(kFrameHeaderSize));
+    ASSERT_TRUE(dec.Next().ok());
+    std::vector<uint8_t> shorter(wire.begin() + kFrameHeaderSize, wire.end() - 1);
+    auto r = dec.FinishExternal(shorter);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("header says"), std::string::npos);
+  }
+  {
+    StreamDecoder dec;  // nothing pending
+    std::vector<uint8_t> none(4);
+    EXPECT_EQ(dec.TakePendingPayload(none), 0u);
+    EXPECT_FALSE(dec.FinishExternal(none).ok());
+  }
+  {
+    StreamDecoder dec;  // Next() while the payload is taken out is refused
+    dec.Feed(std::span(wire).first(kFrameHeaderSize + 4));
+    ASSERT_TRUE(dec.Next().ok());
+    std::vector<uint8_t> payload(wire.size() - kFrameHeaderSize);
+    EXPECT_EQ(dec.TakePendingPayload(payload), 4u);
+    EXPECT_FALSE(dec.Next().ok());
+  }
+}
+
+// The buffer is reused without growing when frames are consumed as they arrive, and
+// a partial frame left at the end moves to the front.
+TEST(Frame, BufferReuseKeepsPartialFrames) {
+  std::vector<uint8_t> stream;
+  for (int i = 0; i < 2000; ++i) {
+    auto f = EncodePacket(testing::Sample<WriteAck>(), static_cast<uint16_t>(i % 5));
+    stream.insert(stream.end(), f.begin(), f.end());
+  }
+  StreamDecoder dec;
+  size_t pos = 0, frames = 0;
+  while (pos < stream.size()) {
+    size_t n = std::min<size_t>(1000, stream.size() - pos);
+    auto room = dec.PrepareWrite(4096);
+    std::copy_n(stream.begin() + static_cast<ptrdiff_t>(pos), n, room.begin());
+    dec.Commit(n);
+    pos += n;
+    for (;;) {
+      auto r = dec.NextView();
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      if (!r->has_value()) break;
+      EXPECT_EQ((*r)->volume(), frames % 5);
+      ++frames;
+    }
+    EXPECT_LT(dec.buffered(), 100u);
+  }
+  EXPECT_EQ(frames, 2000u);
+  EXPECT_TRUE(dec.Finish().ok());
+}
+
 }  // namespace
 }  // namespace bsr::protocol

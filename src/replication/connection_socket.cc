@@ -20,21 +20,45 @@ PacketSocket::PacketSocket(asio::ip::tcp::socket socket, protocol::SocketKind ki
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
 }
 
+namespace {
+
+// Payloads at least this large bypass the decoder's buffer (one copy less, and the
+// block lands aligned for the disk write).
+constexpr uint32_t kLargePayload = 32 * 1024;
+// DataFields before the block: sector, block_id, seq_num, dp_flags, size, digest length.
+constexpr size_t kDataFixedBytes = 8 + 8 + 4 + 4 + 4 + 2;
+
+bool CarriesBlock(protocol::PacketType t) {
+  return t == protocol::PacketType::kData || t == protocol::PacketType::kRsDataReply;
+}
+
+}  // namespace
+
 asio::awaitable<Result<std::unique_ptr<Received>>> PacketSocket::Recv() {
   for (;;) {
-    auto f = decoder_.Next();
+    auto f = decoder_.NextView();
     if (!f.ok()) co_return f.status();
     if (*f) {
       auto r = std::make_unique<Received>();
-      r->frame = std::move(**f);
+      r->frame.header = (*f)->header;
+      r->frame.payload.assign((*f)->payload.begin(), (*f)->payload.end());
       auto p = protocol::DecodePacket(r->frame, kind_);
       if (!p.ok()) co_return p.status();
       r->packet = std::move(*p);
+      exact_reads_ = false;
       co_return r;
     }
     if (failed_)
       co_return Error(Errc::kIo, "{} socket to {} closed", SocketKindName(kind_), remote_);
-    size_t want = std::max<size_t>(decoder_.BytesWanted(), 256 * 1024);
+    if (const auto* h = decoder_.pending_header();
+        h != nullptr && CarriesBlock(h->type) && h->payload_length >= kLargePayload) {
+      co_return co_await RecvLargePayload();
+    }
+    // Large blocks usually follow each other (a resync, sequential writes): then
+    // read just the next header, so the block after it is not copied out of the
+    // decoder's buffer.
+    size_t want = exact_reads_ ? decoder_.BytesWanted()
+                               : std::max<size_t>(decoder_.BytesWanted(), 256 * 1024);
     auto buf = decoder_.PrepareWrite(want);
     auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buf.data(), buf.size()),
                                                     as_tuple(asio::use_awaitable));
@@ -51,10 +75,47 @@ asio::awaitable<Result<std::unique_ptr<Received>>> PacketSocket::Recv() {
   }
 }
 
+asio::awaitable<Result<std::unique_ptr<Received>>> PacketSocket::RecvLargePayload() {
+  const uint32_t length = decoder_.pending_header()->payload_length;
+  auto r = std::make_unique<Received>();
+  // Placed so that a digest-less packet's block starts on a 4 KiB boundary.
+  const size_t lead = storage::AlignedBuffer::kAlignment - kDataFixedBytes;
+  r->block = storage::AlignedBuffer(lead + length);
+  auto payload = r->block.span().subspan(lead);
+  size_t have = decoder_.TakePendingPayload(payload);
+  if (have < payload.size()) {
+    auto [ec, n] = co_await asio::async_read(
+        socket_, asio::buffer(payload.data() + have, length - have), as_tuple(asio::use_awaitable));
+    if (ec) {
+      failed_ = true;
+      co_return Error(Errc::kIo, "{} socket to {}: {} inside a {}-byte payload",
+                      SocketKindName(kind_), remote_,
+                      ec == asio::error::eof ? "peer closed the connection" : ec.message(), length);
+    }
+  }
+  auto header = decoder_.FinishExternal(payload);
+  if (!header.ok()) co_return header.status();
+  r->frame.header = *header;
+  auto p = protocol::DecodePacket(protocol::FrameView{*header, payload}, kind_);
+  if (!p.ok()) co_return p.status();
+  r->packet = std::move(*p);
+  exact_reads_ = true;
+  co_return r;
+}
+
 void PacketSocket::Send(std::vector<uint8_t> frame) {
+  Enqueue(Outgoing{std::move(frame), {}, nullptr});
+}
+
+void PacketSocket::SendGather(std::vector<uint8_t> head, std::span<const uint8_t> tail,
+                              std::shared_ptr<const void> keep) {
+  Enqueue(Outgoing{std::move(head), tail, std::move(keep)});
+}
+
+void PacketSocket::Enqueue(Outgoing out) {
   if (failed_) return;
-  queued_bytes_ += frame.size();
-  queue_.push_back(std::move(frame));
+  queued_bytes_ += out.size();
+  queue_.push_back(std::move(out));
   if (!writing_) StartWrite();
 }
 
@@ -75,8 +136,11 @@ void PacketSocket::StartWrite() {
   }
   in_write_ = n;
   std::vector<asio::const_buffer> bufs;
-  bufs.reserve(n);
-  for (size_t i = 0; i < n; ++i) bufs.push_back(asio::buffer(queue_[i]));
+  bufs.reserve(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    bufs.push_back(asio::buffer(queue_[i].head));
+    if (!queue_[i].tail.empty()) bufs.emplace_back(queue_[i].tail.data(), queue_[i].tail.size());
+  }
   asio::async_write(socket_, bufs, [self](std::error_code ec, size_t) {
     for (size_t i = 0; i < self->in_write_ && !self->queue_.empty(); ++i) {
       self->queued_bytes_ -= self->queue_.front().size();

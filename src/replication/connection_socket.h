@@ -13,6 +13,7 @@
 #include "common/status.h"
 #include "protocol/dispatch.h"
 #include "protocol/frame.h"
+#include "storage/aligned_buffer.h"
 
 namespace bsr::replication {
 
@@ -23,11 +24,14 @@ struct SocketTuning {
   bool cork = true;  // batch queued frames into one corked write
 };
 
-// A received packet together with the frame that backs its views (Data's `data`
-// points into frame.payload, which moves with it).
+// A received packet together with the bytes that back its views: Data's `data`
+// points into frame.payload, or for a large Data/RsDataReply into `block`, which the
+// payload was received into directly (its data starts 4 KiB aligned when the packet
+// carries no digest). Both move with the Received.
 struct Received {
-  protocol::Frame frame;
+  protocol::Frame frame;  // frame.payload is empty when the payload is in `block`
   protocol::Packet packet;
+  storage::AlignedBuffer block;
 };
 
 class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
@@ -53,6 +57,11 @@ class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
 
   // Queues a complete frame; a send error closes the socket (the reader then fails).
   void Send(std::vector<uint8_t> frame);
+  // Queues a frame whose last payload bytes are sent from `tail` without copying
+  // them (one gathered write with `head`). `tail` must stay valid until the frame is
+  // written or the socket is closed: `keep` holds it, or the caller guarantees it.
+  void SendGather(std::vector<uint8_t> head, std::span<const uint8_t> tail,
+                  std::shared_ptr<const void> keep);
   template <typename T>
   void SendPacket(const T& packet, uint16_t volume = protocol::kNoVolume) {
     Send(protocol::EncodePacket(packet, volume));
@@ -60,19 +69,30 @@ class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
   void Close();
 
  private:
+  struct Outgoing {
+    std::vector<uint8_t> head;
+    std::span<const uint8_t> tail;
+    std::shared_ptr<const void> keep;
+    size_t size() const { return head.size() + tail.size(); }
+  };
+
+  void Enqueue(Outgoing out);
   void StartWrite();
   void SetCork(bool on);
+  // The pending Data/RsDataReply payload, received straight into an aligned buffer.
+  asio::awaitable<Result<std::unique_ptr<Received>>> RecvLargePayload();
 
   asio::ip::tcp::socket socket_;
   protocol::SocketKind kind_;
   protocol::StreamDecoder decoder_;
-  std::deque<std::vector<uint8_t>> queue_;
+  std::deque<Outgoing> queue_;
   size_t queued_bytes_ = 0;
   bool writing_ = false;
   bool cork_ = false;    // tcp-cork: gather queued frames, cork multi-frame batches
   bool corked_ = false;  // TCP_CORK is set now
   size_t in_write_ = 0;  // frames of the write in progress
   bool failed_ = false;
+  bool exact_reads_ = false;  // after a large payload: read only what the next frame needs
   std::string remote_;
 };
 

@@ -159,7 +159,13 @@ void Device::ApplyPeerWrite(uint64_t offset, std::span<const uint8_t> data, uint
       }
       return disk->WriteZeroes(offset, length, true, std::move(then_fua));
     }
-    // Copy into an aligned buffer so the write can take the O_DIRECT path.
+    // The callers keep `data` alive until `done` runs, so it is written in place,
+    // unless an O_DIRECT device needs an aligned copy (the socket aligns large blocks
+    // without a digest already).
+    uintptr_t addr = reinterpret_cast<uintptr_t>(data.data());
+    if (!disk->direct() || addr % disk->logical_block_size() == 0) {
+      return disk->Write(offset, data, fua, std::move(finish));
+    }
     auto buf = std::make_shared<storage::AlignedBuffer>(data.size());
     std::memcpy(buf->data(), data.data(), data.size());
     disk->Write(

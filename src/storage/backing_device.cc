@@ -53,6 +53,10 @@ struct BackingDevice::Op {
   bool unsupported_ok = false;  // discard: EOPNOTSUPP counts as success
   bool zero_fallback = false;   // write zeroes: EOPNOTSUPP falls back to writing zeroes
   IoCallback done_cb;
+  // Pending list (oldest first) for oldest_pending_since(): linked in Start, out in Finish.
+  std::chrono::steady_clock::time_point started;
+  Op* prev = nullptr;
+  Op* next = nullptr;
 };
 
 BackingDevice::BackingDevice(asio::io_context& io, std::string path)
@@ -383,7 +387,16 @@ void BackingDevice::WriteZeroes(uint64_t offset, uint64_t length, bool may_unmap
   Start(std::move(op));
 }
 
+std::optional<std::chrono::steady_clock::time_point> BackingDevice::oldest_pending_since() const {
+  if (!pending_head_) return std::nullopt;
+  return pending_head_->started;
+}
+
 void BackingDevice::Start(std::unique_ptr<Op> op) {
+  op->started = std::chrono::steady_clock::now();
+  op->prev = pending_tail_;
+  (pending_tail_ ? pending_tail_->next : pending_head_) = op.get();
+  pending_tail_ = op.get();
   if (inflight_ < queue_depth_ && waiting_.empty()) {
     Submit(op.release());
   } else {
@@ -536,6 +549,8 @@ void BackingDevice::Complete(Op* op, int res) {
 }
 
 void BackingDevice::Finish(Op* op, IoResult result) {
+  (op->prev ? op->prev->next : pending_head_) = op->next;
+  (op->next ? op->next->prev : pending_tail_) = op->prev;
   std::unique_ptr<Op> owned(op);
   IoCallback done = std::move(owned->done_cb);
   owned.reset();

@@ -112,6 +112,10 @@ class BackingDevice {
   size_t inflight() const { return inflight_; }
   size_t queued() const { return waiting_.size(); }
   const BackingStats& stats() const { return stats_; }
+  // When the oldest request still pending (queued or in the kernel) was started;
+  // nullopt when none is (the disk-timeout watchdog). Inline requests are not counted:
+  // they finish before the call returns.
+  std::optional<std::chrono::steady_clock::time_point> oldest_pending_since() const;
   // Inline writes are paused by the guard until this time (epoch when never).
   std::chrono::steady_clock::time_point inline_paused_until() const { return inline_resume_; }
 
@@ -177,6 +181,8 @@ class BackingDevice {
   std::chrono::nanoseconds inline_backoff_{};
   std::chrono::steady_clock::time_point inline_resume_{};
   BackingStats stats_;
+  Op* pending_head_ = nullptr;  // every started, unfinished request, oldest first
+  Op* pending_tail_ = nullptr;
   size_t inflight_ = 0;
   bool submit_scheduled_ = false;
   unsigned unsubmitted_ = 0;

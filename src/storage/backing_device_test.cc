@@ -162,6 +162,8 @@ TEST_F(BackingDeviceTest, QueueDepthBoundsInflightAndAllComplete) {
   int pending = kOps;
   int failures = 0;
   size_t max_inflight = 0;
+  EXPECT_FALSE(dev->oldest_pending_since().has_value());
+  auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < kOps; ++i) {
     dev->Write(uint64_t(i) * 4096, bufs[i].span(), false, [&](IoResult r) {
       if (!r.ok()) ++failures;
@@ -171,9 +173,15 @@ TEST_F(BackingDeviceTest, QueueDepthBoundsInflightAndAllComplete) {
   }
   EXPECT_LE(max_inflight, 4u);
   EXPECT_EQ(dev->queued(), size_t(kOps - 4));
+  // The disk-timeout watchdog's view: the first write is the oldest pending one.
+  auto since = dev->oldest_pending_since();
+  ASSERT_TRUE(since.has_value());
+  EXPECT_GE(*since, t0);
+  EXPECT_LE(*since, std::chrono::steady_clock::now());
   RunUntil(pending);
   EXPECT_EQ(failures, 0);
   EXPECT_EQ(dev->inflight(), 0u);
+  EXPECT_FALSE(dev->oldest_pending_since().has_value());
   for (int i = 0; i < kOps; ++i) {
     EXPECT_EQ(ReadFileRange(path_, uint64_t(i) * 4096, 1)[0], i + 1);
   }

@@ -265,6 +265,7 @@ Status Device::Detach() {
 Status Device::SetDiskOptions(const std::map<std::string, std::string>& opts) {
   for (const auto& [k, v] : opts) spec_.opts[k] = v;
   disk_flushes_ = OptYes(spec_.opts, "disk-flushes", true);
+  WatchDiskTimeout();  // a disk-timeout set (or raised from 0) at runtime
   return Status::Ok();
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <asio.hpp>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -175,6 +176,15 @@ class Device : public std::enable_shared_from_this<Device> {
   void OnLocalIoError(const char* what, uint64_t offset, uint64_t length,
                       const storage::IoResult& r);
   void MaybeFinishFailure();
+  // The disk goes Failed (a detach that completes in MaybeFinishFailure); with
+  // call_handler the local-io-error handler runs. `why` is logged.
+  void BeginFailure(const std::string& why, bool call_handler);
+  // disk-timeout (disk option, tenths of a second; 0 = off): while a disk is attached a
+  // timer looks at the oldest pending backing-device request; one older than the
+  // timeout fails the disk as an I/O error with on-io-error detach would.
+  std::chrono::milliseconds disk_timeout() const;
+  void WatchDiskTimeout();
+  void CheckDiskTimeout();
   // No local data and no UpToDate peer: with on-no-data-accessible suspend-io the
   // resource suspends (susp_no_data) and the request is held.
   bool HoldIfNoData(Retry retry);
@@ -206,8 +216,10 @@ class Device : public std::enable_shared_from_this<Device> {
   int open_count_ = 0;
   bool kernel_open_ = false;
   int inflight_ = 0;
-  int disk_ops_ = 0;          // other backing-device requests in flight (DiskOpStart)
-  bool failing_ = false;      // local I/O error: detaching (disk Failed)
+  int disk_ops_ = 0;      // other backing-device requests in flight (DiskOpStart)
+  bool failing_ = false;  // local I/O error: detaching (disk Failed)
+  std::unique_ptr<asio::steady_timer> disk_timer_;  // disk-timeout watchdog
+  bool disk_watch_armed_ = false;
   std::vector<Retry> held_;   // requests held while I/O is suspended
   bool no_data_eio_ = false;  // see SetNoDataFailsFast
   bool export_stopping_ = false;

@@ -116,6 +116,7 @@ bool Device::HoldIfNoData(Retry retry) {
 
 void Device::OnAttached() {
   if (!md_) return;
+  WatchDiskTimeout();
   if (resource_->state().susp_no_data) {
     resource_->engine()
         .Change("resume-io", [](ResourceState& st) { st.susp_no_data = false; }, {.internal = true})

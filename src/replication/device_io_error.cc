@@ -1,6 +1,11 @@
 // Device's reaction to a failed backing-device request (the disk option on-io-error,
-// DRBD semantics): passthrough, detach, call-local-io-error. io thread.
+// DRBD semantics): passthrough, detach, call-local-io-error; and to one that takes too
+// long (disk-timeout). io thread.
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
 
 #include "replication/device.h"
 #include "replication/resource.h"
@@ -57,11 +62,17 @@ void Device::OnLocalIoError(const char* what, uint64_t offset, uint64_t length,
                  what, offset, length, r.status.message());
     return;
   }
+  BeginFailure(fmt::format("local {} error at offset {} length {}: {}; on-io-error {}: detaching",
+                           what, offset, length, r.status.message(),
+                           policy == IoErrorPolicy::kDetach ? "detach" : "call-local-io-error"),
+               policy == IoErrorPolicy::kCallHandler);
+}
+
+void Device::BeginFailure(const std::string& why, bool call_handler) {
   if (failing_) return;
   failing_ = true;
-  spdlog::error("{}: local {} error at offset {} length {}: {}; on-io-error {}: detaching", tag,
-                what, offset, length, r.status.message(),
-                policy == IoErrorPolicy::kDetach ? "detach" : "call-local-io-error");
+  std::string tag = fmt::format("{}/{}", resource_->name(), volume_);
+  spdlog::error("{}: {}", tag, why);
   Status s = resource_->engine().Change("local-io-error",
                                         [&](ResourceState& st) {
                                           st.devices[volume_].disk = DiskState::kFailed;
@@ -69,7 +80,7 @@ void Device::OnLocalIoError(const char* what, uint64_t offset, uint64_t length,
                                         },
                                         {.internal = true});
   if (!s.ok()) spdlog::error("{}: {}", tag, s.message());
-  if (policy == IoErrorPolicy::kCallHandler) {
+  if (call_handler) {
     resource_->RunHandler({.handler = "local-io-error", .volume = volume_, .minor = minor_},
                           [tag](int rc) {
                             if (rc != 0)
@@ -79,6 +90,50 @@ void Device::OnLocalIoError(const char* what, uint64_t offset, uint64_t length,
   // The failed request and any others still in flight finish first; their
   // completions post MaybeFinishFailure again.
   asio::post(*env_.io, [self = shared_from_this()] { self->MaybeFinishFailure(); });
+}
+
+std::chrono::milliseconds Device::disk_timeout() const {
+  auto it = spec_.opts.find("disk-timeout");
+  if (it == spec_.opts.end()) return std::chrono::milliseconds(0);
+  // Tenths of a second, as DRBD; the schema validated the number.
+  return std::chrono::milliseconds(std::strtoull(it->second.c_str(), nullptr, 10) * 100);
+}
+
+void Device::WatchDiskTimeout() {
+  auto timeout = disk_timeout();
+  if (!disk_ || failing_ || timeout.count() == 0 || disk_watch_armed_) return;
+  if (!disk_timer_) disk_timer_ = std::make_unique<asio::steady_timer>(*env_.io);
+  disk_watch_armed_ = true;
+  // A few looks per timeout: a stuck request is noticed within 1.25 x disk-timeout.
+  auto period =
+      std::clamp(timeout / 4, std::chrono::milliseconds(25), std::chrono::milliseconds(1000));
+  disk_timer_->expires_after(period);
+  disk_timer_->async_wait([weak = weak_from_this()](const asio::error_code& ec) {
+    auto self = weak.lock();
+    if (!self) return;
+    self->disk_watch_armed_ = false;
+    if (!ec) self->CheckDiskTimeout();
+  });
+}
+
+void Device::CheckDiskTimeout() {
+  auto timeout = disk_timeout();
+  if (!disk_ || failing_ || timeout.count() == 0) return;
+  if (auto since = disk_->oldest_pending_since()) {
+    auto age = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - *since);
+    if (age > timeout) {
+      // DRBD aborts such requests; bsrd cannot take a buffer back from the kernel, so
+      // they finish whenever the device returns them. Until then the disk is Failed
+      // and takes no new request; Diskless follows once they are back.
+      BeginFailure(fmt::format("disk-timeout: a request to {} has been pending for {} ms > "
+                               "disk-timeout {} ms; detaching",
+                               disk_->path(), age.count(), timeout.count()),
+                   io_error_policy() == IoErrorPolicy::kCallHandler);
+      return;
+    }
+  }
+  WatchDiskTimeout();
 }
 
 void Device::DiskOpDone() {

@@ -6,6 +6,7 @@ on-no-data-accessible suspend-io. Needs root. Usage: io_test.py [TEST...]
 """
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -51,9 +52,42 @@ class IoNode(Node):
         with open(self.disk, "wb") as f:
             f.truncate(file_mib * MIB)
 
+    def fuse_disk(self, size_mib=64):
+        """Moves the backing file onto FUSE: nbdkit's memory plugin behind nbdfuse. A
+        SIGSTOPped nbdkit then leaves every request to the file pending: a hung disk."""
+        mnt = os.path.join(self.root, "fuse")
+        os.makedirs(mnt)
+        sock = os.path.join(self.root, "nbdkit.sock")
+        self.nbdkit = subprocess.Popen(["nbdkit", "--foreground", "-U", sock, "memory",
+                                        f"size={size_mib}M"])
+        for _ in range(100):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.05)
+        self.fuse_mnt = mnt
+        self.nbdfuse = subprocess.Popen(["nbdfuse", mnt, "--unix", sock])
+        self.disk = os.path.join(mnt, "nbd")
+        for _ in range(100):
+            if os.path.ismount(mnt) and os.path.exists(self.disk):
+                return
+            time.sleep(0.05)
+        raise Fail("nbdfuse did not mount")
+
     def cleanup(self):
         if self.tmpfs and os.path.ismount(self.tmpfs):
             subprocess.run(["umount", "-l", self.tmpfs])
+        if getattr(self, "nbdkit", None):
+            self.nbdkit.send_signal(signal.SIGCONT)
+        if getattr(self, "fuse_mnt", None) and os.path.ismount(self.fuse_mnt):
+            subprocess.run(["fusermount3", "-u", "-z", self.fuse_mnt])
+        for p in (getattr(self, "nbdfuse", None), getattr(self, "nbdkit", None)):
+            if p and p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
 
 
 class Events:
@@ -99,6 +133,46 @@ def wait_status(node, pattern, timeout=10):
             return st
         time.sleep(0.1)
     raise Fail(f"status never matched {pattern!r}:\n{st}")
+
+
+# ---------------------------------------------------------------- disk-timeout
+
+
+def test_disk_timeout(node):
+    """disk-timeout 1 s on a disk that stops answering (a SIGSTOPped nbdkit behind nbdfuse):
+    the disk goes Failed within about the timeout while bsrd keeps answering; the stuck write
+    finishes once the disk is back, and the disk ends Diskless."""
+    node.fuse_disk()
+    node.configure(disk_opts="disk-timeout 10;")
+    up_primary(node)
+    qemu_io(node, "write -P 0x11 0 64k", "flush")
+    ev = Events(node)
+    writer = None
+    node.nbdkit.send_signal(signal.SIGSTOP)
+    try:
+        writer = subprocess.Popen(["qemu-io", "-f", "raw", "-c", "write -P 0x22 1M 4k",
+                                   "-c", "flush", node.nbd_uri], env=node.env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        t0 = time.time()
+        st = wait_status(node, r"^  disk:Failed", timeout=15)
+        took = time.time() - t0
+        print(f"disk Failed {took:.2f} s after the disk stopped answering", flush=True)
+        check(0.8 <= took <= 6, f"Failed after about disk-timeout (1 s): {took:.2f} s")
+        check(st.startswith("r0 role:Primary\n  disk:Failed"), st)
+        check(re.search(r"disk-timeout: a request to \S+ has been pending for \d+ ms > "
+                        r"disk-timeout 1000 ms; detaching", node.logtext()),
+              "the log names the disk-timeout")
+        check(ev.wait_for(r"^change device name:r0 volume:0 minor:10 disk:Failed"), ev.text())
+        check(writer.poll() is None, "the stuck write is still pending (not aborted)")
+    finally:
+        node.nbdkit.send_signal(signal.SIGCONT)
+    try:
+        out, _ = writer.communicate(timeout=30)
+        st = wait_status(node, r"^  disk:Diskless", timeout=15)
+        check(ev.wait_for(r"^change device name:r0 volume:0 minor:10 disk:Diskless"), ev.text())
+        print(f"after the disk came back: {out.strip()!r}", flush=True)
+    finally:
+        ev.stop()
 
 
 # ---------------------------------------------------------------- on-io-error

@@ -14,7 +14,9 @@ Resource::Resource(std::string name, int node_id, std::map<std::string, std::str
         s.node_id = node_id_;
         s.role = Role::kSecondary;
         return s;
-      }()) {}
+      }()) {
+  InstallFencing(this);
+}
 
 Resource::~Resource() {
   for (auto& [id, c] : connections_) c->Stop("resource removed");

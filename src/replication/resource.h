@@ -119,8 +119,12 @@ class Resource {
   std::map<int, std::shared_ptr<Device>> devices_;
   std::map<int, PeerSpec> peers_;
   std::map<int, std::shared_ptr<Connection>> connections_;
-  std::shared_ptr<TwoPc> twopc_;  // created on first use
+  std::shared_ptr<TwoPc> twopc_;               // created on first use
   std::shared_ptr<PeerAckTracker> peer_acks_;  // created on first use
 };
+
+// fencing.cc: runs fence-peer / unfence-peer for the `fencing` net option (a state-engine
+// listener; the Resource constructor installs it).
+void InstallFencing(Resource* r);
 
 }  // namespace bsr::replication

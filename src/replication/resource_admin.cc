@@ -48,11 +48,12 @@ Status Resource::SuspendIo() {
 
 Status Resource::ResumeIo() {
   const auto& st = state();
-  if (!st.susp_user && !st.susp_no_data) return Status::Ok();
+  if (!st.susp_user && !st.susp_no_data && !st.susp_fencing) return Status::Ok();
   bool no_data = st.susp_no_data;
   BSR_RETURN_IF_ERROR(engine_.Change("resume-io", [](ResourceState& s) {
     s.susp_user = false;
     s.susp_no_data = false;
+    s.susp_fencing = false;  // a failed fence-peer (resource-and-stonith)
   }));
   spdlog::info("{}: I/O resumed", name_);
   for (const auto& [vol, dev] : devices_) {

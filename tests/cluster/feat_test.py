@@ -4,6 +4,9 @@ pause-sync shows PausedSyncS/PausedSyncT on both nodes (resync-suspended:user wh
 was paused, :peer on the other) and resume-sync returns to SyncSource/SyncTarget.
 net-options on a Connected peer: ping-int, timeout, ko-count and sndbuf-size take
 effect at once; protocol and cram-hmac-alg are refused with the state unchanged.
+fencing resource-and-stonith: a Primary that loses its UpToDate peer runs fence-peer
+(exit 7: peer Outdated, I/O goes on; a failing handler: I/O suspended until resume-io),
+and unfence-peer once the peer is UpToDate again.
 Needs root (ip netns) and python3-libnbd; BSR_BIN names the binaries.
 Run one test: feat_test.py test_paused_sync."""
 
@@ -13,6 +16,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -24,7 +28,7 @@ NET = "10.89"
 
 def cluster(size_mib, handler_exit=0):
     """Two nodes; handlers go to a script that logs the call (with its BSR_* environment)
-    and exits with the code in <work>/handler_exit (default handler_exit)."""
+    and exits 0; fence-peer exits with the code in <work>/handler_exit (handler_exit)."""
     c = Cluster(2, size_mib=size_mib, prefix=PREFIX, net=NET)
     c.handler_log = os.path.join(c.work, "handlers.log")
     c.handler_exit = os.path.join(c.work, "handler_exit")
@@ -35,7 +39,8 @@ def cluster(size_mib, handler_exit=0):
         f.write("#!/bin/sh\n"
                 f'echo "$1 $2 node=$BSR_MY_NODE_ID peer=$BSR_PEER_NODE_ID '
                 f'fencing=$BSR_FENCING" >> {c.handler_log}\n'
-                f"exit $(cat {c.handler_exit})\n")
+                f'[ "$1" = fence-peer ] && exit $(cat {c.handler_exit})\n'
+                "exit 0\n")
     os.chmod(c.helper, os.stat(c.helper).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     os.environ["BSR_USERMODE_HELPER"] = c.helper
     return c
@@ -241,7 +246,87 @@ def test_net_options_live():
         c.close(keep_logs_on_failure=not ok)
 
 
-TESTS = [test_paused_sync, test_net_options_live]
+def handler_lines(c, name):
+    try:
+        with open(c.handler_log) as f:
+            return [l.strip() for l in f if l.startswith(name + " ")]
+    except OSError:
+        return []
+
+
+def test_fencing():
+    """fencing resource-and-stonith on a Primary whose link to its UpToDate peer is cut:
+    fence-peer runs with BSR_PEER_NODE_ID; exit 7 marks the peer Outdated and I/O goes
+    on; after the heal and resync unfence-peer runs; a failing fence-peer keeps I/O
+    suspended (suspended:fencing) until resume-io."""
+    c = cluster(9, handler_exit=7)
+    ok = False
+    h = None
+    try:
+        a, b = c.nodes
+        for n in (a, b):
+            n.start()
+        for n, p in ((a, b), (b, a)):
+            n.up(p, ["--fencing=resource-and-stonith"])
+        connect(a, b)
+        a.setup("primary", "r0", "--force")
+        wait_for("initial sync", lambda: synced(a, b), timeout=30)
+        check(handler_lines(c, "fence-peer") == [], "no fence-peer while connected")
+        h = a.nbd()
+        h.pwrite(os.urandom(4096), 0)
+
+        c.cut(a, b)
+        wait_for("fence-peer ran", lambda: handler_lines(c, "fence-peer"), timeout=10)
+        line = handler_lines(c, "fence-peer")[0]
+        check(line == "fence-peer r0 node=0 peer=1 fencing=resource-and-stonith",
+              f"fence-peer on the Primary with the peer's node-id: {line}")
+        wait_for("peer-disk Outdated (exit 7: stonithed)",
+                 lambda: peer_dev(a, b)["peer-disk-state"] == "Outdated", timeout=5)
+        check("suspended:no" in events_now(a), "I/O is not suspended after exit 7")
+        t0 = time.time()
+        h.pwrite(os.urandom(MIB), MIB)
+        check(time.time() - t0 < 2, "a write completes while the peer is fenced")
+        c.heal(a, b)
+        wait_for("resynced after the heal", lambda: connected(a, b) and synced(a, b),
+                 timeout=30)
+        wait_for("unfence-peer ran", lambda: handler_lines(c, "unfence-peer"), timeout=5)
+        check(handler_lines(c, "unfence-peer")[0].startswith("unfence-peer r0 node=0 peer=1"),
+              "unfence-peer names the peer")
+
+        # A failing fence-peer: I/O stays suspended until resume-io.
+        with open(c.handler_exit, "w") as f:
+            f.write("1\n")
+        c.cut(a, b)
+        wait_for("suspended:fencing", lambda: "suspended:fencing" in text_status(a),
+                 timeout=10)
+        wait_for("second fence-peer", lambda: len(handler_lines(c, "fence-peer")) == 2,
+                 timeout=5)
+        time.sleep(0.5)
+        check("suspended:fencing" in text_status(a), "still suspended after the handler failed")
+        done = []
+        w = threading.Thread(target=lambda: (h.pwrite(os.urandom(65536), 2 * MIB),
+                                             done.append(time.time())))
+        w.start()
+        time.sleep(1.0)
+        check(not done, "a write waits while I/O is suspended")
+        t0 = time.time()
+        a.setup("resume-io", "0")
+        w.join(timeout=10)
+        check(done and done[0] - t0 < 3, "resume-io lets the held write complete")
+        check("suspended" not in text_status(a), "not suspended after resume-io")
+        c.heal(a, b)
+        wait_for("resynced after the second heal", lambda: connected(a, b) and synced(a, b),
+                 timeout=30)
+        h.flush()
+        check(same_data(a, b, data_size(a)), "identical at the end")
+        ok = True
+    finally:
+        if h is not None:
+            h.shutdown()
+        c.close(keep_logs_on_failure=not ok)
+
+
+TESTS = [test_paused_sync, test_net_options_live, test_fencing]
 
 if __name__ == "__main__":
     sys.exit(run_tests(TESTS))

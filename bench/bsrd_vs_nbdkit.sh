@@ -2,7 +2,8 @@
 # fio through NBD against bsrd (one node, standalone: internal metadata, activity log)
 # and against `nbdkit file` on the same backing file, in the same run; prints each
 # metric and the ratio bsrd/nbdkit. bsrd's backing I/O mode is its default (page cache
-# for a file); BSR_BACKING_CACHE=direct (or buffered) in the environment overrides it.
+# for a file); BSR_BACKING_CACHE=direct (or buffered) in the environment overrides it,
+# BSR_BACKING_INLINE=BYTES the cap for page-cache I/O done inline (0: all through io_uring).
 # Usage: bench/bsrd_vs_nbdkit.sh [BUILD_DIR] [SECONDS_PER_JOB]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,7 +74,7 @@ pair seq 0 --rw=write --bs=1M --iodepth=8
 pair qd1 1 --rw=randwrite --bs=4k --iodepth=1
 pair qd32 0 --rw=randwrite --bs=4k --iodepth=32
 
-echo "load $(cut -d' ' -f1-3 /proc/loadavg); bsrd backing I/O: ${BSR_BACKING_CACHE:-auto}"
+echo "load $(cut -d' ' -f1-3 /proc/loadavg); bsrd backing I/O: ${BSR_BACKING_CACHE:-auto}, inline up to ${BSR_BACKING_INLINE:-65536 (default)} bytes"
 /usr/bin/python3 - "$work" <<'PY'
 import json, os, sys
 work = sys.argv[1]

@@ -20,7 +20,6 @@ namespace {
 constexpr size_t kReadBufferSize = 256 * 1024;
 // Reads at least this large bypass the read buffer and land in their destination.
 constexpr size_t kDirectReadThreshold = 64 * 1024;
-constexpr size_t kMaxGather = 64;
 
 // A closed connection, told apart from I/O errors for the log.
 struct ConnectionEnd {
@@ -267,14 +266,17 @@ void NbdConnection::QueueReply(uint32_t error, uint64_t cookie, std::shared_ptr<
 // The only writer of the socket in transmission: gathers queued replies into one
 // write; replies queued meanwhile go in the next one.
 void NbdConnection::StartWrite() {
-  std::vector<asio::const_buffer> buffers;
+  // The gather list lives in the connection (one write at a time), so queuing a
+  // batch of replies allocates nothing.
   size_t count = 0;
+  size_t n = 0;
   for (auto it = out_.begin(); it != out_.end() && count < kMaxGather; ++it, ++count) {
-    buffers.emplace_back(it->header, sizeof(it->header));
-    if (it->data) buffers.emplace_back(it->data->buffer.data(), it->data->buffer.size());
+    gather_[n++] = asio::const_buffer(it->header, sizeof(it->header));
+    if (it->data)
+      gather_[n++] = asio::const_buffer(it->data->buffer.data(), it->data->buffer.size());
   }
   writing_count_ = count;
-  asio::async_write(socket_, buffers,
+  asio::async_write(socket_, std::span<const asio::const_buffer>(gather_.data(), n),
                     [self = shared_from_this()](const asio::error_code& ec, size_t) {
                       for (size_t i = 0; i < self->writing_count_; ++i) {
                         OutMessage& sent = self->out_.front();

@@ -2,12 +2,15 @@
 // out of order through a single writer. Lives on the NbdServer's io_context thread.
 #pragma once
 
+#include <array>
 #include <asio/awaitable.hpp>
+#include <asio/buffer.hpp>
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/steady_timer.hpp>
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -80,6 +83,8 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection>,
   size_t inflight_ = 0;
   size_t inflight_bytes_ = 0;
   std::deque<OutMessage> out_;
+  static constexpr size_t kMaxGather = 64;  // replies per socket write
+  std::array<asio::const_buffer, 2 * kMaxGather> gather_;
   size_t writing_count_ = 0;  // messages at the front of out_ being written
   bool write_failed_ = false;
   bool shutting_down_ = false;

@@ -339,6 +339,7 @@ void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
   auto pending = std::move(s->pending);
   auto tl = std::move(s->tl);
   auto barriers = std::move(s->barriers);
+  MarkUnstableWrites(s);  // peer_ack.cc: the lost Primary's writes not on every node
   if (session_ == s) session_.reset();
   std::map<uint64_t, std::shared_ptr<Session::PendingWrite>> unique;
   for (auto& [id, pw] : pending) {
@@ -356,7 +357,6 @@ void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
   for (auto& w : tl) {
     if (auto dev = device(w.volume)) dev->SetPeerOutOfSync(peer_id_, w.offset, w.length);
   }
-  MarkUnstableWrites(s);  // peer_ack.cc: the lost Primary's writes not on every node
   if (was_established) resource_->twopc().OnPeerLost(peer_id_);
   for (auto& [vol, p] : peer_devices_) {
     p->ahead = false;

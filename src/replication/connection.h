@@ -244,6 +244,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // sync.cc: promoted while blocks are marked toward this (connected) peer, e.g. writes
   // of a lost Primary that not every node got: resync them from here.
   void ResyncMarkedAfterPromotion(const std::shared_ptr<Session>& s, int volume);
+  // sync.cc: the node-id of a Primary peer this volume is SyncTarget of (-1: none), and
+  // ending this session to retry the sync decision once that resync is over.
+  int SyncTargetOfPrimary(int volume) const;
+  void RetryAfterOtherResync(const std::shared_ptr<Session>& s);
 
   PeerDevice& pd(int volume);
   std::shared_ptr<Device> device(int volume) const;

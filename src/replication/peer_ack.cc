@@ -20,6 +20,10 @@ namespace bsr::replication {
 
 namespace p = protocol;
 
+namespace {
+constexpr size_t kMaxUnstableWrites = 1 << 16;
+}  // namespace
+
 // ---- PeerAckTracker --------------------------------------------------------------
 
 uint64_t PeerAckTracker::Join(int peer, uint64_t session, uint32_t token, bool* first) {
@@ -113,6 +117,9 @@ void Resource::BeginReplicatedWrite() {
 
 void Connection::JoinPeerAck(const std::shared_ptr<Session>& s, uint64_t length,
                              AckCallback* done) {
+  // With a single peer no third node could miss a write the peer has: no peer acks
+  // (and no per-write cost on the two-node write path).
+  if (resource_->peers().size() < 2) return;
   // The Data packets of this write get the next sequence numbers (one per 1 MiB).
   uint64_t parts = std::max<uint64_t>(1, (length + p::kMaxDataSize - 1) / p::kMaxDataSize);
   auto token = static_cast<uint32_t>(s->next_seq + parts - 1);
@@ -155,6 +162,13 @@ void Connection::OnPeerAckReady(uint64_t session, uint32_t token, uint64_t mask)
 
 void Connection::NoteUnstableWrite(const std::shared_ptr<Session>& s, int volume, uint32_t seq,
                                    uint64_t offset, uint64_t length) {
+  // Only a third node could lack what we got (a two-node Primary sends no peer acks).
+  if (resource_->peers().size() < 2) return;
+  // A Primary that sends no peer acks (it knows a single peer) must not grow the list
+  // without bound: past a limit the oldest writes are marked as if the Primary was lost.
+  if (s->unstable.size() >= kMaxUnstableWrites) {
+    MarkUnstable(s->unstable.TakeAll(), 0, "waited too long for a peer ack");
+  }
   s->unstable.Add(seq, volume, offset, length);
 }
 
@@ -188,6 +202,8 @@ void Connection::OnPeerAck(const std::shared_ptr<Session>& s, const p::PeerAck& 
 }
 
 void Connection::MarkUnstableWrites(const std::shared_ptr<Session>& s) {
+  // Called before EndSession drops session_ (`s` may be a reference to it).
+  if (stopped_) return;
   MarkUnstable(s->unstable.TakeAll(), 0,
                "of the lost peer were not acknowledged by all nodes (no peer ack)");
 }

@@ -136,6 +136,34 @@ void Connection::OnPeerUuids(const std::shared_ptr<Session>& s, int volume, cons
                   });
 }
 
+int Connection::SyncTargetOfPrimary(int volume) const {
+  for (const auto& [id, c] : resource_->state().connections) {
+    if (id == peer_id_ || c.peer_role != Role::kPrimary) continue;
+    auto it = c.peer_devices.find(volume);
+    bool target = false;
+    if (it != c.peer_devices.end()) {
+      ReplState r = it->second.repl;
+      target = r == ReplState::kSyncTarget || r == ReplState::kPausedSyncT ||
+               r == ReplState::kWFBitMapT || r == ReplState::kStartingSyncT;
+    }
+    // Decided but still in its before-resync-target handler (state not changed yet).
+    auto other = resource_->connection(id);
+    if (!target && other) {
+      auto pit = other->peer_devices_.find(volume);
+      target = pit != other->peer_devices_.end() && pit->second->sync == PeerDevice::Sync::kTarget;
+    }
+    if (target) return id;
+  }
+  return -1;
+}
+
+void Connection::RetryAfterOtherResync(const std::shared_ptr<Session>& s) {
+  // At once, before the peer's own decision gets past its before-resync handler (a
+  // SyncTarget's disk would become Inconsistent): it sees the session end instead.
+  EndSessionAfterDecision(s, ConnState::kNetworkFailure,
+                          "waiting for the resync from the Primary to finish", true);
+}
+
 void Connection::ResyncMarkedAfterPromotion(const std::shared_ptr<Session>& s, int volume) {
   auto dev = device(volume);
   if (!Alive(s) || !s->established || !dev || !dev->attached()) return;
@@ -206,6 +234,23 @@ void Connection::DecideAndStartSync(const std::shared_ptr<Session>& s, int volum
       local.changes, local.crashed_primary ? "crashed-primary" : "-",
       local.discard_my_data ? " discard-my-data" : "", peer.uuids.current, peer.uuids.bitmap,
       peer.changes, pdv.uuids.flags);
+  bool resync = d.sync == SyncDecision::kSourceBitmap || d.sync == SyncDecision::kSourceFull ||
+                d.sync == SyncDecision::kTargetBitmap || d.sync == SyncDecision::kTargetFull;
+  if (resync && !peer.primary && !d.split_brain) {
+    // We are being resynced from a Primary (e.g. a node that rejoins after a failover,
+    // or a Secondary taking the new Primary's data for the writes of the lost one): a
+    // resync with this Secondary now could copy data the Primary is replacing. Try again
+    // once that resync is over; then both nodes hold the Primary's generation.
+    int from = SyncTargetOfPrimary(volume);
+    if (from >= 0) {
+      spdlog::info(
+          "{}/{}: not syncing with this peer while the resync from the Primary "
+          "node-id {} runs; reconnecting",
+          Tag(), volume, from);
+      RetryAfterOtherResync(s);
+      return;
+    }
+  }
   bool failed = d.sync == SyncDecision::kSplitBrain || d.sync == SyncDecision::kUnrelated || d.drop;
   for (const auto& line : d.log) {
     if (failed) {

@@ -17,7 +17,8 @@
   target refuses promotion; the restarted source finishes.
 - test_ack_cycles_protocol_b: the checker with protocol B.
 - test_checker_detects: the verifier flags lost, torn and misdirected blocks.
-- test_three_node_failover (by name only): 1:2 failover, see docs/testing.md.
+- test_three_node_failover: the checker on three nodes (1:2 failover, rotating Primary):
+  the survivors end identical (peer acks), the old Primary rejoins early or late.
 
 Needs root for namespaces and nftables (without it: loopback addresses, link-cut tests
 skipped) and python3-libnbd; BSR_BIN names the binaries. Details: docs/testing.md."""
@@ -32,32 +33,20 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from ack_checker import BLOCK, read_journal, verify_volume  # noqa: E402
-from harness import MIB, Cluster, TestFailure, check, data_size, same_data, wait_for  # noqa: E402
+from harness import (MIB, Cluster, TestFailure, check, connected, data_size, peer_dev,  # noqa: E402
+                     run_tests, same_data, synced, wait_for)
 
 PREFIX = "bsrft"
 NET = "10.96"
 NET_OPTS = ["--protocol=C"]
 
 
-def connected(a, b):
-    ca, cb = a.conn(b.node_id), b.conn(a.node_id)
-    return (ca and cb and ca["connection-state"] == "Connected"
-            and cb["connection-state"] == "Connected")
-
-
-def peer_dev(node, peer):
-    return node.conn(peer.node_id)["peer_devices"][0]
-
-
 def in_sync(src, dst):
-    """dst is UpToDate, both Connected and Established, nothing out of sync."""
-    if not connected(src, dst):
+    """harness.synced, src sees dst UpToDate, and nothing is out of sync toward dst."""
+    if not synced(src, dst):
         return False
     pd = peer_dev(src, dst)
-    return (dst.disk_state() == "UpToDate" and src.disk_state() == "UpToDate"
-            and pd["peer-disk-state"] == "UpToDate" and pd["replication-state"] == "Established"
-            and peer_dev(dst, src)["replication-state"] == "Established"
-            and pd["out-of-sync"] == 0)
+    return pd["peer-disk-state"] == "UpToDate" and pd["out-of-sync"] == 0
 
 
 def start_pair(size_mib, net_opts=NET_OPTS):
@@ -505,15 +494,31 @@ def test_kill_sync_source():
         c.close(keep_logs_on_failure=not ok)
 
 
-def test_three_node_failover(cycles=3):
-    """1:2: kill -9 the Primary during writes, promote one Secondary: no acknowledged
-    write lost there, the other Secondary follows the new Primary and ends identical to
-    it (blocks that were in flight to only one of them must be resynced too), and the
-    restarted old Primary rejoins. The Primary role rotates."""
+def marked_writes(node, mark):
+    """(writes, KiB) the node marked out of sync toward its other peers since log offset
+    `mark` because it lost their Primary before the peer ack (peer_ack.cc)."""
+    found = re.findall(r"(\d+) write\(s\) \((\d+) KiB\) of the lost peer were not acknowledged",
+                       node.log_text()[mark:])
+    return sum(int(w) for w, _ in found), sum(int(k) for _, k in found)
+
+
+def test_three_node_failover(cycles=None):
+    """1:2 failover, the acknowledged-write checker on three nodes: kill -9 the Primary
+    during writes, promote one Secondary: no acknowledged write lost there, the other
+    Secondary follows the new Primary and ends identical to it (writes in flight to only
+    one of them are marked by the peer-ack rule and resynced from the new Primary), and
+    the restarted old Primary rejoins: on odd cycles at once, while the survivors may
+    still resync (it must wait for the Primary's resync, not copy its stale blocks to the
+    other Secondary), on even cycles once they are in sync. The Primary role rotates.
+    BSR_FAULT3_CYCLES cycles (default 4)."""
+    cycles = cycles or int(os.environ.get("BSR_FAULT3_CYCLES", "4"))
     c = Cluster(3, size_mib=64, prefix=PREFIX, net=NET)
     ok = False
     w = None
-    rng = random.Random()
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    print(f"three-node failover: {cycles} cycles, seed {seed}", flush=True)
+    totals = {"acked": 0, "verified": 0, "marked": 0, "marked_kib": 0}
     try:
         nodes = c.nodes
         for n in nodes:
@@ -535,7 +540,9 @@ def test_three_node_failover(cycles=3):
         for cycle in range(cycles):
             primary = nodes[cycle % 3]
             new_primary, other = nodes[(cycle + 1) % 3], nodes[(cycle + 2) % 3]
+            rejoin_early = cycle % 2 == 0
             journal = os.path.join(c.work, f"journal3-{cycle}.log")
+            marks = [len(n.log_text()) for n in (new_primary, other)]
             w = start_writer(primary, journal, 16 * MIB // BLOCK, seq, 30,
                              rng.randrange(1 << 30))
             wait_for("first acknowledgements", lambda: journal_counts(journal)[1] >= 16
@@ -547,66 +554,57 @@ def test_three_node_failover(cycles=3):
             issued, _, _ = read_journal(journal)
             seq = max(issued) + 1
             promote(new_primary)
+
+            def rejoin():
+                primary.start()
+                primary.up_many([p for p in nodes if p is not primary], NET_OPTS)
+                for p in nodes:
+                    if p is not primary:
+                        primary.setup("connect", "r0", str(p.node_id))
+
+            if rejoin_early:
+                rejoin()
             stats, problems, baseline = verify_on(new_primary, baseline, [journal])
+            marked = [marked_writes(n, m) for n, m in zip((new_primary, other), marks)]
+            totals["acked"] += stats["acked"]
+            totals["verified"] += stats["verified"]
+            totals["marked"] += sum(m[0] for m in marked)
+            totals["marked_kib"] += sum(m[1] for m in marked)
             print(f"3 nodes, cycle {cycle + 1}/{cycles}: Primary node{primary.index} killed, "
                   f"node{new_primary.index} promoted: acked {stats['acked']}, verified "
-                  f"{stats['verified']}, lost {stats['lost']}, corrupt {stats['corrupt']}",
+                  f"{stats['verified']}, lost {stats['lost']}, corrupt {stats['corrupt']}; "
+                  f"writes without peer ack marked by node{new_primary.index}/"
+                  f"node{other.index}: {marked[0][0]}/{marked[1][0]}; old Primary rejoins "
+                  f"{'at once' if rejoin_early else 'after the survivors are in sync'}",
                   flush=True)
             check(not problems, f"no acknowledged write lost on node{new_primary.index}: "
                   + "; ".join(problems[:5]))
             wait_for(f"node{other.index} in sync with the new Primary",
                      lambda: in_sync(new_primary, other), timeout=60)
-            check(same_data(new_primary, other, size),
-                  f"the remaining Secondary node{other.index} is identical to the new Primary")
-            primary.start()
-            primary.up_many([p for p in nodes if p is not primary], NET_OPTS)
-            for p in nodes:
-                if p is not primary:
-                    primary.setup("connect", "r0", str(p.node_id))
+            if not rejoin_early:
+                check(same_data(new_primary, other, size),
+                      f"the remaining Secondary node{other.index} is identical to the new "
+                      f"Primary")
+                rejoin()
             wait_for(f"node{primary.index} rejoined and resynced",
                      lambda: in_sync(new_primary, primary), timeout=60)
             wait_for("full mesh Connected again", lambda: all(
                 connected(n, p) for n in nodes for p in nodes if p is not n), timeout=30)
-            check(same_data(new_primary, primary, size),
-                  f"the restarted node{primary.index} is identical to the new Primary")
+            check(same_data(new_primary, other, size) and same_data(new_primary, primary, size),
+                  f"node{other.index} and the restarted node{primary.index} are identical to "
+                  f"the new Primary")
+        print(f"summary: {cycles} three-node failovers: acked {totals['acked']}, blocks "
+              f"verified {totals['verified']}, lost 0; writes marked for lack of a peer ack "
+              f"{totals['marked']} ({totals['marked_kib']} KiB), all resynced", flush=True)
         ok = True
     finally:
         stop_writer(w)
         c.close(keep_logs_on_failure=not ok)
 
 
-def main():
-    netns = os.geteuid() == 0 and os.environ.get("BSR_CLUSTER_NETNS", "1") != "0"
-    if not netns:
-        print("no network namespaces (not root or BSR_CLUSTER_NETNS=0): nodes on loopback "
-              "addresses; the link-cut tests are skipped", flush=True)
-    try:
-        import nbd  # noqa: F401
-    except ImportError:
-        print("SKIP: python3-libnbd missing")
-        return 0
-    tests = [test_checker_detects, test_link_cut, test_resync_interrupted, test_kill_sync_source,
-             test_ack_cycles, test_ack_cycles_protocol_b]
-    # Run by name only until a rejoining node resyncs from one source at a time (see
-    # docs/testing.md, "Three-node failover").
-    by_name_only = [test_three_node_failover]
-    only = sys.argv[1:]
-    needs_netns = [test_link_cut, test_resync_interrupted]
-    for t in tests + by_name_only:
-        if (only and t.__name__ not in only) or (not only and t in by_name_only):
-            continue
-        if not netns and t in needs_netns:
-            print(f"== {t.__name__}: SKIP (needs network namespaces)", flush=True)
-            continue
-        print(f"== {t.__name__}", flush=True)
-        try:
-            t()
-        except TestFailure as e:
-            print(f"FAIL: {t.__name__}: {e}", flush=True)
-            return 1
-    print("PASS")
-    return 0
+TESTS = [test_checker_detects, test_link_cut, test_resync_interrupted, test_kill_sync_source,
+         test_ack_cycles, test_ack_cycles_protocol_b, test_three_node_failover]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tests(TESTS, needs_netns=[test_link_cut, test_resync_interrupted]))

@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <spdlog/spdlog.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -21,6 +23,21 @@ namespace {
 
 constexpr size_t kZeroChunk = 1 << 20;
 constexpr uint64_t kMaxSegment = 1u << 30;  // io_uring lengths are 32-bit
+
+// File systems whose page-cache copy never waits for another process or host.
+bool LocalFileSystem(int fd) {
+  struct statfs fs {};
+  if (::fstatfs(fd, &fs) != 0) return false;
+  switch (static_cast<uint64_t>(fs.f_type)) {
+    case EXT4_SUPER_MAGIC:  // ext2/3/4
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+    case F2FS_SUPER_MAGIC:
+    case TMPFS_MAGIC:
+    case RAMFS_MAGIC: return true;
+    default: return false;
+  }
+}
 
 }  // namespace
 
@@ -112,6 +129,12 @@ Status BackingDevice::Setup(const BackingOptions& options) {
     block_size_ = 4096;
   } else {
     return Error(Errc::kInvalidArgument, "not a regular file or block device");
+  }
+
+  if (inline_max_ > 0 && !is_block_device_ && !LocalFileSystem(fd_.get())) {
+    // FUSE, NFS, CIFS and the like may hold a page-cache write until a remote side
+    // answers: not bounded work, so everything goes through io_uring there.
+    inline_max_ = 0;
   }
 
   CacheMode cache = options.cache;

@@ -66,7 +66,9 @@ struct BackingOptions {
   // other write inline in the same handler batch); concurrent writes keep the ring,
   // where the worker's copy overlaps this thread's socket work. 0 turns it off;
   // $BSR_BACKING_INLINE (bytes) overrides it. FUA writes, O_DIRECT I/O, flushes and
-  // discards always go through io_uring.
+  // discards always go through io_uring, and so does everything on a file outside the
+  // local file systems (ext2/3/4, xfs, btrfs, f2fs, tmpfs, ramfs): on FUSE or NFS a
+  // page-cache write may wait for another process or host.
   uint32_t inline_max_bytes = 64 * 1024;
   // The guard that keeps inline writes bounded work: one that took longer than this
   // (dirty-page throttling, a journal wait, a busy CPU) sends buffered writes through

@@ -92,7 +92,8 @@ class Device : public std::enable_shared_from_this<Device> {
   void SetAllPeerBits(int peer_node_id);
   uint64_t NextPeerOutOfSync(int peer_node_id, uint64_t from_bit) const;  // meta::kNoBit
   uint64_t NextPeerInSync(int peer_node_id, uint64_t from_bit) const;     // or data_bits()
-  // A write received from the peer (replicated or resync data); `data` is copied.
+  // A write received from the peer (replicated or resync data); `data` must stay valid until
+  // `done` runs (it is written in place unless an O_DIRECT disk needs an aligned copy).
   void ApplyPeerWrite(uint64_t offset, std::span<const uint8_t> data, uint64_t length,
                       uint32_t dp_flags, storage::IoCallback done);
   void PeerFlush(storage::IoCallback done);

@@ -20,7 +20,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN, MIB, Cluster, check, data_size, same_data, wait_for, run_tests  # noqa: E402
+from harness import (BIN, MIB, Cluster, check, connect, data_size, peer_dev,  # noqa: E402
+                     run_tests, same_data, synced, wait_for)
 
 PREFIX = "bsrfe"
 NET = "10.89"
@@ -46,29 +47,8 @@ def cluster(size_mib, handler_exit=0):
     return c
 
 
-def peer_dev(node, peer):
-    return node.conn(peer.node_id)["peer_devices"][0]
-
-
 def repl(node, peer):
     return peer_dev(node, peer)["replication-state"]
-
-
-def connected(a, b):
-    ca, cb = a.conn(b.node_id), b.conn(a.node_id)
-    return (ca and cb and ca["connection-state"] == "Connected"
-            and cb["connection-state"] == "Connected")
-
-
-def synced(a, b):
-    return (a.disk_state() == "UpToDate" and b.disk_state() == "UpToDate"
-            and repl(a, b) == "Established" and repl(b, a) == "Established")
-
-
-def connect(a, b):
-    a.setup("connect", "r0", str(b.node_id))
-    b.setup("connect", "r0", str(a.node_id))
-    wait_for("both Connected", lambda: connected(a, b), timeout=20)
 
 
 def text_status(node, *flags):
@@ -190,7 +170,7 @@ def test_net_options_live():
         r = a.setup("net-options", "r0", "1", "--ping-int=0", check_rc=False)
         check(r.returncode != 0, "ping-int 0 is out of range: " + (r.stdout + r.stderr).strip())
         check(show(a) == before, "the refused changes left show unchanged")
-        check(connected(a, b) and synced(a, b), "and the connection as it was")
+        check(synced(a, b), "and the connection as it was")
 
         # sndbuf-size applies to the live sockets (the kernel doubles SO_SNDBUF).
         a.setup("net-options", "r0", "1", "--sndbuf-size=256k")
@@ -217,7 +197,7 @@ def test_net_options_live():
                   "node0 dropped node1 by the live ko-count * timeout")
         finally:
             b.proc.send_signal(signal.SIGCONT)
-        wait_for("reconnected and resynced", lambda: connected(a, b) and synced(a, b),
+        wait_for("reconnected and resynced", lambda: synced(a, b),
                  timeout=30)
 
         # ping-int set live: a stuck idle peer misses the next PingAck.
@@ -236,7 +216,7 @@ def test_net_options_live():
                   "by the missing PingAck")
         finally:
             b.proc.send_signal(signal.SIGCONT)
-        wait_for("reconnected", lambda: connected(a, b) and synced(a, b), timeout=30)
+        wait_for("reconnected", lambda: synced(a, b), timeout=30)
         h.flush()
         check(same_data(a, b, data_size(a)), "identical at the end")
         ok = True
@@ -287,7 +267,7 @@ def test_fencing():
         h.pwrite(os.urandom(MIB), MIB)
         check(time.time() - t0 < 2, "a write completes while the peer is fenced")
         c.heal(a, b)
-        wait_for("resynced after the heal", lambda: connected(a, b) and synced(a, b),
+        wait_for("resynced after the heal", lambda: synced(a, b),
                  timeout=30)
         wait_for("unfence-peer ran", lambda: handler_lines(c, "unfence-peer"), timeout=5)
         check(handler_lines(c, "unfence-peer")[0].startswith("unfence-peer r0 node=0 peer=1"),
@@ -315,7 +295,7 @@ def test_fencing():
         check(done and done[0] - t0 < 3, "resume-io lets the held write complete")
         check("suspended" not in text_status(a), "not suspended after resume-io")
         c.heal(a, b)
-        wait_for("resynced after the second heal", lambda: connected(a, b) and synced(a, b),
+        wait_for("resynced after the second heal", lambda: synced(a, b),
                  timeout=30)
         h.flush()
         check(same_data(a, b, data_size(a)), "identical at the end")

@@ -734,24 +734,25 @@ asio::awaitable<Status> Connection::Handshake(std::shared_ptr<Session> s) {
 void Connection::Established(std::shared_ptr<Session> s) {
   s->established = true;
   const auto& st0 = resource_->state();
-  Status ch = resource_->engine().Change(
-      "connection",
-      [&](ResourceState& st) {
-        auto it = st.connections.find(peer_id_);
-        if (it == st.connections.end()) return;
-        auto& c = it->second;
-        c.conn = ConnState::kConnected;
-        for (auto& [vol, p] : c.peer_devices) {
-          auto pit = peer_devices_.find(vol);
-          if (pit == peer_devices_.end() || !pit->second->have_info) continue;
-          const auto& ps = pit->second->state;
-          c.peer_role = static_cast<Role>(static_cast<uint8_t>(ps.role));
-          p.peer_disk = static_cast<DiskState>(static_cast<uint8_t>(ps.disk));
-          p.repl = ReplState::kEstablished;
-        }
-        if (st0.devices.empty()) c.peer_role = Role::kUnknown;
-      },
-      {.internal = true});
+  Status ch =
+      resource_->engine().Change("connection",
+                                 [&](ResourceState& st) {
+                                   auto it = st.connections.find(peer_id_);
+                                   if (it == st.connections.end()) return;
+                                   auto& c = it->second;
+                                   c.conn = ConnState::kConnected;
+                                   for (auto& [vol, p] : c.peer_devices) {
+                                     auto pit = peer_devices_.find(vol);
+                                     if (pit == peer_devices_.end() || !pit->second->have_info)
+                                       continue;
+                                     const auto& ps = pit->second->state;
+                                     c.peer_role = ps.role;
+                                     p.peer_disk = ps.disk;
+                                     p.repl = ReplState::kEstablished;
+                                   }
+                                   if (st0.devices.empty()) c.peer_role = Role::kUnknown;
+                                 },
+                                 {.internal = true});
   if (!ch.ok()) {
     EndSession(s, ConnState::kStandAlone, ch.message(), false);
     return;

@@ -588,16 +588,15 @@ void Connection::SendUuids(const std::shared_ptr<Session>& s, int volume) {
 void Connection::SendState(const std::shared_ptr<Session>& s, int volume) {
   const auto& st = resource_->state();
   p::StatePacket sp;
-  sp.role = static_cast<p::Role>(static_cast<uint8_t>(st.role));
+  sp.role = st.role;
   auto d = st.devices.find(volume);
-  sp.disk = static_cast<p::DiskState>(
-      static_cast<uint8_t>(d == st.devices.end() ? DiskState::kDiskless : d->second.disk));
+  sp.disk = d == st.devices.end() ? DiskState::kDiskless : d->second.disk;
   sp.conn = p::ConnState::kConnected;
   auto c = st.connections.find(peer_id_);
   if (c != st.connections.end()) {
     auto pdi = c->second.peer_devices.find(volume);
     if (pdi != c->second.peer_devices.end()) {
-      sp.peer_disk = static_cast<p::DiskState>(static_cast<uint8_t>(pdi->second.peer_disk));
+      sp.peer_disk = pdi->second.peer_disk;
       ReplState r = pdi->second.repl;
       // PausedSyncS/T on the wire means the sender's own pause-sync (the receiver's
       // resync-suspended:peer); a pause that only mirrors the receiver's is sent unpaused.
@@ -605,7 +604,7 @@ void Connection::SendState(const std::shared_ptr<Session>& s, int volume) {
         if (r == ReplState::kPausedSyncS) r = ReplState::kSyncSource;
         if (r == ReplState::kPausedSyncT) r = ReplState::kSyncTarget;
       }
-      sp.repl = static_cast<p::ReplState>(static_cast<uint8_t>(r));
+      sp.repl = r;
     }
   }
   s->data->SendPacket(sp, static_cast<uint16_t>(volume));
@@ -616,20 +615,19 @@ void Connection::OnPeerState(const std::shared_ptr<Session>& s, int volume,
   auto& pdv = pd(volume);
   pdv.state = st;
   pdv.have_info = true;
-  Status ch = resource_->engine().Change(
-      "peer state",
-      [&](ResourceState& rs) {
-        auto it = rs.connections.find(peer_id_);
-        if (it == rs.connections.end()) return;
-        it->second.peer_role = static_cast<Role>(static_cast<uint8_t>(st.role));
-        auto pdi = it->second.peer_devices.find(volume);
-        if (pdi != it->second.peer_devices.end()) {
-          pdi->second.peer_disk = static_cast<DiskState>(static_cast<uint8_t>(st.disk));
-        }
-      },
-      {.internal = true});
+  Status ch = resource_->engine().Change("peer state",
+                                         [&](ResourceState& rs) {
+                                           auto it = rs.connections.find(peer_id_);
+                                           if (it == rs.connections.end()) return;
+                                           it->second.peer_role = st.role;
+                                           auto pdi = it->second.peer_devices.find(volume);
+                                           if (pdi != it->second.peer_devices.end()) {
+                                             pdi->second.peer_disk = st.disk;
+                                           }
+                                         },
+                                         {.internal = true});
   if (!ch.ok()) spdlog::warn("{}/{}: peer state: {}", Tag(), volume, ch.message());
-  auto repl = static_cast<ReplState>(static_cast<uint8_t>(st.repl));
+  auto repl = st.repl;
   OnPeerAheadBehind(s, volume, repl);
   if (pdv.sync == PeerDevice::Sync::kNone &&
       (repl == ReplState::kStartingSyncS || repl == ReplState::kWFBitMapS)) {

@@ -217,7 +217,7 @@ void Connection::DecideAndStartSync(const std::shared_ptr<Session>& s, int volum
   }
   peer.uuids.history = pdv.uuids.history;
   peer.primary = pdv.state.role == p::Role::kPrimary;
-  peer.disk = static_cast<DiskState>(static_cast<uint8_t>(pdv.state.disk));
+  peer.disk = pdv.state.disk;
   peer.changes = pdv.uuids.dirty_bits;
   peer.crashed_primary = pdv.uuids.flags & p::kUuidFlagCrashedPrimary;
   peer.discard_my_data = pdv.uuids.flags & p::kUuidFlagDiscardMyData;

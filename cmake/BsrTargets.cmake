@@ -17,6 +17,11 @@ endfunction()
 if(NOT TARGET unit_tests)
   add_custom_target(unit_tests)
 endif()
+# Every program in bin/ (what the script-driven tests and bench/ run), so CI's normal
+# build can skip the gtest binaries it already ran under the sanitizers.
+if(NOT TARGET programs)
+  add_custom_target(programs)
+endif()
 
 function(bsr_test)
   if(BSR_FUZZ)

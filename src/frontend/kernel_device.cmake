@@ -13,6 +13,7 @@ if(NOT BSR_FUZZ)
   target_link_libraries(kdev_file_server PRIVATE bsr_frontend CLI11::CLI11)
   set_target_properties(kdev_file_server PROPERTIES
     RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/bin)
+  add_dependencies(programs kdev_file_server)
 endif()
 
 # The cleanup parsers need nothing; the device tests need root, /dev/fuse and loop.

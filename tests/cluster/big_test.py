@@ -22,8 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Cluster, MIB, TestFailure, check, connected, data_size, peer_dev,  # noqa: E402
                      run_tests, wait_for)
 
-PREFIX = "bsrft"
-NET = "10.96"
+PREFIX = os.environ.get("BSR_NETNS_PREFIX", "bsrft")
+NET = os.environ.get("BSR_NET", "10.96")
 SIZE_MIB = 1024
 BLOCK = 4096
 # Per frame on the veth: Ethernet 14 + IPv4 20 + TCP 20 + timestamps option 12.

@@ -36,8 +36,8 @@ from ack_checker import BLOCK, read_journal, verify_volume  # noqa: E402
 from harness import (MIB, Cluster, TestFailure, check, connected, data_size, peer_dev,  # noqa: E402
                      run_tests, same_data, synced, wait_for)
 
-PREFIX = "bsrft"
-NET = "10.96"
+PREFIX = os.environ.get("BSR_NETNS_PREFIX", "bsrft")
+NET = os.environ.get("BSR_NET", "10.96")
 NET_OPTS = ["--protocol=C"]
 
 

@@ -23,8 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BIN, MIB, Cluster, check, connect, data_size, peer_dev,  # noqa: E402
                      run_tests, same_data, synced, wait_for)
 
-PREFIX = "bsrfe"
-NET = "10.89"
+PREFIX = os.environ.get("BSR_NETNS_PREFIX", "bsrfe")
+NET = os.environ.get("BSR_NET", "10.89")
 
 
 def cluster(size_mib, handler_exit=0):

@@ -17,8 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BIN, Cluster, MIB, TestFailure, check, conn_state, connect, connected,  # noqa: E402
                      data_size, peer_dev, run, run_tests, same_data, wait_for)
 
-PREFIX = "bsrnet"
-NET = "10.95"
+PREFIX = os.environ.get("BSR_NETNS_PREFIX", "bsrnet")
+NET = os.environ.get("BSR_NET", "10.95")
 FAST = ["--connect-int=1", "--ping-int=1"]
 
 

@@ -17,8 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Cluster, MIB, check, connect, data_size, peer_dev, run_tests,  # noqa: E402
                      same_data, synced, wait_for)
 
-PREFIX = "bsrrs"
-NET = "10.94"
+PREFIX = os.environ.get("BSR_NETNS_PREFIX", "bsrrs")
+NET = os.environ.get("BSR_NET", "10.94")
 
 
 def cluster(size_mib):

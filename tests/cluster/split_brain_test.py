@@ -21,8 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Cluster, TestFailure, check, conn_state, connect, connected,  # noqa: E402
                      data_size, peer_dev, run_tests, same_data, synced, wait_for)
 
-PREFIX = "bsrsb"
-NET = "10.93"
+PREFIX = os.environ.get("BSR_NETNS_PREFIX", "bsrsb")
+NET = os.environ.get("BSR_NET", "10.93")
 SIZE_MIB = 16
 BLOCK = 4096
 

@@ -11,7 +11,10 @@ Node0 and node1 run bsrd each in its own network namespace, linked by a veth pai
   3. resync after a disconnect during which 1% of the volume (random 4 KiB blocks)
      was written: bytes node0 sent on the link during the resync vs the changed data.
 Prints a table of ratios and the goals. A benchmark, never a test: nothing fails on
-a missed goal. Usage (as root): bench/cluster_vs_nbdkit.sh [BUILD_DIR] [SECONDS]."""
+a missed goal. Usage (as root): bench/cluster_vs_nbdkit.sh [BUILD_DIR] [SECONDS].
+BENCH_PARTS (default "sync,fio,resync") picks the parts: "sync" alone times the initial
+sync against nbdcopy; "fio" alone still runs the initial sync (fio needs an UpToDate
+peer) but skips nbdcopy; "resync" runs the 1% resync."""
 
 import json
 import os
@@ -36,6 +39,7 @@ VOLUME_MIB = int(os.environ.get("BENCH_VOLUME_MIB", "1024"))
 DISK_MIB = VOLUME_MIB + 8
 CHANGED_FRACTION = 0.01
 LOG_LEVEL = os.environ.get("BENCH_LOG_LEVEL", "warn")
+PARTS = set(os.environ.get("BENCH_PARTS", "sync,fio,resync").replace(" ", "").split(","))
 NBD_PORT = 10809
 
 
@@ -145,6 +149,10 @@ def main():
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
         return 2
+    if not PARTS or not PARTS <= {"sync", "fio", "resync"}:
+        print(f"BENCH_PARTS: a comma-separated subset of sync,fio,resync, not {PARTS}",
+              file=sys.stderr)
+        return 2
     for tool in ("fio", "nbdkit", "nbdcopy", "fallocate"):
         if run(["sh", "-c", f"command -v {tool}"]).returncode != 0:
             print(f"needs {tool}", file=sys.stderr)
@@ -178,7 +186,9 @@ def main():
         wait_for("both Connected", lambda: connected(a, b), timeout=20)
         size = a.status()["devices"][0]["size"] * 1024
 
-        # 1a. Initial full sync.
+        # 1a. Initial full sync. Node0's random fill is written back first, as before
+        # nbdcopy below, so neither side pays for it.
+        os.sync()
         t0 = time.monotonic()
         a.setup("primary", "r0", "--force")
         wait_for("initial sync done", lambda: in_sync(a, b), timeout=600, interval=0.05)
@@ -186,90 +196,12 @@ def main():
         print(f"initial sync of {size / MIB:.1f} MiB: {results['sync_bsr']:.2f} s", flush=True)
         if not same_data(a, b, size):
             raise TestFailure("after the initial sync the data areas differ")
-
-        # 1b. nbdcopy of the same bytes from an nbdkit in node0's namespace to one in
-        # node1's, over the same veth link.
-        dst = os.path.join(c.work, "nbdcopy-dst.img")
-        preallocate(dst, size)
-        src_sock = os.path.join(c.work, "src.sock")
-        procs.append(start_bg(["ip", "netns", "exec", a.ns, "nbdkit", "--foreground",
-                               "--exit-with-parent", "-r", "-U", src_sock,
-                               "--filter=truncate", "file", f"file={a.disk}",
-                               f"truncate={size}"], os.path.join(c.work, "nbdkit-src.log")))
-        procs.append(start_bg(["ip", "netns", "exec", b.ns, "nbdkit", "--foreground",
-                               "--exit-with-parent", "-i", b.addr, "-p", str(NBD_PORT), "file",
-                               f"file={dst}"], os.path.join(c.work, "nbdkit-dst.log")))
-        wait_path(src_sock, "nbdkit source socket")
-        wait_for("nbdkit listening in node1's namespace",
-                 lambda: run(["ip", "netns", "exec", a.ns, "nbdinfo", "--size",
-                              f"nbd://{b.addr}:{NBD_PORT}/"]).returncode == 0, timeout=10)
-        os.sync()
-        t0 = time.monotonic()
-        p = run(["ip", "netns", "exec", a.ns, "nbdcopy", f"nbd+unix:///?socket={src_sock}",
-                 f"nbd://{b.addr}:{NBD_PORT}/"])
-        results["sync_nbdcopy"] = time.monotonic() - t0
-        if p.returncode != 0:
-            raise TestFailure(f"nbdcopy: {p.stdout}{p.stderr}")
-        print(f"nbdcopy of {size / MIB:.1f} MiB: {results['sync_nbdcopy']:.2f} s", flush=True)
-        with open(a.disk, "rb") as fa, open(dst, "rb") as fd:
-            for pos in range(0, size, 16 * MIB):
-                n = min(16 * MIB, size - pos)
-                if fa.read(n) != fd.read(n):
-                    raise TestFailure("nbdcopy's destination differs from its source")
-        for pr in procs:
-            pr.terminate()
-            pr.wait()
-        procs.clear()
-        os.unlink(dst)
-
-        # 2. fio: replicated volume vs nbdkit on a local file of the same size.
-        kit_img = os.path.join(c.work, "nbdkit.img")
-        preallocate(kit_img, size)
-        with open(kit_img, "r+b") as f:  # written once, so no allocation during fio
-            zero = bytes(16 * MIB)
-            for _ in range(size // len(zero)):
-                f.write(zero)
-        kit_sock = os.path.join(c.work, "kit.sock")
-        procs.append(start_bg(["nbdkit", "--foreground", "--exit-with-parent", "-U", kit_sock,
-                               "file", f"file={kit_img}"], os.path.join(c.work, "nbdkit.log")))
-        wait_path(kit_sock, "nbdkit socket")
-        uris = {"bsr": f"nbd+unix:///r0/0?socket={a.nbd_path()}",
-                "nbdkit": f"nbd+unix:///?socket={kit_sock}"}
-        files = [a.disk, b.disk, kit_img]
-        results["seq"] = fio_pair(c.work, "seq", uris, 0, files, "--rw=write", "--bs=1M",
-                                  "--iodepth=8")
-        results["qd1"] = fio_pair(c.work, "qd1", uris, 1, files, "--rw=randwrite", "--bs=4k",
-                                  "--iodepth=1")
-        results["qd32"] = fio_pair(c.work, "qd32", uris, 0, files, "--rw=randwrite", "--bs=4k",
-                                   "--iodepth=32")
-        wait_for("replicated writes acknowledged", lambda: in_sync(a, b), timeout=60)
-
-        # 3. Disconnect, change 1% of the volume in random 4 KiB blocks, reconnect.
-        a.setup("disconnect", "r0", "1")
-        wait_for("node0 StandAlone", lambda: a.conn(1)["connection-state"] == "StandAlone")
-        wait_for("node1 lost node0", lambda: b.conn(0)["connection-state"] != "Connected",
-                 timeout=15)
-        nblocks = size // 4096
-        blocks = random.sample(range(nblocks), int(nblocks * CHANGED_FRACTION))
-        h = a.nbd()
-        try:
-            for blk in blocks:
-                h.pwrite(os.urandom(4096), blk * 4096)
-            h.flush()
-        finally:
-            h.shutdown()
-        changed = len(blocks) * 4096
-        tx0, rx0 = a.link_bytes()
-        t0 = time.monotonic()
-        a.setup("connect", "r0", "1")
-        wait_for("resync done", lambda: in_sync(a, b), timeout=120, interval=0.05)
-        results["resync_secs"] = time.monotonic() - t0
-        tx1, rx1 = a.link_bytes()
-        results["resync_tx"] = tx1 - tx0
-        results["resync_rx"] = rx1 - rx0
-        if not same_data(a, b, size):
-            raise TestFailure("after the resync the data areas differ")
-        results["changed"] = changed
+        if "sync" in PARTS:
+            sync_reference(c, a, b, size, procs, results)
+        if "fio" in PARTS:
+            fio_part(c, a, b, size, procs, results)
+        if "resync" in PARTS:
+            resync_part(a, b, size, results)
         ok = True
     finally:
         for pr in procs:
@@ -277,8 +209,106 @@ def main():
             pr.wait()
         c.close(keep_logs_on_failure=not ok)
     load_after = os.getloadavg()
+    report(results, size, load_before, load_after)
+    return 0
 
-    seq, qd1, qd32 = results["seq"], results["qd1"], results["qd32"]
+
+def sync_reference(c, a, b, size, procs, results):
+    # 1b. nbdcopy of the same bytes from an nbdkit in node0's namespace to one in
+    # node1's, over the same veth link.
+    dst = os.path.join(c.work, "nbdcopy-dst.img")
+    preallocate(dst, size)
+    src_sock = os.path.join(c.work, "src.sock")
+    procs.append(start_bg(["ip", "netns", "exec", a.ns, "nbdkit", "--foreground",
+                           "--exit-with-parent", "-r", "-U", src_sock,
+                           "--filter=truncate", "file", f"file={a.disk}",
+                           f"truncate={size}"], os.path.join(c.work, "nbdkit-src.log")))
+    procs.append(start_bg(["ip", "netns", "exec", b.ns, "nbdkit", "--foreground",
+                           "--exit-with-parent", "-i", b.addr, "-p", str(NBD_PORT), "file",
+                           f"file={dst}"], os.path.join(c.work, "nbdkit-dst.log")))
+    wait_path(src_sock, "nbdkit source socket")
+    wait_for("nbdkit listening in node1's namespace",
+             lambda: run(["ip", "netns", "exec", a.ns, "nbdinfo", "--size",
+                          f"nbd://{b.addr}:{NBD_PORT}/"]).returncode == 0, timeout=10)
+    os.sync()
+    t0 = time.monotonic()
+    p = run(["ip", "netns", "exec", a.ns, "nbdcopy", f"nbd+unix:///?socket={src_sock}",
+             f"nbd://{b.addr}:{NBD_PORT}/"])
+    results["sync_nbdcopy"] = time.monotonic() - t0
+    if p.returncode != 0:
+        raise TestFailure(f"nbdcopy: {p.stdout}{p.stderr}")
+    print(f"nbdcopy of {size / MIB:.1f} MiB: {results['sync_nbdcopy']:.2f} s", flush=True)
+    with open(a.disk, "rb") as fa, open(dst, "rb") as fd:
+        for pos in range(0, size, 16 * MIB):
+            n = min(16 * MIB, size - pos)
+            if fa.read(n) != fd.read(n):
+                raise TestFailure("nbdcopy's destination differs from its source")
+    for pr in procs:
+        pr.terminate()
+        pr.wait()
+    procs.clear()
+    os.unlink(dst)
+
+
+def fio_part(c, a, b, size, procs, results):
+    # 2. fio: replicated volume vs nbdkit on a local file of the same size.
+    kit_img = os.path.join(c.work, "nbdkit.img")
+    preallocate(kit_img, size)
+    with open(kit_img, "r+b") as f:  # written once, so no allocation during fio
+        zero = bytes(16 * MIB)
+        for _ in range(size // len(zero)):
+            f.write(zero)
+    kit_sock = os.path.join(c.work, "kit.sock")
+    procs.append(start_bg(["nbdkit", "--foreground", "--exit-with-parent", "-U", kit_sock,
+                           "file", f"file={kit_img}"], os.path.join(c.work, "nbdkit.log")))
+    wait_path(kit_sock, "nbdkit socket")
+    uris = {"bsr": f"nbd+unix:///r0/0?socket={a.nbd_path()}",
+            "nbdkit": f"nbd+unix:///?socket={kit_sock}"}
+    files = [a.disk, b.disk, kit_img]
+    results["seq"] = fio_pair(c.work, "seq", uris, 0, files, "--rw=write", "--bs=1M",
+                              "--iodepth=8")
+    results["qd1"] = fio_pair(c.work, "qd1", uris, 1, files, "--rw=randwrite", "--bs=4k",
+                              "--iodepth=1")
+    results["qd32"] = fio_pair(c.work, "qd32", uris, 0, files, "--rw=randwrite", "--bs=4k",
+                               "--iodepth=32")
+    wait_for("replicated writes acknowledged", lambda: in_sync(a, b), timeout=60)
+    for pr in procs:
+        pr.terminate()
+        pr.wait()
+    procs.clear()
+
+
+def resync_part(a, b, size, results):
+    # 3. Disconnect, change 1% of the volume in random 4 KiB blocks, reconnect.
+    a.setup("disconnect", "r0", "1")
+    wait_for("node0 StandAlone", lambda: a.conn(1)["connection-state"] == "StandAlone")
+    wait_for("node1 lost node0", lambda: b.conn(0)["connection-state"] != "Connected",
+             timeout=15)
+    nblocks = size // 4096
+    blocks = random.sample(range(nblocks), int(nblocks * CHANGED_FRACTION))
+    h = a.nbd()
+    try:
+        for blk in blocks:
+            h.pwrite(os.urandom(4096), blk * 4096)
+        h.flush()
+    finally:
+        h.shutdown()
+    changed = len(blocks) * 4096
+    tx0, rx0 = a.link_bytes()
+    t0 = time.monotonic()
+    a.setup("connect", "r0", "1")
+    wait_for("resync done", lambda: in_sync(a, b), timeout=120, interval=0.05)
+    results["resync_secs"] = time.monotonic() - t0
+    tx1, rx1 = a.link_bytes()
+    results["resync_tx"] = tx1 - tx0
+    results["resync_rx"] = rx1 - rx0
+    if not same_data(a, b, size):
+        raise TestFailure("after the resync the data areas differ")
+    results["changed"] = changed
+    results["resync_blocks"] = len(blocks)
+
+
+def report(results, size, load_before, load_after):
 
     def avg(runs, fn):
         return sum(fn(r) for r in runs) / len(runs)
@@ -295,33 +325,38 @@ def main():
     def p99(r):
         return r["clat_ns"]["percentile"]["99.000000"] / 1000
 
-    rows = [
-        ("seq 1M write MiB/s (QD8)", avg(seq["bsr"], bw), avg(seq["nbdkit"], bw), "bsr/nbdkit",
-         ">= 0.70"),
-        ("4k randwrite QD32 IOPS", avg(qd32["bsr"], iops), avg(qd32["nbdkit"], iops),
-         "bsr/nbdkit", ">= 0.70"),
-        ("4k randwrite QD1 IOPS", avg(qd1["bsr"], iops), avg(qd1["nbdkit"], iops), "bsr/nbdkit",
-         ""),
-        ("4k randwrite QD1 p50 us", avg(qd1["bsr"], p50), avg(qd1["nbdkit"], p50), "bsr/nbdkit",
-         "<= 1.60"),
-        ("4k randwrite QD1 p99 us", avg(qd1["bsr"], p99), avg(qd1["nbdkit"], p99), "bsr/nbdkit",
-         ""),
-        ("full sync seconds", results["sync_bsr"], results["sync_nbdcopy"], "bsr/nbdcopy",
-         "<= 0.80"),
-    ]
+    rows = []
+    if "seq" in results:
+        seq, qd1, qd32 = results["seq"], results["qd1"], results["qd32"]
+        rows += [
+            ("seq 1M write MiB/s (QD8)", avg(seq["bsr"], bw), avg(seq["nbdkit"], bw),
+             "bsr/nbdkit", ">= 0.70"),
+            ("4k randwrite QD32 IOPS", avg(qd32["bsr"], iops), avg(qd32["nbdkit"], iops),
+             "bsr/nbdkit", ">= 0.70"),
+            ("4k randwrite QD1 IOPS", avg(qd1["bsr"], iops), avg(qd1["nbdkit"], iops),
+             "bsr/nbdkit", ""),
+            ("4k randwrite QD1 p50 us", avg(qd1["bsr"], p50), avg(qd1["nbdkit"], p50),
+             "bsr/nbdkit", "<= 1.60"),
+            ("4k randwrite QD1 p99 us", avg(qd1["bsr"], p99), avg(qd1["nbdkit"], p99),
+             "bsr/nbdkit", ""),
+        ]
+    if "sync_nbdcopy" in results:
+        rows.append(("full sync seconds", results["sync_bsr"], results["sync_nbdcopy"],
+                     "bsr/nbdcopy", "<= 0.80"))
     print(f"\nbsr protocol C, 2 nodes over veth (volume {size / MIB:.1f} MiB, {SECS} s per fio "
           f"job); load before {load_before[0]:.2f}, after {load_after[0]:.2f}")
     print(f"{'metric':28} {'bsr':>10} {'reference':>10} {'ratio':>8}  {'':12} goal")
     for name, bv, rv, how, goal in rows:
         ratio = bv / rv if rv else 0
         print(f"{name:28} {bv:10.1f} {rv:10.1f} {ratio:7.2f}x  {how:12} {goal}")
+    if "changed" not in results:
+        return
     ratio = results["resync_tx"] / results["changed"]
     print(f"{'resync bytes sent (KiB)':28} {results['resync_tx'] / 1024:10.1f} "
           f"{results['changed'] / 1024:10.1f} {ratio:7.2f}x  {'sent/changed':12} <= 1.05")
-    print(f"(resync of {len(blocks)} blocks took {results['resync_secs']:.2f} s; node0 received "
+    print(f"(resync of {results['resync_blocks']} blocks took {results['resync_secs']:.2f} s; node0 received "
           f"{results['resync_rx'] / 1024:.1f} KiB of requests and acks meanwhile; latency rows: "
           f"lower is better)")
-    return 0
 
 
 if __name__ == "__main__":

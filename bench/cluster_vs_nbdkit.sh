@@ -3,7 +3,8 @@
 # run: fio (seq 1 MiB BW, 4 KiB QD1 p50/p99, QD32 IOPS), initial full sync vs nbdcopy
 # between two nbdkit servers across the same link, resync bytes vs changed data.
 # Usage (root): bench/cluster_vs_nbdkit.sh [BUILD_DIR] [SECONDS_PER_FIO_JOB]
-# Environment: BENCH_VOLUME_MIB (1024), BSR_NETNS_PREFIX (bsrpf), BSR_NET (10.97).
+# Environment: BENCH_VOLUME_MIB (1024), BSR_NETNS_PREFIX (bsrpf), BSR_NET (10.97),
+# BENCH_PARTS (sync,fio,resync: any subset; "fio" alone skips nbdcopy, not the sync).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}

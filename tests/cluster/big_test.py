@@ -90,10 +90,7 @@ def wire_delta(before, after):
 
 
 def test_sync_and_resync_1g():
-    c = Cluster(2, size_mib=SIZE_MIB, prefix=PREFIX, net=NET)
-    ok = False
-    h = None
-    try:
+    with Cluster(2, size_mib=SIZE_MIB, prefix=PREFIX, net=NET) as c:
         a, b = c.nodes
         for n in (a, b):
             n.start()
@@ -151,18 +148,10 @@ def test_sync_and_resync_1g():
         check(payload <= 1.05 * changed + FIXED_OVERHEAD,
               f"resent bytes on the wire {payload} <= 1.05 x {changed} + {FIXED_OVERHEAD}")
         check(identical(a, b, size), "1 GiB data areas identical after the resync")
-        ok = True
-    finally:
-        if h is not None:
-            h.shutdown()
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_three_nodes_1g():
-    c = Cluster(3, size_mib=SIZE_MIB, prefix=PREFIX, net=NET)
-    ok = False
-    h = None
-    try:
+    with Cluster(3, size_mib=SIZE_MIB, prefix=PREFIX, net=NET) as c:
         nodes = c.nodes
         for n in nodes:
             n.start()
@@ -199,11 +188,6 @@ def test_three_nodes_1g():
             check(peer_dev(a, p)["out-of-sync"] == 0, f"nothing out of sync toward node{p.index}")
         check(identical(a, b, size) and identical(a, d, size),
               "all three 1 GiB data areas identical after the sync and the writes")
-        ok = True
-    finally:
-        if h is not None:
-            h.shutdown()
-        c.close(keep_logs_on_failure=not ok)
 
 
 TESTS = [test_sync_and_resync_1g, test_three_nodes_1g]

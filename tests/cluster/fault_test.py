@@ -131,90 +131,87 @@ def run_ack_cycles(cycles, size_mib=64, area_mib=16, seed=None, results=None,
     # on a loaded machine must not drop the link just before the kill: writes acked
     # while disconnected are legitimately not on the Secondary (no fencing here).
     net_opts = [f"--protocol={protocol}", "--ping-timeout=20"]
-    c = start_pair(size_mib, net_opts)
-    ok = False
     w = None
     results = [] if results is None else results
-    try:
-        primary, secondary = c.nodes
-        size = data_size(primary)
-        blocks = area_mib * MIB // BLOCK
-        baseline = {}
-        seq = 1
-        for cycle in range(cycles):
-            t0 = time.time()
-            # Every third cycle the Secondary dies instead: the Primary must go on and
-            # complete every write, and the Secondary catches up after its restart.
-            kill_secondary = kill_secondary_every and cycle % kill_secondary_every == (
-                kill_secondary_every - 1)
-            victim, survivor = (secondary, primary) if kill_secondary else (primary, secondary)
-            journal = os.path.join(c.work, f"journal-{cycle}.log")
-            w = start_writer(primary, journal, blocks, seq,
-                             rng.uniform(1.5, 2.5) if kill_secondary else 30,
-                             rng.randrange(1 << 30))
-            # Let the workload get going, then kill at a random moment.
-            wait_for("first acknowledgements", lambda: journal_counts(journal)[1] >= 16
-                     or w.poll() is not None, timeout=15, interval=0.02)
-            if w.poll() is not None:
-                raise TestFailure(f"writer exited early: {w.stdout.read()}")
-            log_mark = len(primary.log_text())
-            time.sleep(rng.uniform(0.0, 1.0))
-            victim.kill()
-            # Did the link drop before the kill? Then losses are not the crash's doing.
-            early = re.findall(r"connection lost: .*", primary.log_text()[log_mark:])
-            try:
-                out, _ = w.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                raise TestFailure(f"the writer hung after node{victim.index} was killed")
-            if w.returncode != 0:
-                raise TestFailure(f"writer failed ({w.returncode}): {out}")
-            w = None
-            issued, acked, failed = read_journal(journal)
-            seq = max(issued) + 1
-            if kill_secondary and failed:
-                raise TestFailure(f"cycle {cycle + 1}: {len(failed)} writes failed on the "
-                                  f"Primary after its Secondary died: "
-                                  f"{list(failed.items())[:3]}")
-            if not kill_secondary:
-                promote(secondary)
-            stats, problems, baseline = verify_on(survivor, baseline, [journal])
-            role = "Secondary" if kill_secondary else "Primary"
-            print(f"cycle {cycle + 1}/{cycles}: {role} node{victim.index} killed: issued "
-                  f"{stats['issued']}, acked {stats['acked']}, blocks with acked writes "
-                  f"verified {stats['verified']}, lost {stats['lost']}, corrupt "
-                  f"{stats['corrupt']}, unacked seen new/old {stats['unacked_new']}/"
-                  f"{stats['unacked_old']}", flush=True)
-            if problems:
-                why = (f" (the Primary had logged before the kill: {early[:2]})"
-                       if early and not kill_secondary else "")
-                raise TestFailure(f"cycle {cycle + 1}: {len(problems)} bad blocks on "
-                                  f"node{survivor.index}{why}: " + "; ".join(problems[:10]))
-            # Bring the killed node back as Secondary; it resyncs from the survivor.
-            victim.start()
-            victim.up(survivor, net_opts)
-            victim.setup("connect", "r0", str(survivor.node_id))
-            wait_for(f"node{victim.index} resynced after its crash",
-                     lambda: in_sync(survivor, victim), timeout=60)
-            m = re.findall(r"resync started as SyncTarget: (\d+) KiB", victim.log_text())
-            resync_kib = int(m[-1]) if m else 0
-            identical = same_data(victim, survivor, size)
-            results.append({**stats, "resync_kib": resync_kib, "secs": time.time() - t0})
-            print(f"  resync {resync_kib} KiB, data areas identical: {identical}, "
-                  f"{time.time() - t0:.1f} s", flush=True)
-            if not identical:
-                raise TestFailure(f"cycle {cycle + 1}: after the resync node{victim.index} "
-                                  f"differs from node{survivor.index}")
-            if not 0 < resync_kib <= area_mib * 1024:
-                raise TestFailure(f"cycle {cycle + 1}: node{victim.index} resynced "
-                                  f"{resync_kib} KiB after its crash, expected only the "
-                                  f"written area (at most {area_mib} MiB) and more than "
-                                  f"nothing")
-            if not kill_secondary:
-                primary, secondary = secondary, primary
-        ok = True
-    finally:
-        stop_writer(w)
-        c.close(keep_logs_on_failure=not ok)
+    with start_pair(size_mib, net_opts) as c:
+        try:
+            primary, secondary = c.nodes
+            size = data_size(primary)
+            blocks = area_mib * MIB // BLOCK
+            baseline = {}
+            seq = 1
+            for cycle in range(cycles):
+                t0 = time.time()
+                # Every third cycle the Secondary dies instead: the Primary must go on and
+                # complete every write, and the Secondary catches up after its restart.
+                kill_secondary = kill_secondary_every and cycle % kill_secondary_every == (
+                    kill_secondary_every - 1)
+                victim, survivor = (secondary, primary) if kill_secondary else (primary, secondary)
+                journal = os.path.join(c.work, f"journal-{cycle}.log")
+                w = start_writer(primary, journal, blocks, seq,
+                                 rng.uniform(1.5, 2.5) if kill_secondary else 30,
+                                 rng.randrange(1 << 30))
+                # Let the workload get going, then kill at a random moment.
+                wait_for("first acknowledgements", lambda: journal_counts(journal)[1] >= 16
+                         or w.poll() is not None, timeout=15, interval=0.02)
+                if w.poll() is not None:
+                    raise TestFailure(f"writer exited early: {w.stdout.read()}")
+                log_mark = len(primary.log_text())
+                time.sleep(rng.uniform(0.0, 1.0))
+                victim.kill()
+                # Did the link drop before the kill? Then losses are not the crash's doing.
+                early = re.findall(r"connection lost: .*", primary.log_text()[log_mark:])
+                try:
+                    out, _ = w.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    raise TestFailure(f"the writer hung after node{victim.index} was killed")
+                if w.returncode != 0:
+                    raise TestFailure(f"writer failed ({w.returncode}): {out}")
+                w = None
+                issued, acked, failed = read_journal(journal)
+                seq = max(issued) + 1
+                if kill_secondary and failed:
+                    raise TestFailure(f"cycle {cycle + 1}: {len(failed)} writes failed on the "
+                                      f"Primary after its Secondary died: "
+                                      f"{list(failed.items())[:3]}")
+                if not kill_secondary:
+                    promote(secondary)
+                stats, problems, baseline = verify_on(survivor, baseline, [journal])
+                role = "Secondary" if kill_secondary else "Primary"
+                print(f"cycle {cycle + 1}/{cycles}: {role} node{victim.index} killed: issued "
+                      f"{stats['issued']}, acked {stats['acked']}, blocks with acked writes "
+                      f"verified {stats['verified']}, lost {stats['lost']}, corrupt "
+                      f"{stats['corrupt']}, unacked seen new/old {stats['unacked_new']}/"
+                      f"{stats['unacked_old']}", flush=True)
+                if problems:
+                    why = (f" (the Primary had logged before the kill: {early[:2]})"
+                           if early and not kill_secondary else "")
+                    raise TestFailure(f"cycle {cycle + 1}: {len(problems)} bad blocks on "
+                                      f"node{survivor.index}{why}: " + "; ".join(problems[:10]))
+                # Bring the killed node back as Secondary; it resyncs from the survivor.
+                victim.start()
+                victim.up(survivor, net_opts)
+                victim.setup("connect", "r0", str(survivor.node_id))
+                wait_for(f"node{victim.index} resynced after its crash",
+                         lambda: in_sync(survivor, victim), timeout=60)
+                m = re.findall(r"resync started as SyncTarget: (\d+) KiB", victim.log_text())
+                resync_kib = int(m[-1]) if m else 0
+                identical = same_data(victim, survivor, size)
+                results.append({**stats, "resync_kib": resync_kib, "secs": time.time() - t0})
+                print(f"  resync {resync_kib} KiB, data areas identical: {identical}, "
+                      f"{time.time() - t0:.1f} s", flush=True)
+                if not identical:
+                    raise TestFailure(f"cycle {cycle + 1}: after the resync node{victim.index} "
+                                      f"differs from node{survivor.index}")
+                if not 0 < resync_kib <= area_mib * 1024:
+                    raise TestFailure(f"cycle {cycle + 1}: node{victim.index} resynced "
+                                      f"{resync_kib} KiB after its crash, expected only the "
+                                      f"written area (at most {area_mib} MiB) and more than "
+                                      f"nothing")
+                if not kill_secondary:
+                    primary, secondary = secondary, primary
+        finally:
+            stop_writer(w)
     return results
 
 
@@ -297,72 +294,70 @@ def test_ack_cycles():
 
 
 def test_link_cut():
-    c = start_pair(32)
-    ok = False
     w = None
-    try:
-        a, b = c.nodes
-        size = data_size(a)
-        journal = os.path.join(c.work, "journal-cut.log")
-        w = start_writer(a, journal, size // BLOCK, 1, 7, 1)
-        wait_for("writes flowing", lambda: journal_counts(journal)[1] >= 200, timeout=15,
-                 interval=0.02)
-        issued_at_cut = journal_counts(journal)[0]
-        t_cut = time.time()
-        c.cut(a, b)
-        state = wait_for("node0 notices the cut", lambda: a.conn(1)["connection-state"]
-                         if a.conn(1)["connection-state"] != "Connected" else None,
-                         timeout=15, interval=0.05)
-        detect = time.time() - t_cut
-        print(f"cut detected after {detect:.2f} s: {state}", flush=True)
-        check(state in ("NetworkFailure", "Timeout", "BrokenPipe", "Connecting"),
-              f"the Primary shows the lost peer as {state}")
-        issued_at_detect, acked_at_detect, _ = journal_counts(journal)
-        time.sleep(1.5)
-        _, acked_later, _ = journal_counts(journal)
-        check(acked_later > acked_at_detect + 50,
-              f"the Primary keeps completing writes while cut ({acked_later - acked_at_detect} "
-              f"in 1.5 s)")
-        check(a.conn(1)["connection-state"] in ("Connecting", "NetworkFailure", "Timeout"),
-              f"still not connected while cut: {a.conn(1)['connection-state']}")
-        check(b.conn(0)["connection-state"] != "Connected", "node1 lost node0 too")
-        out, _ = w.communicate(timeout=30)
-        w = None
-        issued, acked, failed = read_journal(journal)
-        check(not failed and len(acked) == len(issued),
-              f"every write completed ({len(acked)} of {len(issued)}, failed {len(failed)})")
-        oos_kib = peer_dev(a, b)["out-of-sync"]
+    with start_pair(32) as c:
+        try:
+            a, b = c.nodes
+            size = data_size(a)
+            journal = os.path.join(c.work, "journal-cut.log")
+            w = start_writer(a, journal, size // BLOCK, 1, 7, 1)
+            wait_for("writes flowing", lambda: journal_counts(journal)[1] >= 200, timeout=15,
+                     interval=0.02)
+            issued_at_cut = journal_counts(journal)[0]
+            t_cut = time.time()
+            c.cut(a, b)
+            state = wait_for("node0 notices the cut", lambda: a.conn(1)["connection-state"]
+                             if a.conn(1)["connection-state"] != "Connected" else None,
+                             timeout=15, interval=0.05)
+            detect = time.time() - t_cut
+            print(f"cut detected after {detect:.2f} s: {state}", flush=True)
+            check(state in ("NetworkFailure", "Timeout", "BrokenPipe", "Connecting"),
+                  f"the Primary shows the lost peer as {state}")
+            issued_at_detect, acked_at_detect, _ = journal_counts(journal)
+            time.sleep(1.5)
+            _, acked_later, _ = journal_counts(journal)
+            check(acked_later > acked_at_detect + 50,
+                  f"the Primary keeps completing writes while cut ({acked_later - acked_at_detect} "
+                  f"in 1.5 s)")
+            check(a.conn(1)["connection-state"] in ("Connecting", "NetworkFailure", "Timeout"),
+                  f"still not connected while cut: {a.conn(1)['connection-state']}")
+            check(b.conn(0)["connection-state"] != "Connected", "node1 lost node0 too")
+            out, _ = w.communicate(timeout=30)
+            w = None
+            issued, acked, failed = read_journal(journal)
+            check(not failed and len(acked) == len(issued),
+                  f"every write completed ({len(acked)} of {len(issued)}, failed {len(failed)})")
+            oos_kib = peer_dev(a, b)["out-of-sync"]
 
-        def blocks_of(seqs):
-            return {blk for s in seqs for blk in range(issued[s][0], issued[s][0] + issued[s][1])}
+            def blocks_of(seqs):
+                return {blk for s in seqs
+                        for blk in range(issued[s][0], issued[s][0] + issued[s][1])}
 
-        seqs = sorted(issued)
-        # Writes issued after the loss was seen are marked for sure; the ones in flight
-        # when the cable was cut may be marked too; nothing older may be.
-        surely = blocks_of(s for s in seqs[issued_at_detect:])
-        maybe = blocks_of(s for s in seqs[max(0, issued_at_cut - 16):])
-        check(len(surely) * 4 <= oos_kib <= len(maybe) * 4,
-              f"marked out of sync: {oos_kib} KiB (between {len(surely) * 4} and "
-              f"{len(maybe) * 4} KiB written since the cut)")
-        b_recv = peer_dev(b, a)["received"]
-        t_heal = time.time()
-        c.heal(a, b)
-        wait_for("reconnected and resynced after the heal", lambda: in_sync(a, b), timeout=60)
-        print(f"reconnected and resynced {time.time() - t_heal:.2f} s after the heal",
-              flush=True)
-        m = re.findall(r"resync started as SyncTarget: (\d+) KiB", b.log_text())
-        check(m and int(m[-1]) == oos_kib, f"the resync carried the marked {oos_kib} KiB "
-              f"(log: {m[-1:]} KiB)")
-        recv = peer_dev(b, a)["received"] - b_recv
-        check(recv == oos_kib, f"node1 received {recv} KiB, the marked blocks only")
-        check(same_data(a, b, size), "both data areas identical after the heal")
-        stats, problems, _ = verify_on(a, {}, [journal])
-        check(not problems and stats["verified"] > 0,
-              f"every acknowledged write reads back ({stats['verified']} blocks)")
-        ok = True
-    finally:
-        stop_writer(w)
-        c.close(keep_logs_on_failure=not ok)
+            seqs = sorted(issued)
+            # Writes issued after the loss was seen are marked for sure; the ones in flight
+            # when the cable was cut may be marked too; nothing older may be.
+            surely = blocks_of(s for s in seqs[issued_at_detect:])
+            maybe = blocks_of(s for s in seqs[max(0, issued_at_cut - 16):])
+            check(len(surely) * 4 <= oos_kib <= len(maybe) * 4,
+                  f"marked out of sync: {oos_kib} KiB (between {len(surely) * 4} and "
+                  f"{len(maybe) * 4} KiB written since the cut)")
+            b_recv = peer_dev(b, a)["received"]
+            t_heal = time.time()
+            c.heal(a, b)
+            wait_for("reconnected and resynced after the heal", lambda: in_sync(a, b), timeout=60)
+            print(f"reconnected and resynced {time.time() - t_heal:.2f} s after the heal",
+                  flush=True)
+            m = re.findall(r"resync started as SyncTarget: (\d+) KiB", b.log_text())
+            check(m and int(m[-1]) == oos_kib, f"the resync carried the marked {oos_kib} KiB "
+                  f"(log: {m[-1:]} KiB)")
+            recv = peer_dev(b, a)["received"] - b_recv
+            check(recv == oos_kib, f"node1 received {recv} KiB, the marked blocks only")
+            check(same_data(a, b, size), "both data areas identical after the heal")
+            stats, problems, _ = verify_on(a, {}, [journal])
+            check(not problems and stats["verified"] > 0,
+                  f"every acknowledged write reads back ({stats['verified']} blocks)")
+        finally:
+            stop_writer(w)
 
 
 def resync_sizes(node):
@@ -374,10 +369,7 @@ def test_resync_interrupted():
     """A bitmap resync is cut off twice: by a link cut (heal: it resumes) and by kill -9 of
     the SyncTarget (restart: it resumes). Each restart carries no more than what was still
     out of sync plus what was written meanwhile, and the disks end identical."""
-    c = start_pair(64)
-    ok = False
-    h = None
-    try:
+    with start_pair(64) as c:
         a, b = c.nodes
         size = data_size(a)
         for n, p in ((a, b), (b, a)):
@@ -434,20 +426,13 @@ def test_resync_interrupted():
                   f"than the {left} KiB left before (the source had {left2} KiB)")
         wait_for("resync complete", lambda: in_sync(a, b), timeout=60)
         check(same_data(a, b, size), "identical after the interrupted resyncs")
-        ok = True
-    finally:
-        if h is not None:
-            h.shutdown()
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_kill_sync_source():
     """kill -9 of the Primary during the initial full sync: the SyncTarget is Inconsistent
     and refuses to be promoted (state unchanged, reason given); the restarted source
     finishes the sync and both disks are identical."""
-    c = Cluster(2, size_mib=64, prefix=PREFIX, net=NET)
-    ok = False
-    try:
+    with Cluster(2, size_mib=64, prefix=PREFIX, net=NET) as c:
         a, b = c.nodes
         for n in (a, b):
             n.start()
@@ -489,9 +474,6 @@ def test_kill_sync_source():
         check(len(sizes) >= 2, f"the sync restarted after the source came back "
               f"({'resumed' if sizes[-1] < sizes[0] else 'from the start'})")
         check(same_data(a, b, size), "identical after the interrupted initial sync")
-        ok = True
-    finally:
-        c.close(keep_logs_on_failure=not ok)
 
 
 def marked_writes(node, mark):
@@ -512,94 +494,91 @@ def test_three_node_failover(cycles=None):
     other Secondary), on even cycles once they are in sync. The Primary role rotates.
     BSR_FAULT3_CYCLES cycles (default 4)."""
     cycles = cycles or int(os.environ.get("BSR_FAULT3_CYCLES", "4"))
-    c = Cluster(3, size_mib=64, prefix=PREFIX, net=NET)
-    ok = False
     w = None
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     print(f"three-node failover: {cycles} cycles, seed {seed}", flush=True)
     totals = {"acked": 0, "verified": 0, "marked": 0, "marked_kib": 0}
-    try:
-        nodes = c.nodes
-        for n in nodes:
-            n.start()
-        for n in nodes:
-            n.up_many([p for p in nodes if p is not n], NET_OPTS)
-        for n in nodes:
-            for p in nodes:
-                if p is not n:
-                    n.setup("connect", "r0", str(p.node_id))
-        wait_for("full mesh Connected", lambda: all(
-            connected(n, p) for n in nodes for p in nodes if p is not n), timeout=30)
-        nodes[0].setup("primary", "r0", "--force")
-        wait_for("both Secondaries synced", lambda: all(
-            in_sync(nodes[0], p) for p in nodes[1:]), timeout=60)
-        size = data_size(nodes[0])
-        baseline = {}
-        seq = 1
-        for cycle in range(cycles):
-            primary = nodes[cycle % 3]
-            new_primary, other = nodes[(cycle + 1) % 3], nodes[(cycle + 2) % 3]
-            rejoin_early = cycle % 2 == 0
-            journal = os.path.join(c.work, f"journal3-{cycle}.log")
-            marks = [len(n.log_text()) for n in (new_primary, other)]
-            w = start_writer(primary, journal, 16 * MIB // BLOCK, seq, 30,
-                             rng.randrange(1 << 30))
-            wait_for("first acknowledgements", lambda: journal_counts(journal)[1] >= 16
-                     or w.poll() is not None, timeout=15, interval=0.02)
-            time.sleep(rng.uniform(0.0, 1.0))
-            primary.kill()
-            out, _ = w.communicate(timeout=30)
-            w = None
-            issued, _, _ = read_journal(journal)
-            seq = max(issued) + 1
-            promote(new_primary)
-
-            def rejoin():
-                primary.start()
-                primary.up_many([p for p in nodes if p is not primary], NET_OPTS)
+    with Cluster(3, size_mib=64, prefix=PREFIX, net=NET) as c:
+        try:
+            nodes = c.nodes
+            for n in nodes:
+                n.start()
+            for n in nodes:
+                n.up_many([p for p in nodes if p is not n], NET_OPTS)
+            for n in nodes:
                 for p in nodes:
-                    if p is not primary:
-                        primary.setup("connect", "r0", str(p.node_id))
-
-            if rejoin_early:
-                rejoin()
-            stats, problems, baseline = verify_on(new_primary, baseline, [journal])
-            marked = [marked_writes(n, m) for n, m in zip((new_primary, other), marks)]
-            totals["acked"] += stats["acked"]
-            totals["verified"] += stats["verified"]
-            totals["marked"] += sum(m[0] for m in marked)
-            totals["marked_kib"] += sum(m[1] for m in marked)
-            print(f"3 nodes, cycle {cycle + 1}/{cycles}: Primary node{primary.index} killed, "
-                  f"node{new_primary.index} promoted: acked {stats['acked']}, verified "
-                  f"{stats['verified']}, lost {stats['lost']}, corrupt {stats['corrupt']}; "
-                  f"writes without peer ack marked by node{new_primary.index}/"
-                  f"node{other.index}: {marked[0][0]}/{marked[1][0]}; old Primary rejoins "
-                  f"{'at once' if rejoin_early else 'after the survivors are in sync'}",
-                  flush=True)
-            check(not problems, f"no acknowledged write lost on node{new_primary.index}: "
-                  + "; ".join(problems[:5]))
-            wait_for(f"node{other.index} in sync with the new Primary",
-                     lambda: in_sync(new_primary, other), timeout=60)
-            if not rejoin_early:
-                check(same_data(new_primary, other, size),
-                      f"the remaining Secondary node{other.index} is identical to the new "
-                      f"Primary")
-                rejoin()
-            wait_for(f"node{primary.index} rejoined and resynced",
-                     lambda: in_sync(new_primary, primary), timeout=60)
-            wait_for("full mesh Connected again", lambda: all(
+                    if p is not n:
+                        n.setup("connect", "r0", str(p.node_id))
+            wait_for("full mesh Connected", lambda: all(
                 connected(n, p) for n in nodes for p in nodes if p is not n), timeout=30)
-            check(same_data(new_primary, other, size) and same_data(new_primary, primary, size),
-                  f"node{other.index} and the restarted node{primary.index} are identical to "
-                  f"the new Primary")
-        print(f"summary: {cycles} three-node failovers: acked {totals['acked']}, blocks "
-              f"verified {totals['verified']}, lost 0; writes marked for lack of a peer ack "
-              f"{totals['marked']} ({totals['marked_kib']} KiB), all resynced", flush=True)
-        ok = True
-    finally:
-        stop_writer(w)
-        c.close(keep_logs_on_failure=not ok)
+            nodes[0].setup("primary", "r0", "--force")
+            wait_for("both Secondaries synced", lambda: all(
+                in_sync(nodes[0], p) for p in nodes[1:]), timeout=60)
+            size = data_size(nodes[0])
+            baseline = {}
+            seq = 1
+            for cycle in range(cycles):
+                primary = nodes[cycle % 3]
+                new_primary, other = nodes[(cycle + 1) % 3], nodes[(cycle + 2) % 3]
+                rejoin_early = cycle % 2 == 0
+                journal = os.path.join(c.work, f"journal3-{cycle}.log")
+                marks = [len(n.log_text()) for n in (new_primary, other)]
+                w = start_writer(primary, journal, 16 * MIB // BLOCK, seq, 30,
+                                 rng.randrange(1 << 30))
+                wait_for("first acknowledgements", lambda: journal_counts(journal)[1] >= 16
+                         or w.poll() is not None, timeout=15, interval=0.02)
+                time.sleep(rng.uniform(0.0, 1.0))
+                primary.kill()
+                out, _ = w.communicate(timeout=30)
+                w = None
+                issued, _, _ = read_journal(journal)
+                seq = max(issued) + 1
+                promote(new_primary)
+
+                def rejoin():
+                    primary.start()
+                    primary.up_many([p for p in nodes if p is not primary], NET_OPTS)
+                    for p in nodes:
+                        if p is not primary:
+                            primary.setup("connect", "r0", str(p.node_id))
+
+                if rejoin_early:
+                    rejoin()
+                stats, problems, baseline = verify_on(new_primary, baseline, [journal])
+                marked = [marked_writes(n, m) for n, m in zip((new_primary, other), marks)]
+                totals["acked"] += stats["acked"]
+                totals["verified"] += stats["verified"]
+                totals["marked"] += sum(m[0] for m in marked)
+                totals["marked_kib"] += sum(m[1] for m in marked)
+                print(f"3 nodes, cycle {cycle + 1}/{cycles}: Primary node{primary.index} killed, "
+                      f"node{new_primary.index} promoted: acked {stats['acked']}, verified "
+                      f"{stats['verified']}, lost {stats['lost']}, corrupt {stats['corrupt']}; "
+                      f"writes without peer ack marked by node{new_primary.index}/"
+                      f"node{other.index}: {marked[0][0]}/{marked[1][0]}; old Primary rejoins "
+                      f"{'at once' if rejoin_early else 'after the survivors are in sync'}",
+                      flush=True)
+                check(not problems, f"no acknowledged write lost on node{new_primary.index}: "
+                      + "; ".join(problems[:5]))
+                wait_for(f"node{other.index} in sync with the new Primary",
+                         lambda: in_sync(new_primary, other), timeout=60)
+                if not rejoin_early:
+                    check(same_data(new_primary, other, size),
+                          f"the remaining Secondary node{other.index} is identical to the new "
+                          f"Primary")
+                    rejoin()
+                wait_for(f"node{primary.index} rejoined and resynced",
+                         lambda: in_sync(new_primary, primary), timeout=60)
+                wait_for("full mesh Connected again", lambda: all(
+                    connected(n, p) for n in nodes for p in nodes if p is not n), timeout=30)
+                check(same_data(new_primary, other, size) and same_data(new_primary, primary, size),
+                      f"node{other.index} and the restarted node{primary.index} are identical to "
+                      f"the new Primary")
+            print(f"summary: {cycles} three-node failovers: acked {totals['acked']}, blocks "
+                  f"verified {totals['verified']}, lost 0; writes marked for lack of a peer ack "
+                  f"{totals['marked']} ({totals['marked_kib']} KiB), all resynced", flush=True)
+        finally:
+            stop_writer(w)
 
 
 TESTS = [test_checker_detects, test_link_cut, test_resync_interrupted, test_kill_sync_source,

@@ -82,9 +82,7 @@ def test_paused_sync():
     source, no progress; resume-sync: SyncTarget/SyncSource again. Then the same paused
     from the source; both pause (user+peer on both), one resumes: still paused; the
     other resumes: the sync finishes with identical data."""
-    c = cluster(17)
-    ok = False
-    try:
+    with cluster(17) as c:
         a, b = c.nodes
         for n in (a, b):
             n.start()
@@ -132,9 +130,6 @@ def test_paused_sync():
         b.setup("resume-sync", "r0", "0", "0")
         wait_for("sync done", lambda: synced(a, b), timeout=30)
         check(same_data(a, b, size), "identical after the paused and resumed sync")
-        ok = True
-    finally:
-        c.close(keep_logs_on_failure=not ok)
 
 
 def show(node):
@@ -146,10 +141,7 @@ def test_net_options_live():
     after-sb changes are refused (show unchanged); ko-count 3 * timeout 0.5 s set live
     drops a SIGSTOPped peer within seconds; ping-int 1 set live drops it by the missing
     PingAck; sndbuf-size set live shows on the sockets."""
-    c = cluster(9)
-    ok = False
-    h = None
-    try:
+    with cluster(9) as c:
         a, b = c.nodes
         for n in (a, b):
             n.start()
@@ -219,11 +211,6 @@ def test_net_options_live():
         wait_for("reconnected", lambda: synced(a, b), timeout=30)
         h.flush()
         check(same_data(a, b, data_size(a)), "identical at the end")
-        ok = True
-    finally:
-        if h is not None:
-            h.shutdown()
-        c.close(keep_logs_on_failure=not ok)
 
 
 def handler_lines(c, name):
@@ -239,10 +226,7 @@ def test_fencing():
     fence-peer runs with BSR_PEER_NODE_ID; exit 7 marks the peer Outdated and I/O goes
     on; after the heal and resync unfence-peer runs; a failing fence-peer keeps I/O
     suspended (suspended:fencing) until resume-io."""
-    c = cluster(9, handler_exit=7)
-    ok = False
-    h = None
-    try:
+    with cluster(9, handler_exit=7) as c:
         a, b = c.nodes
         for n in (a, b):
             n.start()
@@ -299,11 +283,6 @@ def test_fencing():
                  timeout=30)
         h.flush()
         check(same_data(a, b, data_size(a)), "identical at the end")
-        ok = True
-    finally:
-        if h is not None:
-            h.shutdown()
-        c.close(keep_logs_on_failure=not ok)
 
 
 TESTS = [test_paused_sync, test_net_options_live, test_fencing]

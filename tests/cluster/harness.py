@@ -151,10 +151,12 @@ class Node:
         return os.path.join(self.run_dir, "r0", "0.sock")
 
     def nbd(self):
+        """An NBD handle on this node's r0/0; the cluster shuts it down in close()."""
         import nbd
         h = nbd.NBD()
         h.set_export_name("r0/0")
         h.connect_unix(self.nbd_path())
+        self.cluster.handles.append(h)
         return h
 
 
@@ -196,6 +198,7 @@ class Cluster:
         self.nodes = []
         self.links = []  # (namespace, device) of each node's end, by node index
         self.cuts = set()
+        self.handles = []  # NBD handles from Node.nbd(), shut down in close()
         self.size_mib = size_mib
         subnet = 10 + os.getpid() % 200
         self.netns = os.geteuid() == 0 and os.environ.get("BSR_CLUSTER_NETNS", "1") != "0"
@@ -290,7 +293,21 @@ class Cluster:
         if p.returncode != 0:
             raise TestFailure(f"ip {' '.join(args)}: {p.stderr.strip()}")
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        # A failing test keeps its logs; close() still removes namespaces and processes.
+        self.close(keep_logs_on_failure=exc_type is not None)
+        return False
+
     def close(self, keep_logs_on_failure=False):
+        for h in self.handles:
+            try:
+                h.shutdown()
+            except Exception:  # already shut down, or its bsrd is gone
+                pass
+        self.handles = []
         reports = []
         for node in self.nodes:
             try:

@@ -67,10 +67,7 @@ def established_sockets(node, port):
 def test_ipv6_pair():
     """An IPv6 path: connect, initial sync, a protocol C write is on the peer's disk;
     sndbuf-size/rcvbuf-size reach the sockets."""
-    c = new_cluster()
-    ok = False
-    h = None
-    try:
+    with new_cluster() as c:
         a, b = c.nodes
         s = int(sub(c))
         a6, b6 = f"fd95::{s:x}:1", f"fd95::{s:x}:2"
@@ -96,19 +93,12 @@ def test_ipv6_pair():
         with open(b.disk, "rb") as f:
             f.seek(5 * MIB)
             check(f.read(4096) == blk, "a protocol C write over IPv6 is on the peer at ack")
-        ok = True
-    finally:
-        if h is not None:
-            h.shutdown()
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_two_paths_first_cut():
     """Two paths; the first is cut (nftables drops it) before connecting: the
     connection comes up over the second, and replicates over it."""
-    c = new_cluster()
-    ok = False
-    try:
+    with new_cluster() as c:
         a, b = c.nodes
         s = sub(c)
         a2, b2 = f"{NET}.{s}.101", f"{NET}.{s}.102"
@@ -130,17 +120,12 @@ def test_two_paths_first_cut():
         check(not established_sockets(a, 7789).strip(), "nothing is established on the cut path")
         initial_sync(a, b)
         check(same_data(a, b, data_size(a)), "the initial sync over the second path completed")
-        ok = True
-    finally:
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_local_address_added_late():
     """node1's path uses a local address the host does not have yet: the connection
     keeps trying (Connecting, not StandAlone) and connects once it is added."""
-    c = new_cluster()
-    ok = False
-    try:
+    with new_cluster() as c:
         a, b = c.nodes
         late = f"{NET}.{sub(c)}.122"
         for n in (a, b):
@@ -157,19 +142,13 @@ def test_local_address_added_late():
         t0 = time.time()
         wait_for("Connected after the address appeared", lambda: connected(a, b), timeout=15)
         print(f"connected {time.time() - t0:.1f} s after the address was added", flush=True)
-        ok = True
-    finally:
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_ko_count():
     """timeout 0.5 s, ko-count 3: a stuck Secondary (SIGSTOP) is dropped after about
     1.5 s; the write completes on the Primary with its blocks marked; after SIGCONT
     the peer reconnects and is resynced."""
-    c = new_cluster()
-    ok = False
-    h = None
-    try:
+    with new_cluster() as c:
         a, b = c.nodes
         for n in (a, b):
             n.start()
@@ -202,19 +181,12 @@ def test_ko_count():
                  and peer_dev(a, b)["peer-disk-state"] == "UpToDate", timeout=30)
         h.flush()
         check(same_data(a, b, data_size(a)), "identical after the resync")
-        ok = True
-    finally:
-        if h is not None:
-            h.shutdown()
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_simultaneous_primary():
     """primary on both nodes at the same moment: exactly one becomes Primary, the other
     is refused with the reason; a later primary on the Secondary is refused too."""
-    c = new_cluster()
-    ok = False
-    try:
+    with new_cluster() as c:
         a, b = c.nodes
         for n in (a, b):
             n.start()
@@ -248,19 +220,13 @@ def test_simultaneous_primary():
         check(r.returncode != 0 and "node 0 is Primary" in r.stderr + r.stdout,
               f"primary on the Secondary is refused: {r.stderr.strip()}")
         check(b.status()["role"] == "Secondary", "the refused node stays Secondary")
-        ok = True
-    finally:
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_data_integrity():
     """data-integrity-alg sha256; node0 damages its next Data packet after the digest
     ($BSR_TEST_CORRUPT_DATA=1): node1 detects it, the connection drops and comes back,
     the block is resynced and both disks are identical."""
-    c = new_cluster()
-    ok = False
-    h = None
-    try:
+    with new_cluster() as c:
         a, b = c.nodes
         os.environ["BSR_TEST_CORRUPT_DATA"] = "1"
         try:
@@ -287,21 +253,13 @@ def test_data_integrity():
             check(f.read(4096) == blk, "the damaged block was resynced with the right data")
         h.flush()
         check(same_data(a, b, data_size(a)), "identical after the integrity failure")
-        ok = True
-    finally:
-        if h is not None:
-            h.shutdown()
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_ahead_behind():
     """protocol A, on-congestion pull-ahead, congestion-fill 256 KiB, a 16 Mbit/s link:
     a burst of writes makes node0 Ahead (node1 Behind); once the link drained node0
     resyncs what it marked and both disks are identical."""
-    c = new_cluster(size_mib=32)
-    ok = False
-    h = None
-    try:
+    with new_cluster(size_mib=32) as c:
         a, b = c.nodes
         for n in (a, b):
             n.start()
@@ -338,11 +296,6 @@ def test_ahead_behind():
         check("leaving Ahead with a resync" in a.log_text(), "node0 left Ahead with a resync")
         h.flush()
         check(same_data(a, b, data_size(a)), "identical after Ahead/Behind and the resync")
-        ok = True
-    finally:
-        if h is not None:
-            h.shutdown()
-        c.close(keep_logs_on_failure=not ok)
 
 
 TESTS = [test_ipv6_pair, test_two_paths_first_cut, test_local_address_added_late, test_ko_count,

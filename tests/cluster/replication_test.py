@@ -18,9 +18,7 @@ SIZE_MIB = 128
 
 
 def test_wrong_secret():
-    c = Cluster(2, size_mib=16)
-    ok = False
-    try:
+    with Cluster(2, size_mib=16) as c:
         a, b = c.nodes
         for n in (a, b):
             n.start()
@@ -35,15 +33,10 @@ def test_wrong_secret():
             check(re.search(r"authentication of peer node-id \d failed", n.log_text()) is not None,
                   f"node{n.index} logs why the peer was refused")
         check(a.conn(1)["peer-role"] == "Unknown", "the refused peer is not shown as connected")
-        ok = True
-    finally:
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_option_mismatch():
-    c = Cluster(2, size_mib=16)
-    ok = False
-    try:
+    with Cluster(2, size_mib=16) as c:
         a, b = c.nodes
         for n in (a, b):
             n.start()
@@ -56,18 +49,12 @@ def test_option_mismatch():
                      lambda: n.conn(p.node_id)["connection-state"] == "StandAlone", timeout=20)
             check("incompatible net options: protocol" in n.log_text(),
                   f"node{n.index} logs which option differs")
-        ok = True
-    finally:
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_protocol_a_writes_during_resync():
     """Protocol A; the initial sync is slowed down (fixed resync-rate, c-plan-ahead 0) while the Primary keeps
     writing: the writes overtake resync replies, and both disks still end identical."""
-    c = Cluster(2, size_mib=64)
-    ok = False
-    h = None
-    try:
+    with Cluster(2, size_mib=64) as c:
         a, b = c.nodes
         for n in (a, b):
             n.start()
@@ -104,17 +91,10 @@ def test_protocol_a_writes_during_resync():
         wait_for("sync done", lambda: b.disk_state() == "UpToDate"
                  and peer_dev(a, b)["peer-disk-state"] == "UpToDate", timeout=60)
         check(same_data(a, b, size), "identical after writes during the resync (protocol A)")
-        ok = True
-    finally:
-        if h is not None:
-            h.shutdown()
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_replication():
-    c = Cluster(2, size_mib=SIZE_MIB)
-    ok = False
-    try:
+    with Cluster(2, size_mib=SIZE_MIB) as c:
         a, b = c.nodes
         for n in (a, b):
             n.start()
@@ -213,90 +193,79 @@ def test_replication():
             if a_nbd is not None:
                 a_nbd.shutdown()
             del h
-        ok = True
-    finally:
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_dead_peer():
     """A frozen peer (SIGSTOP) misses its PingAck: NetworkFailure, Connecting, writes go
     to its bitmap; after SIGCONT it reconnects and gets exactly those blocks. Then a
     kill -9 of the Secondary and a restart of its bsrd: same outcome."""
-    c = Cluster(2, size_mib=32)
-    ok = False
-    h = None
-    try:
-        a, b = c.nodes
-        for n in (a, b):
-            n.start()
-        a.up(b, ["--protocol=C"])
-        b.up(a, ["--protocol=C"])
-        a.setup("connect", "r0", "1")
-        b.setup("connect", "r0", "0")
-        wait_for("both Connected", lambda: connected(a, b), timeout=20)
-        a.setup("primary", "r0", "--force")
-        wait_for("initial sync done", lambda: b.disk_state() == "UpToDate"
-                 and peer_dev(a, b)["peer-disk-state"] == "UpToDate", timeout=60)
-        check(b.conn(0)["peer-role"] == "Primary", "node1 shows node0 as Primary")
-        h = a.nbd()
-        size = data_size(a)
+    with Cluster(2, size_mib=32) as c:
+        try:
+            a, b = c.nodes
+            for n in (a, b):
+                n.start()
+            a.up(b, ["--protocol=C"])
+            b.up(a, ["--protocol=C"])
+            a.setup("connect", "r0", "1")
+            b.setup("connect", "r0", "0")
+            wait_for("both Connected", lambda: connected(a, b), timeout=20)
+            a.setup("primary", "r0", "--force")
+            wait_for("initial sync done", lambda: b.disk_state() == "UpToDate"
+                     and peer_dev(a, b)["peer-disk-state"] == "UpToDate", timeout=60)
+            check(b.conn(0)["peer-role"] == "Primary", "node1 shows node0 as Primary")
+            h = a.nbd()
+            size = data_size(a)
 
-        # Freeze node1: its PingAck stops (ping-int 1 s, ping-timeout 0.5 s).
-        b.proc.send_signal(signal.SIGSTOP)
-        t0 = time.time()
-        wait_for("node0 notices the dead peer",
-                 lambda: a.conn(1)["connection-state"] != "Connected", timeout=10)
-        print(f"dead peer detected after {time.time() - t0:.2f} s", flush=True)
-        check("PingAck did not arrive" in a.log_text(), "node0 logs the missing PingAck")
-        check(a.conn(1)["connection-state"] == "Connecting", "node0 is Connecting again")
-        blocks = {random.randrange(0, size // 4096) for _ in range(100)}
-        for blkno in blocks:
-            h.pwrite(os.urandom(4096), blkno * 4096)
-        h.flush()
-        check(peer_dev(a, b)["out-of-sync"] == len(blocks) * 4, "writes marked for node1")
-        b.proc.send_signal(signal.SIGCONT)
-        wait_for("reconnected and resynced",
-                 lambda: connected(a, b) and peer_dev(a, b)["peer-disk-state"] == "UpToDate"
-                 and peer_dev(a, b)["replication-state"] == "Established"
-                 and b.disk_state() == "UpToDate", timeout=60)
-        check(same_data(a, b, size), "identical after the frozen peer came back")
+            # Freeze node1: its PingAck stops (ping-int 1 s, ping-timeout 0.5 s).
+            b.proc.send_signal(signal.SIGSTOP)
+            t0 = time.time()
+            wait_for("node0 notices the dead peer",
+                     lambda: a.conn(1)["connection-state"] != "Connected", timeout=10)
+            print(f"dead peer detected after {time.time() - t0:.2f} s", flush=True)
+            check("PingAck did not arrive" in a.log_text(), "node0 logs the missing PingAck")
+            check(a.conn(1)["connection-state"] == "Connecting", "node0 is Connecting again")
+            blocks = {random.randrange(0, size // 4096) for _ in range(100)}
+            for blkno in blocks:
+                h.pwrite(os.urandom(4096), blkno * 4096)
+            h.flush()
+            check(peer_dev(a, b)["out-of-sync"] == len(blocks) * 4, "writes marked for node1")
+            b.proc.send_signal(signal.SIGCONT)
+            wait_for("reconnected and resynced",
+                     lambda: connected(a, b) and peer_dev(a, b)["peer-disk-state"] == "UpToDate"
+                     and peer_dev(a, b)["replication-state"] == "Established"
+                     and b.disk_state() == "UpToDate", timeout=60)
+            check(same_data(a, b, size), "identical after the frozen peer came back")
 
-        # kill -9 the Secondary, write, restart its bsrd and bring it up again.
-        b.stop(signal.SIGKILL)
-        wait_for("node0 sees node1 gone", lambda: a.conn(1)["connection-state"] == "Connecting",
-                 timeout=10)
-        blocks = {random.randrange(0, size // 4096) for _ in range(50)}
-        for blkno in blocks:
-            h.pwrite(os.urandom(4096), blkno * 4096)
-        h.flush()
-        b.start()
-        b.up(a, ["--protocol=C"])
-        b.setup("connect", "r0", "0")
-        wait_for("restarted node1 resynced",
-                 lambda: connected(a, b) and peer_dev(a, b)["peer-disk-state"] == "UpToDate"
-                 and peer_dev(a, b)["replication-state"] == "Established"
-                 and b.disk_state() == "UpToDate", timeout=60)
-        m = re.findall(r"resync started as SyncTarget: (\d+) KiB", b.log_text())
-        check(m and int(m[-1]) == len(blocks) * 4,
-              f"after kill -9 only the {len(blocks)} written blocks were resynced ({m[-1:]} KiB)")
-        check(same_data(a, b, size), "identical after the restart")
-        ok = True
-    finally:
-        if h is not None:
-            h.shutdown()
-        for n in c.nodes:
-            if n.proc and n.proc.poll() is None:
-                n.proc.send_signal(signal.SIGCONT)
-        c.close(keep_logs_on_failure=not ok)
+            # kill -9 the Secondary, write, restart its bsrd and bring it up again.
+            b.stop(signal.SIGKILL)
+            wait_for("node0 sees node1 gone", lambda: a.conn(1)["connection-state"] == "Connecting",
+                     timeout=10)
+            blocks = {random.randrange(0, size // 4096) for _ in range(50)}
+            for blkno in blocks:
+                h.pwrite(os.urandom(4096), blkno * 4096)
+            h.flush()
+            b.start()
+            b.up(a, ["--protocol=C"])
+            b.setup("connect", "r0", "0")
+            wait_for("restarted node1 resynced",
+                     lambda: connected(a, b) and peer_dev(a, b)["peer-disk-state"] == "UpToDate"
+                     and peer_dev(a, b)["replication-state"] == "Established"
+                     and b.disk_state() == "UpToDate", timeout=60)
+            m = re.findall(r"resync started as SyncTarget: (\d+) KiB", b.log_text())
+            check(m and int(m[-1]) == len(blocks) * 4,
+                  f"after kill -9 only the {len(blocks)} written blocks were resynced "
+                  f"({m[-1:]} KiB)")
+            check(same_data(a, b, size), "identical after the restart")
+        finally:
+            for n in c.nodes:
+                if n.proc and n.proc.poll() is None:
+                    n.proc.send_signal(signal.SIGCONT)
 
 
 def test_three_nodes():
     """1:N: node0 Primary, node1 and node2 Secondaries, a full mesh on one port per
     node: initial sync to both, writes on both, all three disks identical."""
-    c = Cluster(3, size_mib=32)
-    ok = False
-    h = None
-    try:
+    with Cluster(3, size_mib=32) as c:
         nodes = c.nodes
         for n in nodes:
             n.start()
@@ -323,11 +292,6 @@ def test_three_nodes():
         r = b.setup("primary", "r0", check_rc=False)
         check(r.returncode != 0 and "Primary" in r.stderr,
               f"a second Primary is refused: {r.stderr.strip()}")
-        ok = True
-    finally:
-        if h is not None:
-            h.shutdown()
-        c.close(keep_logs_on_failure=not ok)
 
 
 TESTS = [test_wrong_secret, test_option_mismatch, test_replication, test_dead_peer,

@@ -41,10 +41,7 @@ def text_status(node, *flags):
 def test_rate_and_pause():
     """Fixed resync-rate 4 MiB/s on a 16 MiB initial sync; pause/resume from the target
     and from the source; then the dynamic controller (c-max-rate) on a bitmap resync."""
-    c = cluster(17)
-    ok = False
-    h = None
-    try:
+    with cluster(17) as c:
         a, b = c.nodes
         for n in (a, b):
             n.start()
@@ -178,11 +175,6 @@ def test_rate_and_pause():
         b.setup("resume-sync", "r0", "0", "0")
         wait_for("resync after resume", lambda: synced(a, b), timeout=30)
         check(same_data(a, b, size), "identical after the resumed resync")
-        ok = True
-    finally:
-        if h is not None:
-            h.shutdown()
-        c.close(keep_logs_on_failure=not ok)
 
 
 def helper_script(work):
@@ -200,10 +192,7 @@ def test_verify():
     """verify finds exactly the 4 KiB blocks changed behind bsrd's back on the
     Secondary's backing file, on both nodes; the out-of-sync handler runs; the next
     connect resyncs them."""
-    c = cluster(16)
-    ok = False
-    h = None
-    try:
+    with cluster(16) as c:
         a, b = c.nodes
         hlog = c.handler_log
         for n in (a, b):
@@ -270,19 +259,12 @@ def test_verify():
         wait_for("resync of the marked blocks", lambda: synced(a, b) and oos_kib(a, b) == 0,
                  timeout=30)
         check(same_data(a, b, size), "identical after disconnect/connect")
-        ok = True
-    finally:
-        if h is not None:
-            h.shutdown()
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_csums():
     """Identical data on both disks before the initial sync: with csums-alg the full
     sync sends digests and RsIsInSync, hardly any data; 1 MiB that differs is sent."""
-    c = cluster(32)
-    ok = False
-    try:
+    with cluster(32) as c:
         a, b = c.nodes
         same = os.urandom(24 * MIB)
         for n in (a, b):
@@ -316,9 +298,6 @@ def test_csums():
               "the target finished the resync")
         js = json.loads(b.setup("status", "r0", "--json").stdout)
         check(js[0]["devices"][0]["disk-state"] == "UpToDate", "target UpToDate")
-        ok = True
-    finally:
-        c.close(keep_logs_on_failure=not ok)
 
 
 TESTS = [test_rate_and_pause, test_verify, test_csums]

@@ -126,9 +126,7 @@ def expect_winner(c, winner, loser, written, size, timeout=30):
 
 def policy_case(name, net_opts, a_blocks, b_blocks, winner_index, a_primary=False,
                 b_primary=False, check_log=None):
-    c = cluster()
-    ok = False
-    try:
+    with cluster() as c:
         a, b = start_pair(c, net_opts)
         size = data_size(a)
         wa, wb = make_split_brain(a, b, a_blocks, b_blocks, a_primary, b_primary)
@@ -146,19 +144,14 @@ def policy_case(name, net_opts, a_blocks, b_blocks, winner_index, a_primary=Fals
               f"{name}: node{winner.index} logs it from its side")
         if check_log:
             check_log(a, b)
-        ok = True
         return a, b
-    finally:
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_unresolved_then_discard_my_data():
     """Default after-sb policies (disconnect): both StandAlone with DRBD's line, the
     initial-split-brain and split-brain handlers ran with the BSR_* environment; then
     `connect --discard-my-data` on node1 makes it SyncTarget of node0's data."""
-    c = cluster()
-    ok = False
-    try:
+    with cluster() as c:
         a, b = start_pair(c)
         size = data_size(a)
         wa, wb = make_split_brain(a, b, [1, 2, 3, 100], [2, 200, 201])
@@ -185,9 +178,6 @@ def test_unresolved_then_discard_my_data():
         check(read_block(b, 200) == read_block(a, 200), "node1's own writes were discarded")
         check("Split-Brain detected, manually solved. Sync from peer node" in b.log_text(),
               "node1 logs the manual resolution")
-        ok = True
-    finally:
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_discard_least_changes():
@@ -237,9 +227,7 @@ def test_invalidate():
     """invalidate / invalidate-remote copy every block: blocks changed behind bsrd's
     back on a backing file are repaired; the before-/after-resync handlers run; a failing
     before-resync-target handler stops the resync; refusals name the reason."""
-    c = cluster()
-    ok = False
-    try:
+    with cluster() as c:
         a, b = start_pair(c)
         size = data_size(a)
         blocks = random.sample(range(size // BLOCK), 20)
@@ -295,18 +283,13 @@ def test_invalidate():
         b.setup("connect", "r0", "0")
         wait_for("resync after reconnect", lambda: synced(a, b), timeout=30)
         check(same_data(a, b, size), "identical after the reconnect")
-        ok = True
-    finally:
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_crashed_primary():
     """kill -9 of the Primary during writes; the Secondary stays Secondary; the old
     Primary restarts and reconnects: its activity-log extents are resynced from it (it
     has the newer data), not the whole disk, and both disks end identical."""
-    c = cluster()
-    ok = False
-    try:
+    with cluster() as c:
         a, b = start_pair(c)
         size = data_size(a)
         stop = threading.Event()
@@ -347,18 +330,13 @@ def test_crashed_primary():
               f"only the activity-log extents were resynced ({m[-1] if m else '?'} KiB)")
         check(same_data(a, b, size), "both disks identical after the resync")
         check(role(a) == "Secondary" and role(b) == "Secondary", "both Secondary")
-        ok = True
-    finally:
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_failover_keeps_uuids_in_step():
     """A failover while connected (node0 demotes, node1 is promoted and writes): node0
     adopts node1's new data generation, so after a later disconnect only the blocks
     written meanwhile are resynced (bitmap-based, not a full sync)."""
-    c = cluster()
-    ok = False
-    try:
+    with cluster() as c:
         a, b = start_pair(c)
         size = data_size(a)
         a.setup("secondary", "r0")
@@ -378,18 +356,13 @@ def test_failover_keeps_uuids_in_step():
         check(same_data(a, b, size), "identical after the resync")
         for blk, data in written.items():
             check(read_block(a, blk) == data, f"block {blk} reached node0")
-        ok = True
-    finally:
-        c.close(keep_logs_on_failure=not ok)
 
 
 def test_interrupted_full_sync_resumes():
     """kill -9 of the SyncSource (the forced Primary) during the initial full sync: after
     its restart the sync goes on as a bitmap-based one (the sync UUID both took at the
     start), not as a new full sync, and ends with identical disks."""
-    c = cluster()
-    ok = False
-    try:
+    with cluster() as c:
         a, b = c.nodes
         for n in (a, b):
             n.start()
@@ -421,9 +394,6 @@ def test_interrupted_full_sync_resumes():
               f"the resumed sync copies less than the whole disk (resync sizes on the target: "
               f"{sizes} KiB)")
         check(same_data(a, b, size), "identical after the resumed sync")
-        ok = True
-    finally:
-        c.close(keep_logs_on_failure=not ok)
 
 
 TESTS = [test_unresolved_then_discard_my_data, test_discard_least_changes,

@@ -2,6 +2,7 @@
 // decoder and the dispatch table, every per-type payload decoder, and the bitmap RLE
 // decoder. Decoding must never crash, and whatever decodes must re-encode to the
 // same bytes (the codecs are canonical).
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -44,36 +45,61 @@ void HandleFrame(const F& f, bp::SocketKind socket) {
 }
 
 // Mode 0: a byte stream split into pieces whose sizes come from the input; frames
-// taken as copies or as views.
+// taken as copies, as views, or (as the peer sockets do for large blocks) with the
+// payload received outside the decoder: TakePendingPayload, the rest of the payload
+// copied straight from the stream, FinishExternal.
 void FuzzStream(std::span<const uint8_t> in) {
   if (in.empty()) return;
   bp::SocketKind socket = static_cast<bp::SocketKind>(in[0] % 3);
-  bool view = (in[0] / 3) % 2;
-  size_t step = 1 + in[0] / 6;
+  int how = (in[0] / 3) % 3;
+  size_t step = 1 + in[0] / 9;
   in = in.subspan(1);
   bp::StreamDecoder decoder;
   size_t pos = 0;
   bool failed = false;
+  bool cut_in_payload = false;  // the stream ended inside an external payload
   while (pos < in.size() && !failed) {
     size_t n = std::min(step, in.size() - pos);
     decoder.Feed(in.subspan(pos, n));
     pos += n;
     step = step * 3 + 1;
     for (;;) {
-      if (view) {
-        auto frame = decoder.NextView();
-        if (!frame.ok()) failed = true;
-        if (failed || !frame->has_value()) break;
-        HandleFrame(**frame, socket);
-      } else {
+      if (how == 0) {
         auto frame = decoder.Next();
         if (!frame.ok()) failed = true;
         if (failed || !frame->has_value()) break;
         HandleFrame(**frame, socket);
+        continue;
       }
+      auto frame = decoder.NextView();
+      if (!frame.ok()) failed = true;
+      if (failed) break;
+      if (frame->has_value()) {
+        HandleFrame(**frame, socket);
+        continue;
+      }
+      const bp::FrameHeader* pending = decoder.pending_header();
+      if (how == 1 || pending == nullptr) break;
+      std::vector<uint8_t> payload(pending->payload_length);
+      size_t have = decoder.TakePendingPayload(payload);
+      Check(have <= payload.size());
+      size_t take = std::min(payload.size() - have, in.size() - pos);
+      std::copy_n(in.begin() + pos, take, payload.begin() + have);
+      pos += take;
+      if (have + take < payload.size()) {
+        cut_in_payload = true;
+        failed = true;
+        break;
+      }
+      auto header = decoder.FinishExternal(payload);
+      if (!header.ok()) {
+        failed = true;
+        break;
+      }
+      HandleFrame(bp::FrameView{*header, payload}, socket);
     }
   }
-  (void)decoder.Finish();
+  if (!cut_in_payload) (void)decoder.Finish();
 }
 
 // Mode 1: one payload straight into the decoder of the type chosen by a byte.

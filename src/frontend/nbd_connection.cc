@@ -10,6 +10,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <cstring>
+#include <utility>
 
 #include "frontend/nbd_proto.h"
 #include "frontend/nbd_server.h"
@@ -185,6 +186,11 @@ Status NbdConnection::OpenExport(std::string_view name) {
 
 asio::awaitable<void> NbdConnection::Transmission() {
   const NbdServerOptions& limits = server_->options();
+  // Replies are written directly when the socket takes them (StartWrite): that write
+  // must never block this thread.
+  asio::error_code nb_ec;
+  socket_.non_blocking(true, nb_ec);
+  if (nb_ec) throw ConnectionEnd{"cannot make the socket non-blocking: " + nb_ec.message()};
   for (;;) {
     while ((inflight_ >= limits.max_inflight_requests ||
             inflight_bytes_ >= limits.max_inflight_bytes) &&
@@ -206,7 +212,7 @@ asio::awaitable<void> NbdConnection::Transmission() {
       QueueReply(check.error, request->cookie, nullptr);
       continue;
     }
-    auto pending = std::make_shared<Pending>();
+    auto pending = NewPending();
     pending->request = *request;
     if (request->type == nbd::kCmdRead || request->type == nbd::kCmdWrite) {
       pending->buffer = pool_.Get(request->length);
@@ -218,14 +224,33 @@ asio::awaitable<void> NbdConnection::Transmission() {
   }
 }
 
-void NbdConnection::Dispatch(std::shared_ptr<Pending> pending) {
+std::unique_ptr<NbdConnection::Pending> NbdConnection::NewPending() {
+  if (free_pending_.empty()) return std::make_unique<Pending>();
+  std::unique_ptr<Pending> p = std::move(free_pending_.back());
+  free_pending_.pop_back();
+  return p;
+}
+
+void NbdConnection::Recycle(std::unique_ptr<Pending> pending) {
+  // A moved-from AlignedBuffer keeps its old size and capacity: take it out and leave
+  // an empty one, so a reused request without payload has none.
+  storage::AlignedBuffer buffer = std::exchange(pending->buffer, storage::AlignedBuffer());
+  if (buffer.data() != nullptr) pool_.Put(std::move(buffer));
+  // At most one per request the client may have in flight.
+  if (free_pending_.size() < server_->options().max_inflight_requests) {
+    free_pending_.push_back(std::move(pending));
+  }
+}
+
+void NbdConnection::Dispatch(std::unique_ptr<Pending> owned) {
+  Pending* pending = owned.release();  // back in OnDone
   const nbd::Request& req = pending->request;
   ++inflight_;
   inflight_bytes_ += pending->buffer.size();
   bool fua = (req.flags & nbd::kCmdFlagFua) != 0;
-  auto done = [self = shared_from_this(), pending](IoResult result) {
-    self->OnDone(pending, std::move(result));
-  };
+  // Two plain pointers: std::function keeps them inline (no allocation per request).
+  // The connection outlives the callback: Run() waits for inflight_ to reach zero.
+  IoCallback done = [this, pending](IoResult result) { OnDone(pending, std::move(result)); };
   switch (req.type) {
     case nbd::kCmdRead: export_->Read(req.offset, pending->buffer.span(), std::move(done)); break;
     case nbd::kCmdWrite:
@@ -241,7 +266,8 @@ void NbdConnection::Dispatch(std::shared_ptr<Pending> pending) {
   }
 }
 
-void NbdConnection::OnDone(const std::shared_ptr<Pending>& pending, IoResult result) {
+void NbdConnection::OnDone(Pending* raw, IoResult result) {
+  std::unique_ptr<Pending> pending(raw);
   --inflight_;
   inflight_bytes_ -= pending->buffer.size();
   const nbd::Request& req = pending->request;
@@ -249,52 +275,111 @@ void NbdConnection::OnDone(const std::shared_ptr<Pending>& pending, IoResult res
     spdlog::warn("nbd connection {}: {} offset {} length {} failed: {}", id_,
                  nbd::CommandName(req.type), req.offset, req.length, result.status.ToString());
   }
-  bool with_data = result.ok() && req.type == nbd::kCmdRead;
-  if (!with_data) pool_.Put(std::move(pending->buffer));
-  QueueReply(nbd::ErrnoToNbd(result.err), req.cookie, with_data ? pending : nullptr);
+  uint32_t error = nbd::ErrnoToNbd(result.err);
+  uint64_t cookie = req.cookie;
+  if (result.ok() && req.type == nbd::kCmdRead) {
+    QueueReply(error, cookie, std::move(pending));
+  } else {
+    Recycle(std::move(pending));
+    QueueReply(error, cookie, nullptr);
+  }
   Wake();
 }
 
-void NbdConnection::QueueReply(uint32_t error, uint64_t cookie, std::shared_ptr<Pending> data) {
-  if (write_failed_) return;
+void NbdConnection::QueueReply(uint32_t error, uint64_t cookie, std::unique_ptr<Pending> data) {
+  if (write_failed_) {
+    if (data) Recycle(std::move(data));
+    return;
+  }
   OutMessage& msg = out_.emplace_back();
   nbd::EncodeSimpleReply(msg.header, error, cookie);
   msg.data = std::move(data);
-  if (writing_count_ == 0) StartWrite();
+  if (writing_count_ > 0) return;  // goes out when the current write ends
+  if (inflight_ == 0) {
+    // Nothing else can join this reply soon (QD1): send it now, before this thread
+    // looks at the socket for the next request.
+    StartWrite();
+  } else {
+    // More completions are likely in this batch of handlers (one io_uring reap
+    // finishes many): one socket write for all of them at its end.
+    ScheduleFlush();
+  }
+}
+
+void NbdConnection::ScheduleFlush() {
+  if (flush_scheduled_) return;
+  flush_scheduled_ = true;
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->flush_scheduled_ = false;
+    if (self->writing_count_ == 0 && !self->out_.empty() && !self->write_failed_) {
+      self->StartWrite();
+    }
+  });
 }
 
 // The only writer of the socket in transmission: gathers queued replies into one
-// write; replies queued meanwhile go in the next one.
+// write; replies queued meanwhile go in the next one. The write is tried at once
+// (the socket is non-blocking); only what the socket does not take waits in asio,
+// so a reply usually costs one sendmsg and no completion handler.
 void NbdConnection::StartWrite() {
-  // The gather list lives in the connection (one write at a time), so queuing a
-  // batch of replies allocates nothing.
-  size_t count = 0;
-  size_t n = 0;
-  for (auto it = out_.begin(); it != out_.end() && count < kMaxGather; ++it, ++count) {
-    gather_[n++] = asio::const_buffer(it->header, sizeof(it->header));
-    if (it->data)
-      gather_[n++] = asio::const_buffer(it->data->buffer.data(), it->data->buffer.size());
+  while (!out_.empty() && writing_count_ == 0) {
+    // The gather list lives in the connection (one write at a time), so queuing a
+    // batch of replies allocates nothing.
+    size_t count = 0;
+    size_t n = 0;
+    size_t total = 0;
+    for (auto it = out_.begin(); it != out_.end(); ++it, ++count) {
+      size_t need = it->data ? 2 : 1;
+      if (n + need > gather_.size()) break;
+      gather_[n++] = asio::const_buffer(it->header, sizeof(it->header));
+      if (it->data)
+        gather_[n++] = asio::const_buffer(it->data->buffer.data(), it->data->buffer.size());
+      total += sizeof(it->header) + (it->data ? it->data->buffer.size() : 0);
+    }
+    writing_count_ = count;
+    asio::error_code ec;
+    size_t sent = socket_.write_some(std::span<const asio::const_buffer>(gather_.data(), n), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      ec = {};
+      sent = 0;
+    }
+    if (ec || sent == total) {
+      OnWritten(ec);
+      continue;
+    }
+    // The socket took part of it: the rest goes out asynchronously.
+    size_t first = 0;
+    while (sent >= gather_[first].size()) sent -= gather_[first++].size();
+    gather_[first] += sent;
+    asio::async_write(socket_,
+                      std::span<const asio::const_buffer>(gather_.data() + first, n - first),
+                      [self = shared_from_this()](const asio::error_code& ec, size_t) {
+                        self->OnWritten(ec);
+                        if (!self->out_.empty()) self->StartWrite();
+                      });
+    return;
   }
-  writing_count_ = count;
-  asio::async_write(socket_, std::span<const asio::const_buffer>(gather_.data(), n),
-                    [self = shared_from_this()](const asio::error_code& ec, size_t) {
-                      for (size_t i = 0; i < self->writing_count_; ++i) {
-                        OutMessage& sent = self->out_.front();
-                        if (sent.data) self->pool_.Put(std::move(sent.data->buffer));
-                        self->out_.pop_front();
-                      }
-                      self->writing_count_ = 0;
-                      if (ec) {
-                        // The client is gone: stop reading too; pending replies are dropped.
-                        self->write_failed_ = true;
-                        self->out_.clear();
-                        asio::error_code ignored;
-                        self->socket_.shutdown(asio::socket_base::shutdown_both, ignored);
-                      } else if (!self->out_.empty()) {
-                        self->StartWrite();
-                      }
-                      self->Wake();
-                    });
+}
+
+// The messages of the finished write (writing_count_ of them) leave the queue.
+void NbdConnection::OnWritten(const asio::error_code& ec) {
+  for (size_t i = 0; i < writing_count_; ++i) {
+    OutMessage& sent = out_.front();
+    if (sent.data) Recycle(std::move(sent.data));
+    out_.pop_front();
+  }
+  writing_count_ = 0;
+  if (ec) {
+    // The client is gone: stop reading too; pending replies are dropped.
+    write_failed_ = true;
+    for (OutMessage& m : out_) {
+      if (m.data) Recycle(std::move(m.data));
+    }
+    out_.clear();
+    asio::error_code ignored;
+    socket_.shutdown(asio::socket_base::shutdown_both, ignored);
+  }
+  Wake();
 }
 
 }  // namespace bsr::frontend

@@ -47,7 +47,7 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection>,
   };
   struct OutMessage {
     uint8_t header[nbd::kSimpleReplySize];
-    std::shared_ptr<Pending> data;  // READ payload follows the header when set
+    std::unique_ptr<Pending> data;  // READ payload follows the header when set
   };
 
   asio::awaitable<void> Run();
@@ -57,10 +57,15 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection>,
   asio::awaitable<void> Drain(uint64_t n);
   asio::awaitable<void> WaitForWake();
   void Wake();
-  void Dispatch(std::shared_ptr<Pending> pending);
-  void OnDone(const std::shared_ptr<Pending>& pending, IoResult result);
-  void QueueReply(uint32_t error, uint64_t cookie, std::shared_ptr<Pending> data);
+  // Request objects are recycled: no allocation per request once the connection runs.
+  std::unique_ptr<Pending> NewPending();
+  void Recycle(std::unique_ptr<Pending> pending);
+  void Dispatch(std::unique_ptr<Pending> pending);
+  void OnDone(Pending* pending, IoResult result);
+  void QueueReply(uint32_t error, uint64_t cookie, std::unique_ptr<Pending> data);
+  void ScheduleFlush();
   void StartWrite();
+  void OnWritten(const asio::error_code& ec);
 
   NbdServer* server_;
   uint64_t id_;
@@ -80,12 +85,15 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection>,
   bool opened_ = false;
 
   storage::BufferPool pool_;  // request buffers, recycled
+  std::vector<std::unique_ptr<Pending>> free_pending_;
   size_t inflight_ = 0;
   size_t inflight_bytes_ = 0;
   std::deque<OutMessage> out_;
-  static constexpr size_t kMaxGather = 64;  // replies per socket write
-  std::array<asio::const_buffer, 2 * kMaxGather> gather_;
+  // Buffers per socket write (what one sendmsg of asio takes); a READ reply uses two.
+  static constexpr size_t kMaxGather = 64;
+  std::array<asio::const_buffer, kMaxGather> gather_;
   size_t writing_count_ = 0;  // messages at the front of out_ being written
+  bool flush_scheduled_ = false;
   bool write_failed_ = false;
   bool shutting_down_ = false;
 };

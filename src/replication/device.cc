@@ -91,8 +91,8 @@ class Device::VolumeExport : public frontend::Export {
     Device* d = d_;
     d_->SubmitWrite(
         offset, data.size(),
-        [d, offset, data, fua](IoCallback cb) {
-          d->disk_->Write(offset, data, fua, std::move(cb));
+        [d](uint64_t off, uint64_t, const Replica& r, IoCallback cb) {
+          d->disk_->Write(off, r.data, (r.dp_flags & protocol::kDpFua) != 0, std::move(cb));
         },
         {fua ? protocol::kDpFua : 0u, data}, std::move(done));
   }
@@ -115,9 +115,10 @@ class Device::VolumeExport : public frontend::Export {
     Device* d = d_;
     d_->SubmitWrite(
         offset, length,
-        [d, offset, length, fua](IoCallback cb) {
+        [d](uint64_t off, uint64_t len, const Replica& r, IoCallback cb) {
           auto* disk = d->disk_.get();
-          disk->Discard(offset, length, [disk, fua, cb = std::move(cb)](IoResult r) {
+          bool fua = (r.dp_flags & protocol::kDpFua) != 0;
+          disk->Discard(off, len, [disk, fua, cb = std::move(cb)](IoResult r) {
             if (!r.ok() || !fua) return cb(std::move(r));
             disk->Flush(std::move(cb));
           });
@@ -130,9 +131,10 @@ class Device::VolumeExport : public frontend::Export {
     Device* d = d_;
     d_->SubmitWrite(
         offset, length,
-        [d, offset, length, fua, no_hole](IoCallback cb) {
+        [d, no_hole](uint64_t off, uint64_t len, const Replica& r, IoCallback cb) {
           auto* disk = d->disk_.get();
-          disk->WriteZeroes(offset, length, !no_hole, [disk, fua, cb = std::move(cb)](IoResult r) {
+          bool fua = (r.dp_flags & protocol::kDpFua) != 0;
+          disk->WriteZeroes(off, len, !no_hole, [disk, fua, cb = std::move(cb)](IoResult r) {
             if (!r.ok() || !fua) return cb(std::move(r));
             disk->Flush(std::move(cb));
           });
@@ -360,15 +362,25 @@ void Device::RunMeta(std::function<Status(meta::Metadata&)> fn, std::function<vo
   });
 }
 
-void Device::SubmitWrite(uint64_t offset, uint64_t length, std::function<void(IoCallback)> io,
-                         Replica replica, IoCallback done) {
-  auto retry = [self = shared_from_this(), offset, length, io, replica, done](bool run) {
-    if (!run) return done(Failed(EIO, "export stopped while I/O was suspended"));
-    self->SubmitWrite(offset, length, io, replica, done);
+// A cheap test before HoldIfSuspended: only a suspended resource may hold a request,
+// and building the retry (copies of the request and its callbacks) costs allocations
+// that every write would otherwise pay.
+bool Device::MayHold() const {
+  const auto& st = resource_->state();
+  return st.susp_user || st.susp_no_data || st.susp_fencing;
+}
+
+void Device::SubmitWrite(uint64_t offset, uint64_t length, LocalIo io, Replica replica,
+                         IoCallback done) {
+  auto make_retry = [&] {
+    return [self = shared_from_this(), offset, length, io, replica, done](bool run) {
+      if (!run) return done(Failed(EIO, "export stopped while I/O was suspended"));
+      self->SubmitWrite(offset, length, io, replica, done);
+    };
   };
-  if (HoldIfSuspended(retry)) return;
+  if (MayHold() && HoldIfSuspended(make_retry())) return;
   if (!md_ || !disk_ || failing_) {
-    if (HoldIfNoData(retry)) return;
+    if (HoldIfNoData(make_retry())) return;
     return done(Failed(EIO, "no local disk attached"));
   }
   UpdateIoStats(0, 0, +1);
@@ -425,44 +437,60 @@ void Device::SubmitWrite(uint64_t offset, uint64_t length, std::function<void(Io
       });
 }
 
-namespace {
 // One application write in flight: the local write and each peer's acknowledgement.
-struct WriteOp {
+// Its callbacks hold a plain pointer (std::function keeps it inline); the last of
+// them to run finishes the write and frees it.
+struct Device::WriteOp {
+  std::shared_ptr<Device> self;
+  uint64_t offset = 0;
+  uint64_t length = 0;
   int waiting = 0;
   bool peer_took_it = false;  // an UpToDate peer acknowledged the write
   IoResult local;
   IoCallback done;
-};
-}  // namespace
 
-void Device::StartWrite(uint64_t offset, uint64_t length, std::function<void(IoCallback)> io,
-                        Replica replica, std::vector<std::shared_ptr<Connection>> peers,
-                        IoCallback done) {
-  auto self = shared_from_this();
-  auto op = std::make_shared<WriteOp>();
+  void OneDone() {
+    if (--waiting > 0) return;
+    std::unique_ptr<WriteOp> owned(this);
+    std::shared_ptr<Device> d = std::move(self);
+    d->AfterWrite(offset, length, std::move(local), peer_took_it, std::move(done));
+  }
+};
+
+void Device::StartWrite(uint64_t offset, uint64_t length, LocalIo io, Replica replica,
+                        std::vector<std::shared_ptr<Connection>> peers, IoCallback done) {
+  auto* op = new WriteOp;
+  op->self = shared_from_this();
+  op->offset = offset;
+  op->length = length;
   op->waiting = 1 + static_cast<int>(peers.size());
   op->done = std::move(done);
-  auto one_done = [self, op, offset, length] {
-    if (--op->waiting > 0) return;
-    self->AfterWrite(offset, length, std::move(op->local), op->peer_took_it, std::move(op->done));
-  };
   if (!peers.empty()) resource_->BeginReplicatedWrite();  // peer acks (peer_ack.cc)
   for (auto& c : peers) {
     int peer = c->peer_node_id();
     // A peer that can no longer take the write (disconnect before the ack): its bits
     // are set while the extent is still in the activity log, then the write completes.
-    c->SendWrite(volume_, offset, replica.data, length, replica.dp_flags,
-                 [self, op, peer, offset, length, one_done](bool ok) {
-                   if (!ok) self->SetPeerOutOfSync(peer, offset, length);
-                   if (ok && self->PeerUpToDate(peer)) op->peer_took_it = true;
-                   one_done();
-                 });
+    c->SendWrite(volume_, offset, replica.data, length, replica.dp_flags, [op, peer](bool ok) {
+      if (!ok) op->self->SetPeerOutOfSync(peer, op->offset, op->length);
+      if (ok && op->self->PeerUpToDate(peer)) op->peer_took_it = true;
+      op->OneDone();
+    });
   }
-  io([op, one_done](IoResult r) {
+  io(offset, length, replica, [op](IoResult r) {
     op->local = std::move(r);
-    one_done();
+    op->OneDone();
   });
 }
+
+namespace {
+// A flush in flight: the local flush and each peer's barrier acknowledgement.
+struct FlushOp {
+  int waiting = 0;
+  bool peer_took_it = false;  // an UpToDate peer acknowledged the barrier
+  IoResult local;
+  IoCallback done;
+};
+}  // namespace
 
 void Device::FlushAll(IoCallback done) {
   std::vector<std::shared_ptr<Connection>> peers;
@@ -470,7 +498,7 @@ void Device::FlushAll(IoCallback done) {
     auto c = resource_->connection(id);
     if (c && c->CanReplicate(volume_)) peers.push_back(c);
   }
-  auto op = std::make_shared<WriteOp>();
+  auto op = std::make_shared<FlushOp>();
   op->waiting = 1 + static_cast<int>(peers.size());
   op->done = std::move(done);
   auto one_done = [op] {

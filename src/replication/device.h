@@ -162,11 +162,15 @@ class Device : public std::enable_shared_from_this<Device> {
     uint32_t dp_flags = 0;
     std::span<const uint8_t> data;
   };
-  void SubmitWrite(uint64_t offset, uint64_t length, std::function<void(storage::IoCallback)> io,
-                   Replica replica, storage::IoCallback done);
-  void StartWrite(uint64_t offset, uint64_t length, std::function<void(storage::IoCallback)> io,
-                  Replica replica, std::vector<std::shared_ptr<Connection>> peers,
-                  storage::IoCallback done);
+  // The local part of a write: gets the write's range and replica (so the callable
+  // captures at most a pointer and a flag, and std::function does not allocate).
+  using LocalIo = std::function<void(uint64_t offset, uint64_t length, const Replica& replica,
+                                     storage::IoCallback done)>;
+  struct WriteOp;
+  void SubmitWrite(uint64_t offset, uint64_t length, LocalIo io, Replica replica,
+                   storage::IoCallback done);
+  void StartWrite(uint64_t offset, uint64_t length, LocalIo io, Replica replica,
+                  std::vector<std::shared_ptr<Connection>> peers, storage::IoCallback done);
   void FlushAll(storage::IoCallback done);
   void AfterWrite(uint64_t offset, uint64_t length, storage::IoResult r, bool peer_took_it,
                   storage::IoCallback done);
@@ -189,6 +193,9 @@ class Device : public std::enable_shared_from_this<Device> {
   // No local data and no UpToDate peer: with on-no-data-accessible suspend-io the
   // resource suspends (susp_no_data) and the request is held.
   bool HoldIfNoData(Retry retry);
+  // False when HoldIfSuspended cannot hold (no suspension flag set): skips building a
+  // retry for every write.
+  bool MayHold() const;
   // After a successful attach (posted from Attach): leaves a no-data suspension.
   void OnAttached();
   // Counts a backing-device request that is not an application write (reads, peer

@@ -275,20 +275,17 @@ bool BackingDevice::TryInlineRead(uint64_t offset, std::span<uint8_t> buffer, Io
 // after the fact and sends the following writes to io-wq workers for a while.
 bool BackingDevice::TryInlineWrite(uint64_t offset, std::span<const uint8_t> data,
                                    IoCallback& done) {
-  // Only a write that is alone goes inline: with others in flight or arriving in the
-  // same handler batch (one socket read holding many requests) the io-wq worker
-  // copies into the page cache while this thread reads and answers the socket, two
-  // cores in a pipeline instead of one doing both in turn.
-  if (!InlineAllowed(offset, data.size(), data.data()) || inflight_ > 0 || !waiting_.empty() ||
-      inline_batch_) {
-    return false;
-  }
+  // Concurrent writes (QD32) go inline too: io_uring runs buffered writes to one file
+  // one at a time in a single io-wq worker anyway (hashed by inode), and the hand-off
+  // there and back (submission, worker wake-up, completion wake-up of this thread)
+  // cost more CPU per write than the page-cache copy itself (measured: docs/benchmarks.md,
+  // session 4). A write that overlaps a ring write still in flight goes behind it in
+  // the ring instead, so that writes to one block land in the order they came (a
+  // peer's protocol A stream sends the next write before the previous one is on disk).
+  if (!InlineAllowed(offset, data.size(), data.data())) return false;
   auto start = std::chrono::steady_clock::now();
   if (start < inline_resume_) return false;
-  inline_batch_ = true;
-  asio::post(io_, [this, alive = alive_] {
-    if (*alive) inline_batch_ = false;
-  });
+  if (pending_head_ != nullptr && OverlapsPending(offset, data.size())) return false;
   uint64_t put = 0;
   int err = 0;
   while (put < data.size()) {
@@ -316,6 +313,14 @@ bool BackingDevice::TryInlineWrite(uint64_t offset, std::span<const uint8_t> dat
   CompleteSoon(std::move(done),
                err == 0 ? IoResult::Ok() : ErrnoResult("write", offset, data.size(), err));
   return true;
+}
+
+bool BackingDevice::OverlapsPending(uint64_t offset, uint64_t length) const {
+  for (const Op* op = pending_head_; op != nullptr; op = op->next) {
+    if (op->kind == Op::Kind::kRead || op->kind == Op::Kind::kFlush) continue;
+    if (op->offset < offset + length && offset < op->offset + op->length) return true;
+  }
+  return false;
 }
 
 void BackingDevice::Read(uint64_t offset, std::span<uint8_t> buffer, IoCallback done) {

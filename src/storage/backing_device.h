@@ -162,6 +162,8 @@ class BackingDevice {
   bool TryInlineRead(uint64_t offset, std::span<uint8_t> buffer, IoCallback& done,
                      uint64_t* done_bytes);
   bool TryInlineWrite(uint64_t offset, std::span<const uint8_t> data, IoCallback& done);
+  // A ring write, discard or zeroing in flight (or waiting) touches the range.
+  bool OverlapsPending(uint64_t offset, uint64_t length) const;
 
   asio::io_context& io_;
   std::string path_;
@@ -176,8 +178,7 @@ class BackingDevice {
   bool read_only_ = false;
   unsigned queue_depth_ = 128;
   uint32_t inline_max_ = 0;
-  bool inline_reads_ = true;   // off once the kernel refuses RWF_NOWAIT
-  bool inline_batch_ = false;  // an inline write ran in the current handler batch
+  bool inline_reads_ = true;  // off once the kernel refuses RWF_NOWAIT
   std::chrono::nanoseconds inline_slow_{};
   std::chrono::nanoseconds inline_backoff_base_{};
   std::chrono::nanoseconds inline_backoff_{};

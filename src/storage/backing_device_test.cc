@@ -372,34 +372,38 @@ TEST_F(BackingDeviceTest, SlowInlineWritePausesInlineWrites) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(ReadFileRange(path_, uint64_t(i) * 4096, 4096), data);
 }
 
-// Writes that arrive together (one handler batch) or while the ring is busy use the
-// ring; a lone write after they completed goes inline again.
-TEST_F(BackingDeviceTest, ConcurrentWritesUseTheRing) {
+// Writes in flight together go inline too, except one that overlaps a ring write
+// still in flight: it queues behind it, so the later data wins on disk.
+TEST_F(BackingDeviceTest, OverlappingWriteWaitsBehindRingWrite) {
   BackingOptions options;
   options.cache = CacheMode::kBuffered;
   options.inline_slow = std::chrono::seconds(10);
   auto dev = OpenDevice(options);
   ASSERT_NE(dev, nullptr);
-  auto data = RandomBytes(4096, 41);
-  int pending = 3;
+  auto first = RandomBytes(8192, 41);
+  auto second = RandomBytes(4096, 42);
+  auto other = RandomBytes(4096, 43);
+  int pending = 4;
   int failures = 0;
   auto count = [&](IoResult x) {
     if (!x.ok()) ++failures;
     --pending;
   };
-  dev->Write(0, data, false, count);
-  EXPECT_EQ(dev->inflight(), 0u);
-  dev->Write(4096, data, false, count);
-  dev->Write(8192, data, false, count);
+  dev->Write(0, first, /*fua=*/true, count);  // FUA: always the ring
+  EXPECT_EQ(dev->inflight(), 1u);
+  dev->Write(4096, second, false, count);  // overlaps it: behind it in the ring
   EXPECT_EQ(dev->inflight(), 2u);
-  RunUntil(pending);
-  pending = 1;
-  dev->Write(12288, data, false, count);
-  EXPECT_EQ(dev->inflight(), 0u);
+  dev->Write(16384, other, false, count);  // disjoint: inline although the ring is busy
+  dev->Write(20480, other, false, count);
+  EXPECT_EQ(dev->inflight(), 2u);
+  EXPECT_EQ(dev->stats().inline_writes, 2u);
   RunUntil(pending);
   EXPECT_EQ(failures, 0);
-  EXPECT_EQ(dev->stats().inline_writes, 2u);
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(ReadFileRange(path_, uint64_t(i) * 4096, 4096), data);
+  EXPECT_EQ(ReadFileRange(path_, 0, 4096),
+            std::vector<uint8_t>(first.begin(), first.begin() + 4096));
+  EXPECT_EQ(ReadFileRange(path_, 4096, 4096), second);
+  EXPECT_EQ(ReadFileRange(path_, 16384, 4096), other);
+  EXPECT_EQ(ReadFileRange(path_, 20480, 4096), other);
 }
 
 TEST_F(BackingDeviceTest, InlineEnvironmentOverride) {

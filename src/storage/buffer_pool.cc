@@ -26,7 +26,8 @@ AlignedBuffer BufferPool::Get(size_t size) {
 
 void BufferPool::Put(AlignedBuffer buffer) {
   size_t capacity = buffer.capacity();
-  if (capacity == 0 || !std::has_single_bit(capacity)) return;
+  // A moved-from buffer still reports its capacity but owns no memory.
+  if (buffer.data() == nullptr || capacity == 0 || !std::has_single_bit(capacity)) return;
   int cls = ClassOf(capacity);
   if (cls >= kClasses || cached_ + capacity > max_cached_) return;
   cached_ += capacity;

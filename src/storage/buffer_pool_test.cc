@@ -33,5 +33,17 @@ TEST(BufferPool, CapsCachedBytes) {
   EXPECT_EQ(pool.Get(0).size(), 0u);
 }
 
+// A moved-from buffer still reports its capacity; the pool must not hand it out.
+TEST(BufferPool, IgnoresMovedFromBuffer) {
+  BufferPool pool(1 << 20);
+  AlignedBuffer a = pool.Get(4096);
+  AlignedBuffer b = std::move(a);
+  pool.Put(std::move(a));  // NOLINT(bugprone-use-after-move): what is tested
+  EXPECT_EQ(pool.cached_bytes(), 0u);
+  pool.Put(std::move(b));
+  AlignedBuffer c = pool.Get(4096);
+  EXPECT_NE(c.data(), nullptr);
+}
+
 }  // namespace
 }  // namespace bsr::storage

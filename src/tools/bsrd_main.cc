@@ -77,7 +77,10 @@ int main(int argc, char** argv) {
   }
   std::signal(SIGPIPE, SIG_IGN);
 
-  asio::io_context io;
+  // One thread runs the node (concurrency hint 1): handlers it posts to itself skip
+  // the scheduler's lock. Other threads (metadata pool, FUSE) still post through the
+  // locked queue, which this hint keeps.
+  asio::io_context io(1);
   bsr::replication::Node node(io, node_opts);
   bsr::control::Service service(node);
   bsr::control::Server server(io, socket_path, [&](auto session, auto request) {

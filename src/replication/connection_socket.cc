@@ -123,8 +123,11 @@ void PacketSocket::StartWrite() {
   writing_ = true;
   auto self = shared_from_this();
   // With tcp-cork, everything queued meanwhile goes out in one gathered write (up to
-  // 64 frames / 4 MiB), corked when it spans several frames so small packets share
-  // segments; the cork comes off when the queue is empty.
+  // 64 frames / 4 MiB): the frames share segments and each batch costs one sendmsg.
+  // No TCP_CORK around a batch: it held each batch's sub-MSS tail (the last segment
+  // of a 4 KiB Data block, a batch of acks) until the write completed, and cost two
+  // setsockopt calls; without it 4 KiB random writes at QD32 ran ~40% faster with
+  // less CPU per write (docs/benchmarks.md, issue 6 session 4).
   size_t n = 1;
   if (cork_) {
     size_t bytes = queue_.front().size();
@@ -132,7 +135,6 @@ void PacketSocket::StartWrite() {
       bytes += queue_[n].size();
       ++n;
     }
-    if (n > 1 && !corked_) SetCork(true);
   }
   in_write_ = n;
   std::vector<asio::const_buffer> bufs;
@@ -154,19 +156,10 @@ void PacketSocket::StartWrite() {
     }
     if (self->queue_.empty()) {
       self->writing_ = false;
-      if (self->corked_) self->SetCork(false);
     } else {
       self->StartWrite();
     }
   });
-}
-
-void PacketSocket::SetCork(bool on) {
-  int v = on ? 1 : 0;
-  corked_ = on;
-  if (socket_.is_open()) {
-    ::setsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_CORK, &v, sizeof(v));
-  }
 }
 
 size_t PacketSocket::kernel_queued_bytes() {
@@ -204,7 +197,6 @@ void PacketSocket::Close() {
     queue_.clear();
     queued_bytes_ = 0;
   }
-  corked_ = false;
 }
 
 Result<asio::ip::tcp::endpoint> ParseAddress(const std::string& addr) {

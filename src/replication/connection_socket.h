@@ -21,7 +21,7 @@ namespace bsr::replication {
 struct SocketTuning {
   int sndbuf = 0;    // bytes; 0 = the kernel's automatic tuning
   int rcvbuf = 0;    // bytes; 0 = automatic
-  bool cork = true;  // batch queued frames into one corked write
+  bool cork = true;  // batch queued frames into one gathered write
 };
 
 // A received packet together with the bytes that back its views: Data's `data`
@@ -78,7 +78,6 @@ class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
 
   void Enqueue(Outgoing out);
   void StartWrite();
-  void SetCork(bool on);
   // The pending Data/RsDataReply payload, received straight into an aligned buffer.
   asio::awaitable<Result<std::unique_ptr<Received>>> RecvLargePayload();
 
@@ -88,8 +87,7 @@ class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
   std::deque<Outgoing> queue_;
   size_t queued_bytes_ = 0;
   bool writing_ = false;
-  bool cork_ = false;    // tcp-cork: gather queued frames, cork multi-frame batches
-  bool corked_ = false;  // TCP_CORK is set now
+  bool cork_ = false;    // tcp-cork: queued frames leave in one gathered write
   size_t in_write_ = 0;  // frames of the write in progress
   bool failed_ = false;
   bool exact_reads_ = false;  // after a large payload: read only what the next frame needs

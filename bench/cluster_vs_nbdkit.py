@@ -208,6 +208,7 @@ def main():
             raise TestFailure("after the initial sync the data areas differ")
         if "sync" in PARTS:
             sync_reference(c, a, b, size, procs, results)
+            rewrite_sync(a, b, size, results)
         if "fio" in PARTS:
             fio_part(c, a, b, size, procs, results)
         if "resync" in PARTS:
@@ -242,18 +243,21 @@ def sync_reference(c, a, b, size, procs, results):
                           f"nbd://{b.addr}:{NBD_PORT}/"]).returncode == 0, timeout=10)
     os.sync()
     kits = [pr.pid for pr in procs]  # `ip netns exec` execs nbdkit: same pid
-    cpu0 = sum(cpu_secs(pid) for pid in kits)
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.monotonic()
-    p = run(["ip", "netns", "exec", a.ns, "nbdcopy", f"nbd+unix:///?socket={src_sock}",
-             f"nbd://{b.addr}:{NBD_PORT}/"])
-    results["sync_nbdcopy"] = time.monotonic() - t0
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    results["sync_nbdcopy_cpu"] = (sum(cpu_secs(pid) for pid in kits) - cpu0 + ru1.ru_utime -
-                                   ru0.ru_utime + ru1.ru_stime - ru0.ru_stime)
-    if p.returncode != 0:
-        raise TestFailure(f"nbdcopy: {p.stdout}{p.stderr}")
-    print(f"nbdcopy of {size / MIB:.1f} MiB: {results['sync_nbdcopy']:.2f} s", flush=True)
+    # Twice: into the fresh (fallocated, unwritten) file like bsr's initial sync, then
+    # over the written one like the full resync below.
+    for key in ("sync_nbdcopy", "rewrite_nbdcopy"):
+        cpu0 = sum(cpu_secs(pid) for pid in kits)
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.monotonic()
+        p = run(["ip", "netns", "exec", a.ns, "nbdcopy", f"nbd+unix:///?socket={src_sock}",
+                 f"nbd://{b.addr}:{NBD_PORT}/"])
+        results[key] = time.monotonic() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        results[key + "_cpu"] = (sum(cpu_secs(pid) for pid in kits) - cpu0 + ru1.ru_utime -
+                                 ru0.ru_utime + ru1.ru_stime - ru0.ru_stime)
+        if p.returncode != 0:
+            raise TestFailure(f"nbdcopy: {p.stdout}{p.stderr}")
+        print(f"nbdcopy of {size / MIB:.1f} MiB: {results[key]:.2f} s", flush=True)
     with open(a.disk, "rb") as fa, open(dst, "rb") as fd:
         for pos in range(0, size, 16 * MIB):
             n = min(16 * MIB, size - pos)
@@ -264,6 +268,21 @@ def sync_reference(c, a, b, size, procs, results):
         pr.wait()
     procs.clear()
     os.unlink(dst)
+
+
+def rewrite_sync(a, b, size, results):
+    """1c. A second full sync (invalidate-remote) over node1's now written blocks: without
+    the file system's unwritten-extent conversion that the initial sync pays on node1."""
+    cpu0 = cpu_secs(a.proc.pid) + cpu_secs(b.proc.pid)
+    t0 = time.monotonic()
+    a.setup("invalidate-remote", "r0", "1", "0")
+    wait_for("full sync started", lambda: not in_sync(a, b), timeout=10, interval=0.01)
+    wait_for("full sync done", lambda: in_sync(a, b), timeout=600, interval=0.05)
+    results["rewrite_bsr"] = time.monotonic() - t0
+    results["rewrite_bsr_cpu"] = cpu_secs(a.proc.pid) + cpu_secs(b.proc.pid) - cpu0
+    print(f"full resync of {size / MIB:.1f} MiB: {results['rewrite_bsr']:.2f} s", flush=True)
+    if not same_data(a, b, size):
+        raise TestFailure("after the full resync the data areas differ")
 
 
 def fio_part(c, a, b, size, procs, results):
@@ -362,6 +381,10 @@ def report(results, size, load_before, load_after):
         # Work, not wall clock: both bsrd vs nbdcopy and both nbdkit servers.
         rows.append(("full sync CPU seconds", results["sync_bsr_cpu"], results["sync_nbdcopy_cpu"],
                      "bsr/nbdcopy", ""))
+        rows.append(("rewrite sync seconds", results["rewrite_bsr"], results["rewrite_nbdcopy"],
+                     "bsr/nbdcopy", ""))
+        rows.append(("rewrite sync CPU seconds", results["rewrite_bsr_cpu"],
+                     results["rewrite_nbdcopy_cpu"], "bsr/nbdcopy", ""))
     print(f"\nbsr protocol C, 2 nodes over veth (volume {size / MIB:.1f} MiB, {SECS} s per fio "
           f"job); load before {load_before[0]:.2f}, after {load_after[0]:.2f}")
     print(f"{'metric':28} {'bsr':>10} {'reference':>10} {'ratio':>8}  {'':12} goal")

@@ -4,7 +4,8 @@
 # between two nbdkit servers across the same link, resync bytes vs changed data.
 # Usage (root): bench/cluster_vs_nbdkit.sh [BUILD_DIR] [SECONDS_PER_FIO_JOB]
 # Environment: BENCH_VOLUME_MIB (1024), BSR_NETNS_PREFIX (bsrpf), BSR_NET (10.97),
-# BENCH_PARTS (sync,fio,resync: any subset; "fio" alone skips nbdcopy, not the sync).
+# BENCH_PARTS (sync,fio,resync: any subset; "fio" alone skips nbdcopy, not the sync). The sync
+# part also times a second full sync (invalidate-remote) against a second nbdcopy (rewrites).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}

@@ -197,15 +197,7 @@ def main():
         # 1a. Initial full sync. Node0's random fill is written back first, as before
         # nbdcopy below, so neither side pays for it.
         os.sync()
-        cpu0 = cpu_secs(a.proc.pid) + cpu_secs(b.proc.pid)
-        t0 = time.monotonic()
-        a.setup("primary", "r0", "--force")
-        wait_for("initial sync done", lambda: in_sync(a, b), timeout=600, interval=0.05)
-        results["sync_bsr"] = time.monotonic() - t0
-        results["sync_bsr_cpu"] = cpu_secs(a.proc.pid) + cpu_secs(b.proc.pid) - cpu0
-        print(f"initial sync of {size / MIB:.1f} MiB: {results['sync_bsr']:.2f} s", flush=True)
-        if not same_data(a, b, size):
-            raise TestFailure("after the initial sync the data areas differ")
+        timed_sync(a, b, size, results, "sync_bsr", "initial sync", ("primary", "r0", "--force"))
         if "sync" in PARTS:
             sync_reference(c, a, b, size, procs, results)
             rewrite_sync(a, b, size, results)
@@ -270,19 +262,26 @@ def sync_reference(c, a, b, size, procs, results):
     os.unlink(dst)
 
 
+def timed_sync(a, b, size, results, key, what, command):
+    """Runs `command` on node0 and waits until node1 is UpToDate again: results[key] is the
+    wall clock, results[key + "_cpu"] both bsrd's CPU meanwhile; then compares the data."""
+    cpu0 = cpu_secs(a.proc.pid) + cpu_secs(b.proc.pid)
+    t0 = time.monotonic()
+    a.setup(*command)
+    wait_for(f"{what} started", lambda: not in_sync(a, b), timeout=10, interval=0.01)
+    wait_for(f"{what} done", lambda: in_sync(a, b), timeout=600, interval=0.05)
+    results[key] = time.monotonic() - t0
+    results[key + "_cpu"] = cpu_secs(a.proc.pid) + cpu_secs(b.proc.pid) - cpu0
+    print(f"{what} of {size / MIB:.1f} MiB: {results[key]:.2f} s", flush=True)
+    if not same_data(a, b, size):
+        raise TestFailure(f"after the {what} the data areas differ")
+
+
 def rewrite_sync(a, b, size, results):
     """1c. A second full sync (invalidate-remote) over node1's now written blocks: without
     the file system's unwritten-extent conversion that the initial sync pays on node1."""
-    cpu0 = cpu_secs(a.proc.pid) + cpu_secs(b.proc.pid)
-    t0 = time.monotonic()
-    a.setup("invalidate-remote", "r0", "1", "0")
-    wait_for("full sync started", lambda: not in_sync(a, b), timeout=10, interval=0.01)
-    wait_for("full sync done", lambda: in_sync(a, b), timeout=600, interval=0.05)
-    results["rewrite_bsr"] = time.monotonic() - t0
-    results["rewrite_bsr_cpu"] = cpu_secs(a.proc.pid) + cpu_secs(b.proc.pid) - cpu0
-    print(f"full resync of {size / MIB:.1f} MiB: {results['rewrite_bsr']:.2f} s", flush=True)
-    if not same_data(a, b, size):
-        raise TestFailure("after the full resync the data areas differ")
+    timed_sync(a, b, size, results, "rewrite_bsr", "full resync",
+               ("invalidate-remote", "r0", "1", "0"))
 
 
 def fio_part(c, a, b, size, procs, results):

@@ -126,8 +126,8 @@ void PacketSocket::StartWrite() {
   // 64 frames / 4 MiB): the frames share segments and each batch costs one sendmsg.
   // No TCP_CORK around a batch: it held each batch's sub-MSS tail (the last segment
   // of a 4 KiB Data block, a batch of acks) until the write completed, and cost two
-  // setsockopt calls; without it 4 KiB random writes at QD32 ran ~40% faster with
-  // less CPU per write (docs/benchmarks.md, issue 6 session 4).
+  // setsockopt calls; without it 4 KiB random writes at QD32 ran 1.09-1.42x faster
+  // with less CPU per write (docs/benchmarks.md, issue 6 session 4).
   size_t n = 1;
   if (cork_) {
     size_t bytes = queue_.front().size();

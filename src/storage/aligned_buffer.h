@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <memory>
 #include <span>
+#include <utility>
 
 namespace bsr::storage {
 
@@ -19,6 +20,18 @@ class AlignedBuffer {
   // Uninitialised contents; capacity is `size` rounded up to kAlignment. Out of memory
   // throws std::bad_alloc, as operator new does.
   explicit AlignedBuffer(size_t size);
+  // A moved-from buffer is empty (size and capacity 0), so pools and Resize() never
+  // mistake it for usable memory.
+  AlignedBuffer(AlignedBuffer&& o) noexcept
+      : data_(std::move(o.data_)),
+        size_(std::exchange(o.size_, 0)),
+        capacity_(std::exchange(o.capacity_, 0)) {}
+  AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
+    data_ = std::move(o.data_);
+    size_ = std::exchange(o.size_, 0);
+    capacity_ = std::exchange(o.capacity_, 0);
+    return *this;
+  }
 
   uint8_t* data() { return data_.get(); }
   const uint8_t* data() const { return data_.get(); }

@@ -33,7 +33,22 @@ TEST(BufferPool, CapsCachedBytes) {
   EXPECT_EQ(pool.Get(0).size(), 0u);
 }
 
-// A moved-from buffer still reports its capacity; the pool must not hand it out.
+// A moved-from buffer is empty: no data, size and capacity 0, Resize() refuses.
+TEST(AlignedBuffer, MovedFromIsEmpty) {
+  AlignedBuffer a(8192);
+  AlignedBuffer b = std::move(a);
+  EXPECT_EQ(a.data(), nullptr);  // NOLINT(bugprone-use-after-move): what is tested
+  EXPECT_EQ(a.size(), 0u);
+  EXPECT_EQ(a.capacity(), 0u);
+  EXPECT_FALSE(a.Resize(4096));
+  EXPECT_EQ(b.size(), 8192u);
+  AlignedBuffer c(4096);
+  c = std::move(b);
+  EXPECT_EQ(b.capacity(), 0u);  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(c.size(), 8192u);
+}
+
+// The pool must never hand out a moved-from buffer.
 TEST(BufferPool, IgnoresMovedFromBuffer) {
   BufferPool pool(1 << 20);
   AlignedBuffer a = pool.Get(4096);

@@ -232,10 +232,9 @@ std::unique_ptr<NbdConnection::Pending> NbdConnection::NewPending() {
 }
 
 void NbdConnection::Recycle(std::unique_ptr<Pending> pending) {
-  // A moved-from AlignedBuffer keeps its old size and capacity: take it out and leave
-  // an empty one, so a reused request without payload has none.
-  storage::AlignedBuffer buffer = std::exchange(pending->buffer, storage::AlignedBuffer());
-  if (buffer.data() != nullptr) pool_.Put(std::move(buffer));
+  // Moving the buffer out leaves the request without one (an empty buffer, which the
+  // pool ignores), so a reused request without payload has none.
+  pool_.Put(std::move(pending->buffer));
   // At most one per request the client may have in flight.
   if (free_pending_.size() < server_->options().max_inflight_requests) {
     free_pending_.push_back(std::move(pending));

@@ -26,8 +26,7 @@ AlignedBuffer BufferPool::Get(size_t size) {
 
 void BufferPool::Put(AlignedBuffer buffer) {
   size_t capacity = buffer.capacity();
-  // A moved-from buffer still reports its capacity but owns no memory.
-  if (buffer.data() == nullptr || capacity == 0 || !std::has_single_bit(capacity)) return;
+  if (capacity == 0 || !std::has_single_bit(capacity)) return;  // empty or moved-from
   int cls = ClassOf(capacity);
   if (cls >= kClasses || cached_ + capacity > max_cached_) return;
   cached_ += capacity;

@@ -217,7 +217,7 @@ std::string FormatStatus(const ResourceState& s, StatusOptions o) {
   l.Add("{}", s.name);
   if (o.verbose) l.Add(" node-id:{}", s.node_id);
   l.Add(" role:{}", Name(s.role));
-  if (o.verbose || s.susp_user || s.susp_no_data || s.susp_fencing) {
+  if (o.verbose || s.suspended()) {
     l.Add(" suspended:{}", SuspendedText(s));
   }
   if (o.statistics && o.verbose) {
@@ -238,7 +238,7 @@ nlohmann::json StatusJson(const ResourceState& s) {
   nlohmann::json r = {{"name", s.name},
                       {"node-id", s.node_id},
                       {"role", Name(s.role)},
-                      {"suspended", s.susp_user || s.susp_no_data || s.susp_fencing},
+                      {"suspended", s.suspended()},
                       {"write-ordering", "flush"},
                       {"devices", nlohmann::json::array()},
                       {"connections", nlohmann::json::array()}};

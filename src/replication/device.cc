@@ -366,8 +366,7 @@ void Device::RunMeta(std::function<Status(meta::Metadata&)> fn, std::function<vo
 // and building the retry (copies of the request and its callbacks) costs allocations
 // that every write would otherwise pay.
 bool Device::MayHold() const {
-  const auto& st = resource_->state();
-  return st.susp_user || st.susp_no_data || st.susp_fencing;
+  return resource_->state().suspended();
 }
 
 void Device::SubmitWrite(uint64_t offset, uint64_t length, LocalIo io, Replica replica,

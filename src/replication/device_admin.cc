@@ -79,8 +79,7 @@ Result<std::string> Device::GenerationIds(int peer_node_id, bool verbose) const 
 }
 
 bool Device::HoldIfSuspended(Retry retry) {
-  const auto& st = resource_->state();
-  if (export_stopping_ || !(st.susp_user || st.susp_no_data || st.susp_fencing)) return false;
+  if (export_stopping_ || !MayHold()) return false;
   held_.push_back(std::move(retry));
   resource_->engine().UpdateStats(
       [&](ResourceState& s) { s.devices[volume_].stats.upper_blocked = true; });

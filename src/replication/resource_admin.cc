@@ -48,7 +48,7 @@ Status Resource::SuspendIo() {
 
 Status Resource::ResumeIo() {
   const auto& st = state();
-  if (!st.susp_user && !st.susp_no_data && !st.susp_fencing) return Status::Ok();
+  if (!st.suspended()) return Status::Ok();
   bool no_data = st.susp_no_data;
   BSR_RETURN_IF_ERROR(engine_.Change("resume-io", [](ResourceState& s) {
     s.susp_user = false;

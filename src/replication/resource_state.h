@@ -77,6 +77,9 @@ struct ResourceState {
   bool susp_fencing = false;
   std::map<int, DeviceState> devices;          // by volume
   std::map<int, ConnectionState> connections;  // by peer node-id
+
+  // Application I/O is held: by the administrator, for lack of data, or while fencing.
+  bool suspended() const { return susp_user || susp_no_data || susp_fencing; }
 };
 
 }  // namespace bsr::replication

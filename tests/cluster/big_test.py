@@ -92,13 +92,7 @@ def wire_delta(before, after):
 def test_sync_and_resync_1g():
     with Cluster(2, size_mib=SIZE_MIB, prefix=PREFIX, net=NET) as c:
         a, b = c.nodes
-        for n in (a, b):
-            n.start()
-        a.up(b, NET_OPTS)
-        b.up(a, NET_OPTS)
-        a.setup("connect", "r0", "1")
-        b.setup("connect", "r0", "0")
-        wait_for("both Connected", lambda: connected(a, b), timeout=20)
+        c.start_mesh(NET_OPTS)
         size = data_size(a)
         w0 = wire(a)
         t0 = time.time()
@@ -153,16 +147,7 @@ def test_sync_and_resync_1g():
 def test_three_nodes_1g():
     with Cluster(3, size_mib=SIZE_MIB, prefix=PREFIX, net=NET) as c:
         nodes = c.nodes
-        for n in nodes:
-            n.start()
-        for n in nodes:
-            n.up_many([p for p in nodes if p is not n], NET_OPTS)
-        for n in nodes:
-            for p in nodes:
-                if p is not n:
-                    n.setup("connect", "r0", str(p.node_id))
-        wait_for("full mesh Connected", lambda: all(
-            connected(n, p) for n in nodes for p in nodes if p is not n), timeout=30)
+        c.start_mesh(NET_OPTS)
         a, b, d = nodes
         size = data_size(a)
         t0 = time.time()

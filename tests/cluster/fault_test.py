@@ -55,13 +55,7 @@ def start_pair(size_mib, net_opts=NET_OPTS):
     c = Cluster(2, size_mib=size_mib, prefix=PREFIX, net=NET)
     try:
         a, b = c.nodes
-        for n in (a, b):
-            n.start()
-        a.up(b, net_opts)
-        b.up(a, net_opts)
-        a.setup("connect", "r0", "1")
-        b.setup("connect", "r0", "0")
-        wait_for("both Connected", lambda: connected(a, b), timeout=20)
+        c.start_mesh(net_opts)
         a.setup("primary", "r0", "--force")
         wait_for("initial sync done", lambda: in_sync(a, b), timeout=60)
     except BaseException:
@@ -434,16 +428,7 @@ def test_kill_sync_source():
     finishes the sync and both disks are identical."""
     with Cluster(2, size_mib=64, prefix=PREFIX, net=NET) as c:
         a, b = c.nodes
-        for n in (a, b):
-            n.start()
-        a.up(b, NET_OPTS)
-        b.up(a, NET_OPTS)
-        for n, p in ((a, b), (b, a)):
-            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--c-plan-ahead=0",
-                    "--resync-rate=8M")
-        a.setup("connect", "r0", "1")
-        b.setup("connect", "r0", "0")
-        wait_for("both Connected", lambda: connected(a, b), timeout=20)
+        c.start_mesh(NET_OPTS, peer_device_opts=["--c-plan-ahead=0", "--resync-rate=8M"])
         size = data_size(a)
         a.setup("primary", "r0", "--force")
         h = a.nbd()
@@ -502,16 +487,7 @@ def test_three_node_failover(cycles=None):
     with Cluster(3, size_mib=64, prefix=PREFIX, net=NET) as c:
         try:
             nodes = c.nodes
-            for n in nodes:
-                n.start()
-            for n in nodes:
-                n.up_many([p for p in nodes if p is not n], NET_OPTS)
-            for n in nodes:
-                for p in nodes:
-                    if p is not n:
-                        n.setup("connect", "r0", str(p.node_id))
-            wait_for("full mesh Connected", lambda: all(
-                connected(n, p) for n in nodes for p in nodes if p is not n), timeout=30)
+            c.start_mesh(NET_OPTS)
             nodes[0].setup("primary", "r0", "--force")
             wait_for("both Secondaries synced", lambda: all(
                 in_sync(nodes[0], p) for p in nodes[1:]), timeout=60)

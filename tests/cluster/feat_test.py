@@ -84,13 +84,7 @@ def test_paused_sync():
     other resumes: the sync finishes with identical data."""
     with cluster(17) as c:
         a, b = c.nodes
-        for n in (a, b):
-            n.start()
-        for n, p in ((a, b), (b, a)):
-            n.up(p)
-            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--c-plan-ahead=0",
-                    "--resync-rate=4M")
-        connect(a, b)
+        c.start_mesh(peer_device_opts=["--c-plan-ahead=0", "--resync-rate=4M"])
         size = data_size(a)
         a.setup("primary", "r0", "--force")
         wait_for("SyncTarget", lambda: repl(b, a) == "SyncTarget", timeout=10, interval=0.02)
@@ -228,11 +222,7 @@ def test_fencing():
     suspended (suspended:fencing) until resume-io."""
     with cluster(9, handler_exit=7) as c:
         a, b = c.nodes
-        for n in (a, b):
-            n.start()
-        for n, p in ((a, b), (b, a)):
-            n.up(p, ["--fencing=resource-and-stonith"])
-        connect(a, b)
+        c.start_mesh(["--fencing=resource-and-stonith"])
         a.setup("primary", "r0", "--force")
         wait_for("initial sync", lambda: synced(a, b), timeout=30)
         check(handler_lines(c, "fence-peer") == [], "no fence-peer while connected")

@@ -253,6 +253,30 @@ class Cluster:
             self.close()
             raise
 
+    def start_mesh(self, net_opts=(), peer_device_opts=(), connect=True, timeout=30):
+        """Starts every node's bsrd and sets up r0 with a connection to every other node
+        (`net_opts` on each, `peer_device_opts` as its peer-device-options); unless
+        connect=False, connects them all and waits until the full mesh is Connected.
+        Returns the nodes."""
+        nodes = self.nodes
+        for n in nodes:
+            n.start()
+        for n in nodes:
+            peers = [p for p in nodes if p is not n]
+            n.up_many(peers, list(net_opts))
+            if peer_device_opts:
+                for p in peers:
+                    n.setup("peer-device-options", "r0", str(p.node_id), "0",
+                            *peer_device_opts)
+        if connect:
+            for n in nodes:
+                for p in nodes:
+                    if p is not n:
+                        n.setup("connect", "r0", str(p.node_id))
+            wait_for("full mesh Connected", lambda: all(
+                connected(n, p) for n in nodes for p in nodes if p is not n), timeout=timeout)
+        return nodes
+
     def need_netns(self, what):
         if not self.netns:
             raise TestFailure(f"{what} need network namespaces (root); this cluster runs "

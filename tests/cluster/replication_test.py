@@ -56,15 +56,8 @@ def test_protocol_a_writes_during_resync():
     writing: the writes overtake resync replies, and both disks still end identical."""
     with Cluster(2, size_mib=64) as c:
         a, b = c.nodes
-        for n in (a, b):
-            n.start()
-        for n, p in ((a, b), (b, a)):
-            n.up(p, ["--protocol=A"])
-            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--c-plan-ahead=0",
-                    "--resync-rate=8M", "--c-min-rate=0")
-        a.setup("connect", "r0", "1")
-        b.setup("connect", "r0", "0")
-        wait_for("both Connected", lambda: connected(a, b), timeout=20)
+        c.start_mesh(["--protocol=A"],
+                     peer_device_opts=["--c-plan-ahead=0", "--resync-rate=8M", "--c-min-rate=0"])
         a.setup("primary", "r0", "--force")
         h = a.nbd()
         size = data_size(a)
@@ -202,13 +195,7 @@ def test_dead_peer():
     with Cluster(2, size_mib=32) as c:
         try:
             a, b = c.nodes
-            for n in (a, b):
-                n.start()
-            a.up(b, ["--protocol=C"])
-            b.up(a, ["--protocol=C"])
-            a.setup("connect", "r0", "1")
-            b.setup("connect", "r0", "0")
-            wait_for("both Connected", lambda: connected(a, b), timeout=20)
+            c.start_mesh(["--protocol=C"])
             a.setup("primary", "r0", "--force")
             wait_for("initial sync done", lambda: b.disk_state() == "UpToDate"
                      and peer_dev(a, b)["peer-disk-state"] == "UpToDate", timeout=60)
@@ -267,16 +254,7 @@ def test_three_nodes():
     node: initial sync to both, writes on both, all three disks identical."""
     with Cluster(3, size_mib=32) as c:
         nodes = c.nodes
-        for n in nodes:
-            n.start()
-        for n in nodes:
-            n.up_many([p for p in nodes if p is not n], ["--protocol=C"])
-        for n in nodes:
-            for p in nodes:
-                if p is not n:
-                    n.setup("connect", "r0", str(p.node_id))
-        wait_for("full mesh Connected", lambda: all(
-            connected(n, p) for n in nodes for p in nodes if p is not n), timeout=30)
+        c.start_mesh(["--protocol=C"])
         a, b, d = nodes
         a.setup("primary", "r0", "--force")
         wait_for("both Secondaries synced", lambda: b.disk_state() == "UpToDate"

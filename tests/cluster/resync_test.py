@@ -43,13 +43,7 @@ def test_rate_and_pause():
     and from the source; then the dynamic controller (c-max-rate) on a bitmap resync."""
     with cluster(17) as c:
         a, b = c.nodes
-        for n in (a, b):
-            n.start()
-        for n, p in ((a, b), (b, a)):
-            n.up(p)
-            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--c-plan-ahead=0",
-                    "--resync-rate=4M")
-        connect(a, b)
+        c.start_mesh(peer_device_opts=["--c-plan-ahead=0", "--resync-rate=4M"])
         size = data_size(a)
         t0 = time.time()
         a.setup("primary", "r0", "--force")
@@ -195,14 +189,9 @@ def test_verify():
     with cluster(16) as c:
         a, b = c.nodes
         hlog = c.handler_log
-        for n in (a, b):
-            n.start()
-        for n, p in ((a, b), (b, a)):
-            n.up(p, ["--verify-alg=sha256"])
-            # Slow enough to watch verify's progress (about 2 s for 16 MiB).
-            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--c-plan-ahead=0",
-                    "--resync-rate=8M")
-        connect(a, b)
+        # Slow enough to watch verify's progress (about 2 s for 16 MiB).
+        c.start_mesh(["--verify-alg=sha256"],
+                     peer_device_opts=["--c-plan-ahead=0", "--resync-rate=8M"])
         a.setup("primary", "r0", "--force")
         size = data_size(a)
         h = a.nbd()
@@ -273,11 +262,7 @@ def test_csums():
         with open(b.disk, "r+b") as f:  # 1 MiB differs
             f.seek(5 * MIB)
             f.write(os.urandom(MIB))
-        for n in (a, b):
-            n.start()
-        for n, p in ((a, b), (b, a)):
-            n.up(p, ["--csums-alg=sha256"])
-        connect(a, b)
+        c.start_mesh(["--csums-alg=sha256"])
         r = a.setup("verify", "r0", "1", "0", check_rc=False)
         check(r.returncode != 0 and "verify-alg" in r.stdout + r.stderr,
               "verify without verify-alg is refused: " + (r.stdout + r.stderr).strip())

@@ -18,7 +18,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Cluster, TestFailure, check, conn_state, connect, connected,  # noqa: E402
+from harness import (Cluster, TestFailure, check, conn_state, connect,  # noqa: E402
                      data_size, peer_dev, run_tests, same_data, synced, wait_for)
 
 PREFIX = os.environ.get("BSR_NETNS_PREFIX", "bsrsb")
@@ -62,12 +62,7 @@ def role(node):
 def start_pair(c, net_opts=()):
     """Both nodes up and connected, node0 Primary after the initial full sync."""
     a, b = c.nodes
-    for n in (a, b):
-        n.start()
-    a.up(b, list(net_opts))
-    b.up(a, list(net_opts))
-    connect(a, b, wait=False)
-    wait_for("both Connected", lambda: connected(a, b), timeout=20)
+    c.start_mesh(list(net_opts))
     a.setup("primary", "r0", "--force")
     wait_for("initial sync done", lambda: synced(a, b), timeout=60)
     return a, b
@@ -364,15 +359,7 @@ def test_interrupted_full_sync_resumes():
     start), not as a new full sync, and ends with identical disks."""
     with cluster() as c:
         a, b = c.nodes
-        for n in (a, b):
-            n.start()
-        a.up(b)
-        b.up(a)
-        for n, p in ((a, b), (b, a)):
-            n.setup("peer-device-options", "r0", str(p.node_id), "0", "--c-plan-ahead=0",
-                    "--resync-rate=4M")
-        connect(a, b, wait=False)
-        wait_for("both Connected", lambda: connected(a, b), timeout=20)
+        c.start_mesh(peer_device_opts=["--c-plan-ahead=0", "--resync-rate=4M"])
         size = data_size(a)
         a.setup("primary", "r0", "--force")
         wait_for("full sync under way",

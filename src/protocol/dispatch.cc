@@ -48,8 +48,9 @@ PacketType TypeOf(const Packet& packet) {
   return std::visit([](const auto& p) { return std::decay_t<decltype(p)>::kType; }, packet);
 }
 
-std::vector<uint8_t> EncodePacket(const Packet& packet, uint16_t volume) {
-  return std::visit([volume](const auto& p) { return EncodePacket(p, volume); }, packet);
+std::vector<uint8_t> EncodePacket(const Packet& packet, uint16_t volume, uint16_t flags) {
+  return std::visit([volume, flags](const auto& p) { return EncodePacket(p, volume, flags); },
+                    packet);
 }
 
 std::span<const DispatchEntry> DispatchTable() {

@@ -30,29 +30,34 @@ using Packet =
 
 PacketType TypeOf(const Packet& packet);
 
-// Encodes `packet` as a complete frame (header + payload) for `volume`.
+// Encodes `packet` as a complete frame (header + payload) for `volume`. `flags`: the
+// connection's negotiated frame flags (SealFrame applies them where they fit).
 template <typename T>
-std::vector<uint8_t> EncodePacket(const T& packet, uint16_t volume = kNoVolume) {
+std::vector<uint8_t> EncodePacket(const T& packet, uint16_t volume = kNoVolume,
+                                  uint16_t flags = 0) {
   std::vector<uint8_t> out(kFrameHeaderSize);
   ByteWriter w(&out);
   packet.Encode(w);
-  SealFrame(out, T::kType, volume);
+  SealFrame(out, T::kType, volume, 0, {}, flags);
   return out;
 }
-std::vector<uint8_t> EncodePacket(const Packet& packet, uint16_t volume = kNoVolume);
+std::vector<uint8_t> EncodePacket(const Packet& packet, uint16_t volume = kNoVolume,
+                                  uint16_t flags = 0);
 
 // Frame header and fixed fields of a data-carrying packet; send these bytes, then
-// packet.data, to avoid copying the block (the header's length and crc include it).
+// packet.data, to avoid copying the block (the header's length includes it, and so
+// does its crc unless `flags` has kFrameFlagBlockOutsideCrc: then the block is not read).
 template <PacketType T>
-std::vector<uint8_t> EncodeDataHead(const DataPacketT<T>& packet, uint16_t volume) {
+std::vector<uint8_t> EncodeDataHead(const DataPacketT<T>& packet, uint16_t volume,
+                                    uint16_t flags = 0) {
   std::vector<uint8_t> out(kFrameHeaderSize);
   ByteWriter w(&out);
   bool no_data = packet.dp_flags & (kDpDiscard | kDpZeroes);
   packet.EncodeFixed(w);
   if (no_data) {
-    SealFrame(out, T, volume);
+    SealFrame(out, T, volume, 0, {}, flags);
   } else {
-    SealFrame(out, T, volume, static_cast<uint32_t>(packet.data.size()), packet.data);
+    SealFrame(out, T, volume, static_cast<uint32_t>(packet.data.size()), packet.data, flags);
   }
   return out;
 }

@@ -11,11 +11,11 @@ namespace bsr::protocol {
 namespace {
 
 void StoreHeader(uint8_t* p, PacketType type, uint16_t volume, uint32_t payload_length,
-                 uint32_t payload_crc) {
+                 uint32_t payload_crc, uint16_t flags = 0) {
   StoreBe32(p, kFrameMagic);
   StoreBe16(p + 4, kFrameVersion);
   StoreBe16(p + 6, static_cast<uint16_t>(type));
-  StoreBe16(p + 8, 0);
+  StoreBe16(p + 8, flags);
   StoreBe16(p + 10, volume);
   StoreBe32(p + 12, payload_length);
   StoreBe32(p + 16, payload_crc);
@@ -48,15 +48,61 @@ std::vector<uint8_t> EncodeFrame(PacketType type, uint16_t volume,
 }
 
 void SealFrame(std::span<uint8_t> frame, PacketType type, uint16_t volume, uint32_t extra_length,
-               std::span<const uint8_t> extra) {
+               std::span<const uint8_t> extra, uint16_t flags) {
   auto payload = frame.subspan(kFrameHeaderSize);
-  uint32_t crc = Crc32c(extra, Crc32c(payload));
-  StoreHeader(frame.data(), type, volume, static_cast<uint32_t>(payload.size()) + extra_length,
-              crc);
+  flags &= kFrameFlagBlockOutsideCrc;
+  uint32_t crc = 0;
+  if (flags != 0) {
+    // The fixed fields are always in `frame` (the block alone may be in `extra`). A
+    // type without a block makes this fail: it keeps the full crc and no flag.
+    auto covered = CrcCoveredLength(type, flags, payload);
+    if (covered.ok()) {
+      crc = Crc32c(payload.first(*covered));
+    } else {
+      flags = 0;
+    }
+  }
+  if (flags == 0) crc = Crc32c(extra, Crc32c(payload));
+  StoreHeader(frame.data(), type, volume, static_cast<uint32_t>(payload.size()) + extra_length, crc,
+              flags);
+}
+
+Result<size_t> CrcCoveredLength(PacketType type, uint16_t flags, std::span<const uint8_t> payload) {
+  if (!(flags & kFrameFlagBlockOutsideCrc)) return payload.size();
+  const PacketTypeInfo* info = FindPacketTypeInfo(static_cast<uint16_t>(type));
+  if (info == nullptr || info->block_digest_at == 0) {
+    return Error(Errc::kProtocol, "{} frame has the block-outside-crc flag but carries no block",
+                 PacketTypeName(type));
+  }
+  size_t at = info->block_digest_at;
+  if (payload.size() < at + 2) {
+    return Error(Errc::kProtocol,
+                 "{} frame payload of {} bytes is shorter than its {} bytes of fixed fields",
+                 info->name, payload.size(), at + 2);
+  }
+  size_t covered = at + 2 + LoadBe16(payload.data() + at);
+  if (covered > payload.size()) {
+    return Error(Errc::kProtocol,
+                 "{} frame: fixed fields and digest of {} bytes exceed the {}-byte payload",
+                 info->name, covered, payload.size());
+  }
+  return covered;
+}
+
+Status CheckPayloadCrc(const FrameHeader& header, std::span<const uint8_t> payload) {
+  BSR_ASSIGN_OR_RETURN(size_t covered, CrcCoveredLength(header.type, header.flags, payload));
+  uint32_t crc = Crc32c(payload.first(covered));
+  if (crc != header.payload_crc) {
+    return Error(Errc::kProtocol,
+                 "{} frame payload crc mismatch: header says 0x{:08x}, computed 0x{:08x} "
+                 "over {} of {} bytes",
+                 PacketTypeName(header.type), header.payload_crc, crc, covered, payload.size());
+  }
+  return Status::Ok();
 }
 
 Result<FrameHeader> DecodeFrameHeader(std::span<const uint8_t, kFrameHeaderSize> bytes,
-                                      uint32_t max_payload) {
+                                      uint32_t max_payload, uint16_t allowed_flags) {
   const uint8_t* p = bytes.data();
   uint32_t magic = LoadBe32(p);
   if (magic != kFrameMagic) {
@@ -81,9 +127,19 @@ Result<FrameHeader> DecodeFrameHeader(std::span<const uint8_t, kFrameHeaderSize>
   if (info == nullptr) return Error(Errc::kProtocol, "unknown packet type {}", type);
   h.type = info->type;
   h.flags = LoadBe16(p + 8);
-  if (h.flags != 0) {
+  if (h.flags & ~kFrameFlagsKnown) {
     return Error(Errc::kProtocol, "{} frame has unknown header flags 0x{:04x}", info->name,
-                 h.flags);
+                 h.flags & ~kFrameFlagsKnown);
+  }
+  if (h.flags & ~allowed_flags) {
+    return Error(Errc::kProtocol,
+                 "{} frame has header flags 0x{:04x} that this connection did not negotiate",
+                 info->name, h.flags & ~allowed_flags);
+  }
+  if ((h.flags & kFrameFlagBlockOutsideCrc) && info->block_digest_at == 0) {
+    return Error(Errc::kProtocol,
+                 "{} frame has the block-outside-crc flag but this type carries no block",
+                 info->name);
   }
   h.volume = LoadBe16(p + 10);
   h.payload_length = LoadBe32(p + 12);
@@ -161,12 +217,9 @@ Result<FrameHeader> StreamDecoder::FinishExternal(std::span<const uint8_t> paylo
                     PacketTypeName(h.type), payload.size(), h.payload_length);
     return failed_;
   }
-  uint32_t crc = Crc32c(payload);
-  if (crc != h.payload_crc) {
-    failed_ = Error(Errc::kProtocol,
-                    "{} frame payload crc mismatch: header says 0x{:08x}, computed 0x{:08x} "
-                    "over {} bytes",
-                    PacketTypeName(h.type), h.payload_crc, crc, payload.size());
+  Status crc = CheckPayloadCrc(h, payload);
+  if (!crc.ok()) {
+    failed_ = crc;
     return failed_;
   }
   return h;
@@ -182,7 +235,7 @@ Result<std::optional<FrameView>> StreamDecoder::NextView() {
     if (buffered() < kFrameHeaderSize) return std::optional<FrameView>();
     auto header = DecodeFrameHeader(
         std::span<const uint8_t, kFrameHeaderSize>(buf_.get() + start_, kFrameHeaderSize),
-        max_payload_);
+        max_payload_, allowed_flags_);
     if (!header.ok()) {
       failed_ = header.status();
       return failed_;
@@ -196,13 +249,9 @@ Result<std::optional<FrameView>> StreamDecoder::NextView() {
   frame.payload = std::span<const uint8_t>(buf_.get() + start_, pending_->payload_length);
   start_ += pending_->payload_length;
   pending_.reset();
-  uint32_t crc = Crc32c(frame.payload);
-  if (crc != frame.header.payload_crc) {
-    failed_ = Error(Errc::kProtocol,
-                    "{} frame payload crc mismatch: header says 0x{:08x}, computed 0x{:08x} "
-                    "over {} bytes",
-                    PacketTypeName(frame.header.type), frame.header.payload_crc, crc,
-                    frame.payload.size());
+  Status crc = CheckPayloadCrc(frame.header, frame.payload);
+  if (!crc.ok()) {
+    failed_ = crc;
     return failed_;
   }
   return std::optional<FrameView>(frame);

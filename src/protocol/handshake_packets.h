@@ -65,7 +65,9 @@ inline constexpr uint64_t kFeatureBitmapRle = 1u << 2;
 inline constexpr uint64_t kFeatureTwoPc = 1u << 3;
 inline constexpr uint64_t kFeatureCsumResync = 1u << 4;
 inline constexpr uint64_t kFeatureOnlineVerify = 1u << 5;
-inline constexpr uint64_t kFeatureAll = (1u << 6) - 1;
+// Data blocks may travel outside the frame payload crc (frame.h kFrameFlagBlockOutsideCrc).
+inline constexpr uint64_t kFeatureBlockOutsideCrc = 1u << 6;
+inline constexpr uint64_t kFeatureAll = (1u << 7) - 1;
 
 struct Features {
   static constexpr PacketType kType = PacketType::kFeatures;

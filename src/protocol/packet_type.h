@@ -77,6 +77,11 @@ struct PacketTypeInfo {
   std::string_view name;
   SocketKind socket;
   uint32_t max_payload;
+  // Packets with a trailing data block (Data, RsDataReply): offset of the u16 digest
+  // length that ends their fixed fields (the digest bytes follow it, then the block).
+  // 0 for every packet without a block. The frame layer uses it to find the part of
+  // the payload its crc covers when the block is left out (frame.h).
+  uint16_t block_digest_at;
 };
 
 // nullptr for a number that names no packet type.

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <asio/experimental/as_tuple.hpp>
+#include <cstdlib>
 #include <random>
 
 #include "protocol/auth.h"
@@ -639,14 +640,23 @@ asio::awaitable<Status> Connection::Handshake(std::shared_ptr<Session> s) {
     Status st = co_await SocketHandshake(s, *sock);
     if (!st.ok()) co_return st;
   }
-  for (auto* sock : socks) sock->SendPacket(protocol::Features{});
+  protocol::Features local;
+  // Tests play an older peer by offering fewer feature bits ($BSR_TEST_FEATURE_BITS).
+  if (const char* bits = std::getenv("BSR_TEST_FEATURE_BITS")) {
+    local.feature_bits = std::strtoull(bits, nullptr, 0) & protocol::kFeatureAll;
+  }
+  for (auto* sock : socks) sock->SendPacket(local);
   for (auto* sock : socks) {
     auto f = co_await Expect<protocol::Features>(*sock, "feature negotiation");
     if (!f.ok()) co_return f.status();
-    auto n = protocol::NegotiateFeatures(protocol::Features{}, *f);
+    auto n = protocol::NegotiateFeatures(local, *f);
     if (!n.ok()) co_return Status(Errc::kState, n.status().message());
     s->features = *n;
+    // Frames after the peer's Features may use what both offered.
+    sock->SetBlockOutsideCrc(n->feature_bits & protocol::kFeatureBlockOutsideCrc);
   }
+  spdlog::info("{}: protocol {}, feature bits 0x{:x} (ours 0x{:x})", Tag(),
+               s->features.protocol_version, s->features.feature_bits, local.feature_bits);
   if (!Alive(s)) co_return Error(Errc::kIo, "stopped");
   // Authentication, both ways on each socket at once.
   const std::string& alg = cfg_.cram_hmac_alg;

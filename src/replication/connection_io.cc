@@ -492,9 +492,11 @@ void Connection::SendWrite(int volume, uint64_t offset, std::span<const uint8_t>
       // Protocol B/C: the caller's buffer stays valid until this write is acknowledged
       // or the session ends (EndSession closes the sockets before it completes the
       // write), so the block is sent from it without a copy.
-      s->data->SendGather(p::EncodeDataHead(d, static_cast<uint16_t>(volume)), d.data, nullptr);
+      s->data->SendGather(
+          p::EncodeDataHead(d, static_cast<uint16_t>(volume), s->data->frame_flags()), d.data,
+          nullptr);
     } else {
-      s->data->Send(p::EncodePacket(d, static_cast<uint16_t>(volume)));
+      s->data->Send(p::EncodePacket(d, static_cast<uint16_t>(volume), s->data->frame_flags()));
     }
     if (ack_flag) {
       s->pending[d.block_id] = pw;

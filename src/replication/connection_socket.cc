@@ -112,6 +112,11 @@ asio::awaitable<Result<std::unique_ptr<Received>>> PacketSocket::RecvLargePayloa
   co_return r;
 }
 
+void PacketSocket::SetBlockOutsideCrc(bool on) {
+  frame_flags_ = on ? protocol::kFrameFlagBlockOutsideCrc : 0;
+  decoder_.set_allowed_flags(frame_flags_);
+}
+
 void PacketSocket::Send(std::vector<uint8_t> frame) {
   Enqueue(Outgoing{std::move(frame), {}, nullptr});
 }

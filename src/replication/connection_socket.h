@@ -51,6 +51,12 @@ class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
   Status Tune(const SocketTuning& t);
   static Status TuneRaw(asio::ip::tcp::socket& sock, const SocketTuning& t);
 
+  // After the feature handshake: both peers offered kFeatureBlockOutsideCrc, so data
+  // blocks leave and may arrive outside the frame payload crc (protocol/frame.h).
+  void SetBlockOutsideCrc(bool on);
+  // Frame flags for EncodePacket/EncodeDataHead of frames queued on this socket.
+  uint16_t frame_flags() const { return frame_flags_; }
+
   // Next packet; a kIo Status on a socket error or end of stream, kProtocol on a
   // malformed frame or a packet that belongs on the other socket.
   asio::awaitable<Result<std::unique_ptr<Received>>> Recv();
@@ -64,7 +70,7 @@ class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
                   std::shared_ptr<const void> keep);
   template <typename T>
   void SendPacket(const T& packet, uint16_t volume = protocol::kNoVolume) {
-    Send(protocol::EncodePacket(packet, volume));
+    Send(protocol::EncodePacket(packet, volume, frame_flags_));
   }
   void Close();
 
@@ -91,6 +97,7 @@ class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
   size_t in_write_ = 0;  // frames of the write in progress
   bool failed_ = false;
   bool exact_reads_ = false;  // after a large payload: read only what the next frame needs
+  uint16_t frame_flags_ = 0;  // negotiated header flags (SetBlockOutsideCrc)
   std::string remote_;
 };
 

@@ -315,7 +315,7 @@ void Connection::SendResyncData(const std::shared_ptr<Session>& s, int volume,
   d.size = rq.size;
   d.data = std::span<const uint8_t>(buf->data(), rq.size);
   // The block goes out from the read buffer (kept alive by the queue), not copied.
-  auto head = p::EncodeDataHead(d, static_cast<uint16_t>(volume));
+  auto head = p::EncodeDataHead(d, static_cast<uint16_t>(volume), s->data->frame_flags());
   s->data->SendGather(std::move(head), d.data, std::move(buf));
   resource_->engine().UpdateStats([&](ResourceState& st) {
     st.connections[peer_id_].peer_devices[volume].stats.sent_sectors += rq.size / 512;

@@ -1,13 +1,16 @@
 // libFuzzer target for the wire codec: arbitrary bytes through the streaming frame
 // decoder and the dispatch table, every per-type payload decoder, and the bitmap RLE
 // decoder. Decoding must never crash, and whatever decodes must re-encode to the
-// same bytes (the codecs are canonical).
+// same bytes (the codecs are canonical) and, for a frame, to the same header flags and
+// payload crc (so the encoder and decoder agree on what kFrameFlagBlockOutsideCrc
+// leaves out of the crc).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
 
+#include "common/bytes.h"
 #include "protocol/bitmap_rle.h"
 #include "protocol/dispatch.h"
 
@@ -20,10 +23,12 @@ void Check(bool condition) {
 }
 
 // Any decoded packet re-encodes to exactly the payload it came from.
-void CheckCanonical(const bp::Packet& packet, std::span<const uint8_t> payload) {
-  std::vector<uint8_t> wire = bp::EncodePacket(packet, 0);
+std::vector<uint8_t> CheckCanonical(const bp::Packet& packet, std::span<const uint8_t> payload,
+                                    uint16_t flags = 0) {
+  std::vector<uint8_t> wire = bp::EncodePacket(packet, 0, flags);
   Check(wire.size() == bp::kFrameHeaderSize + payload.size());
   Check(std::equal(payload.begin(), payload.end(), wire.begin() + bp::kFrameHeaderSize));
+  return wire;
 }
 
 void MergeIfBitmap(const bp::Packet& packet, uint64_t total_bits) {
@@ -40,7 +45,9 @@ void HandleFrame(const F& f, bp::SocketKind socket) {
   Check(f.payload.size() == f.header.payload_length);
   auto packet = bp::DecodePacket(f, socket);
   if (!packet.ok()) return;
-  CheckCanonical(*packet, f.payload);
+  auto wire = CheckCanonical(*packet, f.payload, f.header.flags);
+  Check(bsr::LoadBe16(wire.data() + 8) == f.header.flags);
+  Check(bsr::LoadBe32(wire.data() + 16) == f.header.payload_crc);
   MergeIfBitmap(*packet, 1 + f.header.volume * 17);
 }
 
@@ -48,13 +55,15 @@ void HandleFrame(const F& f, bp::SocketKind socket) {
 // taken as copies, as views, or (as the peer sockets do for large blocks) with the
 // payload received outside the decoder: TakePendingPayload, the rest of the payload
 // copied straight from the stream, FinishExternal.
-void FuzzStream(std::span<const uint8_t> in) {
+// `allowed_flags`: the header flags the connection negotiated.
+void FuzzStream(std::span<const uint8_t> in, uint16_t allowed_flags) {
   if (in.empty()) return;
   bp::SocketKind socket = static_cast<bp::SocketKind>(in[0] % 3);
   int how = (in[0] / 3) % 3;
   size_t step = 1 + in[0] / 9;
   in = in.subspan(1);
   bp::StreamDecoder decoder;
+  decoder.set_allowed_flags(allowed_flags);
   size_t pos = 0;
   bool failed = false;
   bool cut_in_payload = false;  // the stream ended inside an external payload
@@ -154,7 +163,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   std::span<const uint8_t> in(data + 1, size - 1);
   switch (data[0] % 3) {
-    case 0: FuzzStream(in); break;
+    case 0: FuzzStream(in, (data[0] / 3) & 1 ? bp::kFrameFlagBlockOutsideCrc : 0); break;
     case 1: FuzzPayload(in); break;
     case 2: FuzzRle(in); break;
   }

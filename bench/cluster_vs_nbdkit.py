@@ -14,12 +14,22 @@ Prints a table of ratios and the goals. A benchmark, never a test: nothing fails
 a missed goal. Usage (as root): bench/cluster_vs_nbdkit.sh [BUILD_DIR] [SECONDS].
 BENCH_PARTS (default "sync,fio,resync") picks the parts: "sync" alone times the initial
 sync against nbdcopy; "fio" alone still runs the initial sync (fio needs an UpToDate
-peer) but skips nbdcopy; "resync" runs the 1% resync."""
+peer) but skips nbdcopy; "resync" runs the 1% resync.
+BENCH_REF (default empty) adds user-space mirrors from qemu-storage-daemon as further
+columns of the fio part, each node0's local file plus an NBD client to an nbdkit in node1's
+namespace across the same veth (every write completes when both copies did):
+  quorum  a quorum node (vote-threshold=1, read-pattern=fifo) over the two;
+  mirror  a mirror job (copy-mode=write-blocking) from the local file to the remote one;
+          its initial sync (until the job is READY) is timed beside bsr's full sync;
+  qemu    both. Skipped with a message when qemu-storage-daemon is not installed.
+BENCH_QEMU_AIO (threads) picks the aio= of qemu's local file (threads, native, io_uring)."""
 
 import json
 import os
 import random
 import resource
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -42,6 +52,10 @@ CHANGED_FRACTION = 0.01
 LOG_LEVEL = os.environ.get("BENCH_LOG_LEVEL", "warn")
 PARTS = set(os.environ.get("BENCH_PARTS", "sync,fio,resync").replace(" ", "").split(","))
 NBD_PORT = 10809
+REF_SPEC = os.environ.get("BENCH_REF", "").replace(" ", "")
+QEMU_KINDS = ("quorum", "mirror")
+REFS = [k for k in QEMU_KINDS if k in REF_SPEC.split(",") or "qemu" in REF_SPEC.split(",")]
+QEMU_AIO = os.environ.get("BENCH_QEMU_AIO", "threads")
 
 
 def fill_random(path, size):
@@ -115,6 +129,19 @@ def start_bg(cmd, log):
         return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
 
 
+def stop_all(procs):
+    """Stops the helpers last started first: an nbdkit does not exit on SIGTERM while a
+    qemu-storage-daemon started after it still holds a connection to it."""
+    for pr in reversed(procs):
+        pr.terminate()
+        try:
+            pr.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pr.kill()
+            pr.wait()
+    procs.clear()
+
+
 def wait_path(path, what):
     wait_for(what, lambda: os.path.exists(path), timeout=10, interval=0.05)
 
@@ -143,14 +170,145 @@ def cold(paths):
 
 
 def fio_pair(work, job, uris, order, files, *args):
-    """Four runs, A B B A (order 1: B A A B), each from a cold cache; each side's two
-    runs are averaged, so drift in the machine's load hits both sides alike."""
-    tags = ["bsr", "nbdkit", "nbdkit", "bsr"] if order == 0 else ["nbdkit", "bsr", "bsr", "nbdkit"]
-    runs = {"bsr": [], "nbdkit": []}
+    """Two runs per side, A B B A (order 1: B A A B; more sides: A B C C B A), each from a
+    cold cache; each side's two runs are averaged, so drift in the machine's load hits all
+    sides alike."""
+    sides = list(uris)  # "bsr", "nbdkit", then the BENCH_REF columns
+    if order:
+        sides.reverse()
+    tags = sides + sides[::-1]
+    runs = {t: [] for t in uris}
     for t in tags:
         cold(files)
         runs[t].append(fio(work, f"{t}-{job}-{len(runs[t]) + 1}", uris[t], *args))
     return runs
+
+
+class Qmp:
+    """The smallest QMP client: one command at a time, events kept for wait_event."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(path)
+        self.f = self.sock.makefile("rw")
+        self.events = []
+        self._read()  # greeting
+        self.cmd("qmp_capabilities")
+
+    def _read(self):
+        line = self.f.readline()
+        if not line:
+            raise TestFailure("qemu-storage-daemon closed its QMP socket")
+        return json.loads(line)
+
+    def cmd(self, name, **args):
+        self.f.write(json.dumps({"execute": name, "arguments": args}) + "\n")
+        self.f.flush()
+        while True:
+            m = self._read()
+            if "error" in m:
+                raise TestFailure(f"QMP {name}: {m['error']}")
+            if "return" in m:
+                return m["return"]
+            self.events.append(m)
+
+    def wait_event(self, name, timeout):
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                m = self.events.pop(0) if self.events else self._read()
+                if m.get("event") == name:
+                    return m
+                if m.get("event") == "BLOCK_JOB_COMPLETED":
+                    raise TestFailure(f"mirror job ended before {name}: {m}")
+        finally:
+            self.sock.settimeout(None)
+
+    def close(self):
+        self.f.close()
+        self.sock.close()
+
+
+def written_file(path, size):
+    """A preallocated file written once (zeroes), so nothing allocates during fio."""
+    preallocate(path, size)
+    with open(path, "r+b") as f:
+        zero = bytes(16 * MIB)
+        for _ in range(size // len(zero)):
+            f.write(zero)
+
+
+def qemu_start(c, a, b, kind, port, size, procs, results):
+    """A qemu-storage-daemon in node0's namespace exporting `kind` (quorum or mirror) of
+    node0's local file and an NBD client to an nbdkit in node1's namespace on `port`.
+    Returns (NBD URI, the files) once it serves; for the mirror, after the initial sync
+    (results["sync_mirror"], its CPU and link bytes)."""
+    local = os.path.join(c.work, f"{kind}0.img")
+    remote = os.path.join(c.work, f"{kind}1.img")
+    if kind == "mirror":  # the initial sync copies node0's random data to a fresh file
+        preallocate(local, size)
+        fill_random(local, size)
+        preallocate(remote, size)
+    else:
+        written_file(local, size)
+        written_file(remote, size)
+    kit = start_bg(["ip", "netns", "exec", b.ns, "nbdkit", "--foreground", "--exit-with-parent",
+                    "-i", b.addr, "-p", str(port), "file", f"file={remote}"],
+                   os.path.join(c.work, f"nbdkit-{kind}.log"))
+    procs.append(kit)
+    wait_for(f"nbdkit for the {kind} listening in node1's namespace",
+             lambda: run(["ip", "netns", "exec", a.ns, "nbdinfo", "--size",
+                          f"nbd://{b.addr}:{port}/"]).returncode == 0, timeout=10)
+    sock = os.path.join(c.work, f"{kind}.sock")
+    qmp_path = os.path.join(c.work, f"{kind}.qmp")
+    cmd = ["ip", "netns", "exec", a.ns, "qemu-storage-daemon",
+           "--blockdev", f"driver=file,node-name=f0,filename={local},aio={QEMU_AIO}",
+           "--blockdev", "driver=raw,node-name=r0,file=f0",
+           "--blockdev", f"driver=nbd,node-name=n1,server.type=inet,server.host={b.addr},"
+           f"server.port={port}",
+           "--blockdev", "driver=raw,node-name=r1,file=n1"]
+    if kind == "quorum":
+        cmd += ["--blockdev", "driver=quorum,node-name=q,children.0=r0,children.1=r1,"
+                "vote-threshold=1,read-pattern=fifo"]
+    # The mirror's export sits on r0 before the job starts: the job's filter node then
+    # goes above it, so every write through the export is mirrored synchronously.
+    export = "q" if kind == "quorum" else "r0"
+    cmd += ["--nbd-server", f"addr.type=unix,addr.path={sock}",
+            "--export", f"type=nbd,id=e0,node-name={export},name=r0,writable=on",
+            "--chardev", f"socket,id=qmp,path={qmp_path},server=on,wait=off",
+            "--monitor", "chardev=qmp"]
+    qsd = start_bg(cmd, os.path.join(c.work, f"qsd-{kind}.log"))
+    procs.append(qsd)
+    wait_path(sock, f"qemu-storage-daemon ({kind}) socket")
+    wait_path(qmp_path, f"qemu-storage-daemon ({kind}) QMP socket")
+    if kind == "mirror":
+        os.sync()
+        qmp = Qmp(qmp_path)
+        pids = [kit.pid, qsd.pid]  # `ip netns exec` execs: same pids
+        cpu0 = sum(cpu_secs(pid) for pid in pids)
+        tx0, _ = a.link_bytes()
+        t0 = time.monotonic()
+        qmp.cmd("blockdev-mirror", **{"job-id": "m0", "device": "r0", "target": "r1",
+                                      "sync": "full", "copy-mode": "write-blocking"})
+        qmp.wait_event("BLOCK_JOB_READY", timeout=600)
+        results["sync_mirror"] = time.monotonic() - t0
+        results["sync_mirror_cpu"] = sum(cpu_secs(pid) for pid in pids) - cpu0
+        results["sync_mirror_tx"] = a.link_bytes()[0] - tx0
+        qmp.close()
+        print(f"qemu mirror initial sync of {size / MIB:.1f} MiB: "
+              f"{results['sync_mirror']:.2f} s", flush=True)
+        if not same_files(local, remote, size):
+            raise TestFailure("after the qemu mirror's initial sync the files differ")
+    return f"nbd+unix:///r0?socket={sock}", [local, remote]
+
+
+def same_files(p, q, size):
+    with open(p, "rb") as fp, open(q, "rb") as fq:
+        for pos in range(0, size, 16 * MIB):
+            n = min(16 * MIB, size - pos)
+            if fp.read(n) != fq.read(n):
+                return False
+    return True
 
 
 def main():
@@ -165,6 +323,18 @@ def main():
         if run(["sh", "-c", f"command -v {tool}"]).returncode != 0:
             print(f"needs {tool}", file=sys.stderr)
             return 2
+    if REF_SPEC and not set(REF_SPEC.split(",")) <= {"qemu", *QEMU_KINDS}:
+        print(f"BENCH_REF: a comma-separated subset of qemu,quorum,mirror, not {REF_SPEC}",
+              file=sys.stderr)
+        return 2
+    if REFS and "fio" not in PARTS:
+        print(f"BENCH_REF={REF_SPEC}: the qemu columns belong to the fio part, which "
+              f"BENCH_PARTS={','.join(sorted(PARTS))} skips", flush=True)
+        REFS.clear()
+    if REFS and not shutil.which("qemu-storage-daemon"):
+        print(f"BENCH_REF={REF_SPEC}: qemu-storage-daemon is not installed (Debian package "
+              "qemu-system-common); skipping the qemu columns", flush=True)
+        REFS.clear()
     # Every disk fully allocated before bsrmeta writes its metadata; node0's random.
     def create_disk(node, size_mib, max_peers=1):
         preallocate(node.disk, size_mib * MIB)
@@ -207,9 +377,7 @@ def main():
             resync_part(a, b, size, results)
         ok = True
     finally:
-        for pr in procs:
-            pr.terminate()
-            pr.wait()
+        stop_all(procs)
         c.close(keep_logs_on_failure=not ok)
     load_after = os.getloadavg()
     report(results, size, load_before, load_after)
@@ -255,10 +423,7 @@ def sync_reference(c, a, b, size, procs, results):
             n = min(16 * MIB, size - pos)
             if fa.read(n) != fd.read(n):
                 raise TestFailure("nbdcopy's destination differs from its source")
-    for pr in procs:
-        pr.terminate()
-        pr.wait()
-    procs.clear()
+    stop_all(procs)
     os.unlink(dst)
 
 
@@ -299,6 +464,9 @@ def fio_part(c, a, b, size, procs, results):
     uris = {"bsr": f"nbd+unix:///r0/0?socket={a.nbd_path()}",
             "nbdkit": f"nbd+unix:///?socket={kit_sock}"}
     files = [a.disk, b.disk, kit_img]
+    for i, kind in enumerate(REFS):
+        uris[kind], more = qemu_start(c, a, b, kind, NBD_PORT + 1 + i, size, procs, results)
+        files += more
     results["seq"] = fio_pair(c.work, "seq", uris, 0, files, "--rw=write", "--bs=1M",
                               "--iodepth=8")
     results["qd1"] = fio_pair(c.work, "qd1", uris, 1, files, "--rw=randwrite", "--bs=4k",
@@ -306,10 +474,7 @@ def fio_part(c, a, b, size, procs, results):
     results["qd32"] = fio_pair(c.work, "qd32", uris, 0, files, "--rw=randwrite", "--bs=4k",
                                "--iodepth=32")
     wait_for("replicated writes acknowledged", lambda: in_sync(a, b), timeout=60)
-    for pr in procs:
-        pr.terminate()
-        pr.wait()
-    procs.clear()
+    stop_all(procs)
 
 
 def resync_part(a, b, size, results):
@@ -360,36 +525,53 @@ def report(results, size, load_before, load_after):
         return r["clat_ns"]["percentile"]["99.000000"] / 1000
 
     rows = []
+    refs = [k for k in QEMU_KINDS if k in results.get("seq", {})]
     if "seq" in results:
         seq, qd1, qd32 = results["seq"], results["qd1"], results["qd32"]
+
+        def row(name, runs, fn, goal):
+            return (name, avg(runs["bsr"], fn), avg(runs["nbdkit"], fn), "bsr/nbdkit", goal,
+                    [avg(runs[k], fn) for k in refs])
+
         rows += [
-            ("seq 1M write MiB/s (QD8)", avg(seq["bsr"], bw), avg(seq["nbdkit"], bw),
-             "bsr/nbdkit", ">= 0.70"),
-            ("4k randwrite QD32 IOPS", avg(qd32["bsr"], iops), avg(qd32["nbdkit"], iops),
-             "bsr/nbdkit", ">= 0.70"),
-            ("4k randwrite QD1 IOPS", avg(qd1["bsr"], iops), avg(qd1["nbdkit"], iops),
-             "bsr/nbdkit", ""),
-            ("4k randwrite QD1 p50 us", avg(qd1["bsr"], p50), avg(qd1["nbdkit"], p50),
-             "bsr/nbdkit", "<= 1.60"),
-            ("4k randwrite QD1 p99 us", avg(qd1["bsr"], p99), avg(qd1["nbdkit"], p99),
-             "bsr/nbdkit", ""),
+            row("seq 1M write MiB/s (QD8)", seq, bw, ">= 0.70"),
+            row("4k randwrite QD32 IOPS", qd32, iops, ">= 0.70"),
+            row("4k randwrite QD1 IOPS", qd1, iops, ""),
+            row("4k randwrite QD1 p50 us", qd1, p50, "<= 1.60"),
+            row("4k randwrite QD1 p99 us", qd1, p99, ""),
         ]
+    # The mirror's initial sync sits in the sync rows' mirror column; quorum has none.
+    sync_refs = [results.get("sync_mirror") if k == "mirror" else None for k in refs]
+    sync_cpu_refs = [results.get("sync_mirror_cpu") if k == "mirror" else None for k in refs]
     if "sync_nbdcopy" in results:
         rows.append(("full sync seconds", results["sync_bsr"], results["sync_nbdcopy"],
-                     "bsr/nbdcopy", "<= 0.80"))
+                     "bsr/nbdcopy", "<= 0.80", sync_refs))
         # Work, not wall clock: both bsrd vs nbdcopy and both nbdkit servers.
         rows.append(("full sync CPU seconds", results["sync_bsr_cpu"], results["sync_nbdcopy_cpu"],
-                     "bsr/nbdcopy", ""))
+                     "bsr/nbdcopy", "", sync_cpu_refs))
         rows.append(("rewrite sync seconds", results["rewrite_bsr"], results["rewrite_nbdcopy"],
-                     "bsr/nbdcopy", ""))
+                     "bsr/nbdcopy", "", [None] * len(refs)))
         rows.append(("rewrite sync CPU seconds", results["rewrite_bsr_cpu"],
-                     results["rewrite_nbdcopy_cpu"], "bsr/nbdcopy", ""))
+                     results["rewrite_nbdcopy_cpu"], "bsr/nbdcopy", "", [None] * len(refs)))
+    elif "sync_mirror" in results:  # BENCH_PARTS without sync: bsr's initial sync alone
+        rows.append(("full sync seconds", results["sync_bsr"], 0, "", "", sync_refs))
+        rows.append(("full sync CPU seconds", results["sync_bsr_cpu"], 0, "", "", sync_cpu_refs))
     print(f"\nbsr protocol C, 2 nodes over veth (volume {size / MIB:.1f} MiB, {SECS} s per fio "
           f"job); load before {load_before[0]:.2f}, after {load_after[0]:.2f}")
-    print(f"{'metric':28} {'bsr':>10} {'reference':>10} {'ratio':>8}  {'':12} goal")
-    for name, bv, rv, how, goal in rows:
+    extra_head = "".join(f" {'qemu ' + k:>12} {'bsr/' + k[0]:>8}" for k in refs)
+    print(f"{'metric':28} {'bsr':>10} {'reference':>10} {'ratio':>8}{extra_head}  {'':12} goal")
+    for name, bv, rv, how, goal, extra in rows:
         ratio = bv / rv if rv else 0
-        print(f"{name:28} {bv:10.1f} {rv:10.1f} {ratio:7.2f}x  {how:12} {goal}")
+        cells = "".join(f" {v:12.1f} {bv / v:7.2f}x" if v else f" {'-':>12} {'-':>8}"
+                        for v in extra)
+        ref = f"{rv:10.1f} {ratio:7.2f}x" if rv else f"{'-':>10} {'-':>8}"
+        print(f"{name:28} {bv:10.1f} {ref}{cells}  {how:12} {goal}")
+    if refs:
+        print(f"(qemu columns: qemu-storage-daemon in node0's namespace, aio={QEMU_AIO}, over "
+              f"node0's file and an nbdkit in node1's; bsr/q = bsr/quorum, bsr/m = bsr/mirror)")
+    if "sync_mirror_tx" in results:
+        print(f"(qemu mirror initial sync sent {results['sync_mirror_tx'] / MIB:.1f} MiB on "
+              f"node0's link for {size / MIB:.1f} MiB of data)")
     if "changed" not in results:
         return
     ratio = results["resync_tx"] / results["changed"]

@@ -6,6 +6,8 @@
 # Environment: BENCH_VOLUME_MIB (1024), BSR_NETNS_PREFIX (bsrpf), BSR_NET (10.97),
 # BENCH_PARTS (sync,fio,resync: any subset; "fio" alone skips nbdcopy, not the sync). The sync
 # part also times a second full sync (invalidate-remote) against a second nbdcopy (rewrites).
+# BENCH_REF=qemu (or quorum, mirror) adds qemu-storage-daemon mirrors over the same link as
+# further columns of the fio part (and the mirror job's initial sync); BENCH_QEMU_AIO=threads.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}

@@ -169,10 +169,11 @@ def cold(paths):
             os.close(fd)
 
 
-def fio_pair(work, job, uris, order, files, *args):
+def fio_pair(work, job, uris, order, files, *args, pids=None):
     """Two runs per side, A B B A (order 1: B A A B; more sides: A B C C B A), each from a
     cold cache; each side's two runs are averaged, so drift in the machine's load hits all
-    sides alike."""
+    sides alike. With pids ({side: server pids}), each run's "cpu" is those servers' CPU
+    seconds over fio's measured runtime (the ramp's share taken out pro rata)."""
     sides = list(uris)  # "bsr", "nbdkit", then the BENCH_REF columns
     if order:
         sides.reverse()
@@ -180,7 +181,13 @@ def fio_pair(work, job, uris, order, files, *args):
     runs = {t: [] for t in uris}
     for t in tags:
         cold(files)
-        runs[t].append(fio(work, f"{t}-{job}-{len(runs[t]) + 1}", uris[t], *args))
+        ps = (pids or {}).get(t, [])
+        cpu0, t0 = sum(cpu_secs(pid) for pid in ps), time.monotonic()
+        r = fio(work, f"{t}-{job}-{len(runs[t]) + 1}", uris[t], *args)
+        if ps:
+            share = r["runtime"] / 1000 / (time.monotonic() - t0)
+            r["cpu"] = (sum(cpu_secs(pid) for pid in ps) - cpu0) * share
+        runs[t].append(r)
     return runs
 
 
@@ -464,15 +471,18 @@ def fio_part(c, a, b, size, procs, results):
     uris = {"bsr": f"nbd+unix:///r0/0?socket={a.nbd_path()}",
             "nbdkit": f"nbd+unix:///?socket={kit_sock}"}
     files = [a.disk, b.disk, kit_img]
+    # Server CPU per write is counted only with the qemu columns (default output unchanged).
+    pids = {"bsr": [a.proc.pid, b.proc.pid], "nbdkit": [procs[-1].pid]} if REFS else {}
     for i, kind in enumerate(REFS):
         uris[kind], more = qemu_start(c, a, b, kind, NBD_PORT + 1 + i, size, procs, results)
         files += more
+        pids[kind] = [procs[-1].pid, procs[-2].pid]  # qemu-storage-daemon, its nbdkit
     results["seq"] = fio_pair(c.work, "seq", uris, 0, files, "--rw=write", "--bs=1M",
-                              "--iodepth=8")
+                              "--iodepth=8", pids=pids)
     results["qd1"] = fio_pair(c.work, "qd1", uris, 1, files, "--rw=randwrite", "--bs=4k",
-                              "--iodepth=1")
+                              "--iodepth=1", pids=pids)
     results["qd32"] = fio_pair(c.work, "qd32", uris, 0, files, "--rw=randwrite", "--bs=4k",
-                               "--iodepth=32")
+                               "--iodepth=32", pids=pids)
     wait_for("replicated writes acknowledged", lambda: in_sync(a, b), timeout=60)
     stop_all(procs)
 
@@ -540,6 +550,16 @@ def report(results, size, load_before, load_after):
             row("4k randwrite QD1 p50 us", qd1, p50, "<= 1.60"),
             row("4k randwrite QD1 p99 us", qd1, p99, ""),
         ]
+        if refs:  # work, not wall clock: server CPU (both bsrd; qsd + its nbdkit) per write
+
+            def cpu_us(r):
+                return r["cpu"] * 1e6 / r["total_ios"]
+
+            rows += [
+                row("CPU us per 1M write (QD8)", seq, cpu_us, ""),
+                row("CPU us per 4k write QD32", qd32, cpu_us, ""),
+                row("CPU us per 4k write QD1", qd1, cpu_us, ""),
+            ]
     # The mirror's initial sync sits in the sync rows' mirror column; quorum has none.
     sync_refs = [results.get("sync_mirror") if k == "mirror" else None for k in refs]
     sync_cpu_refs = [results.get("sync_mirror_cpu") if k == "mirror" else None for k in refs]

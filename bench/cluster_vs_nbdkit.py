@@ -21,7 +21,9 @@ namespace across the same veth (every write completes when both copies did):
   quorum  a quorum node (vote-threshold=1, read-pattern=fifo) over the two;
   mirror  a mirror job (copy-mode=write-blocking) from the local file to the remote one;
           its initial sync (until the job is READY) is timed beside bsr's full sync;
-  qemu    both. Skipped with a message when qemu-storage-daemon is not installed.
+  qemu    both. Skipped with a message when qemu-storage-daemon is not installed;
+  tcp     fio in node0's namespace straight to node1's nbdkit: one NBD round trip over
+          the veth per write and no local copy, the network's share of a replicated write.
 BENCH_QEMU_AIO (threads) picks the aio= of qemu's local file (threads, native, io_uring)."""
 
 import json
@@ -54,7 +56,9 @@ PARTS = set(os.environ.get("BENCH_PARTS", "sync,fio,resync").replace(" ", "").sp
 NBD_PORT = 10809
 REF_SPEC = os.environ.get("BENCH_REF", "").replace(" ", "")
 QEMU_KINDS = ("quorum", "mirror")
-REFS = [k for k in QEMU_KINDS if k in REF_SPEC.split(",") or "qemu" in REF_SPEC.split(",")]
+REF_KINDS = (*QEMU_KINDS, "tcp")
+REFS = [k for k in REF_KINDS if k in REF_SPEC.split(",")
+        or (k in QEMU_KINDS and "qemu" in REF_SPEC.split(","))]
 QEMU_AIO = os.environ.get("BENCH_QEMU_AIO", "threads")
 
 
@@ -146,10 +150,11 @@ def wait_path(path, what):
     wait_for(what, lambda: os.path.exists(path), timeout=10, interval=0.05)
 
 
-def fio(work, name, uri, *args):
+def fio(work, name, uri, *args, netns=None):
     out = os.path.join(work, name + ".json")
-    p = run(["fio", f"--name={name}", "--ioengine=nbd", f"--uri={uri}", f"--size={VOLUME_MIB}M",
-             "--time_based", f"--runtime={SECS}", "--ramp_time=1", "--randrepeat=0",
+    where = ["ip", "netns", "exec", netns] if netns else []
+    p = run([*where, "fio", f"--name={name}", "--ioengine=nbd", f"--uri={uri}",
+             f"--size={VOLUME_MIB}M", "--time_based", f"--runtime={SECS}", "--ramp_time=1", "--randrepeat=0",
              "--norandommap", "--output-format=json", f"--output={out}", *args])
     if p.returncode != 0:
         raise TestFailure(f"fio {name}: {p.stdout}{p.stderr}")
@@ -169,11 +174,12 @@ def cold(paths):
             os.close(fd)
 
 
-def fio_pair(work, job, uris, order, files, *args, pids=None):
+def fio_pair(work, job, uris, order, files, *args, pids=None, netns=None):
     """Two runs per side, A B B A (order 1: B A A B; more sides: A B C C B A), each from a
     cold cache; each side's two runs are averaged, so drift in the machine's load hits all
     sides alike. With pids ({side: server pids}), each run's "cpu" is those servers' CPU
-    seconds over fio's measured runtime (the ramp's share taken out pro rata)."""
+    seconds over fio's measured runtime (the ramp's share taken out pro rata). netns: {side:
+    the namespace fio runs in} for the sides whose URI is only reachable there."""
     sides = list(uris)  # "bsr", "nbdkit", then the BENCH_REF columns
     if order:
         sides.reverse()
@@ -183,7 +189,8 @@ def fio_pair(work, job, uris, order, files, *args, pids=None):
         cold(files)
         ps = (pids or {}).get(t, [])
         cpu0, t0 = [cpu_secs(pid) for pid in ps], time.monotonic()
-        r = fio(work, f"{t}-{job}-{len(runs[t]) + 1}", uris[t], *args)
+        r = fio(work, f"{t}-{job}-{len(runs[t]) + 1}", uris[t], *args,
+                netns=(netns or {}).get(t))
         if ps:
             share = r["runtime"] / 1000 / (time.monotonic() - t0)
             r["cpu_each"] = [(cpu_secs(pid) - c0) * share for pid, c0 in zip(ps, cpu0)]
@@ -260,13 +267,7 @@ def qemu_start(c, a, b, kind, port, size, procs, results):
     else:
         written_file(local, size)
         written_file(remote, size)
-    kit = start_bg(["ip", "netns", "exec", b.ns, "nbdkit", "--foreground", "--exit-with-parent",
-                    "-i", b.addr, "-p", str(port), "file", f"file={remote}"],
-                   os.path.join(c.work, f"nbdkit-{kind}.log"))
-    procs.append(kit)
-    wait_for(f"nbdkit for the {kind} listening in node1's namespace",
-             lambda: run(["ip", "netns", "exec", a.ns, "nbdinfo", "--size",
-                          f"nbd://{b.addr}:{port}/"]).returncode == 0, timeout=10)
+    kit = remote_nbdkit(c, a, b, kind, port, remote, procs)
     sock = os.path.join(c.work, f"{kind}.sock")
     qmp_path = os.path.join(c.work, f"{kind}.qmp")
     cmd = ["ip", "netns", "exec", a.ns, "qemu-storage-daemon",
@@ -310,6 +311,25 @@ def qemu_start(c, a, b, kind, port, size, procs, results):
     return f"nbd+unix:///r0?socket={sock}", [local, remote]
 
 
+def remote_nbdkit(c, a, b, kind, port, path, procs):
+    kit = start_bg(["ip", "netns", "exec", b.ns, "nbdkit", "--foreground", "--exit-with-parent",
+                    "-i", b.addr, "-p", str(port), "file", f"file={path}"],
+                   os.path.join(c.work, f"nbdkit-{kind}.log"))
+    procs.append(kit)
+    wait_for(f"nbdkit for the {kind} listening in node1's namespace",
+             lambda: run(["ip", "netns", "exec", a.ns, "nbdinfo", "--size",
+                          f"nbd://{b.addr}:{port}/"]).returncode == 0, timeout=10)
+    return kit
+
+
+def tcp_start(c, a, b, port, size, procs):
+    """An nbdkit in node1's namespace on a written file, for fio in node0's namespace."""
+    remote = os.path.join(c.work, "tcp1.img")
+    written_file(remote, size)
+    remote_nbdkit(c, a, b, "tcp", port, remote, procs)
+    return f"nbd://{b.addr}:{port}/", [remote]
+
+
 def same_files(p, q, size):
     with open(p, "rb") as fp, open(q, "rb") as fq:
         for pos in range(0, size, 16 * MIB):
@@ -331,18 +351,18 @@ def main():
         if run(["sh", "-c", f"command -v {tool}"]).returncode != 0:
             print(f"needs {tool}", file=sys.stderr)
             return 2
-    if REF_SPEC and not set(REF_SPEC.split(",")) <= {"qemu", *QEMU_KINDS}:
-        print(f"BENCH_REF: a comma-separated subset of qemu,quorum,mirror, not {REF_SPEC}",
+    if REF_SPEC and not set(REF_SPEC.split(",")) <= {"qemu", *REF_KINDS}:
+        print(f"BENCH_REF: a comma-separated subset of qemu,quorum,mirror,tcp, not {REF_SPEC}",
               file=sys.stderr)
         return 2
     if REFS and "fio" not in PARTS:
-        print(f"BENCH_REF={REF_SPEC}: the qemu columns belong to the fio part, which "
+        print(f"BENCH_REF={REF_SPEC}: these columns belong to the fio part, which "
               f"BENCH_PARTS={','.join(sorted(PARTS))} skips", flush=True)
         REFS.clear()
-    if REFS and not shutil.which("qemu-storage-daemon"):
+    if set(REFS) & set(QEMU_KINDS) and not shutil.which("qemu-storage-daemon"):
         print(f"BENCH_REF={REF_SPEC}: qemu-storage-daemon is not installed (Debian package "
               "qemu-system-common); skipping the qemu columns", flush=True)
-        REFS.clear()
+        REFS[:] = [k for k in REFS if k not in QEMU_KINDS]
     # Every disk fully allocated before bsrmeta writes its metadata; node0's random.
     def create_disk(node, size_mib, max_peers=1):
         preallocate(node.disk, size_mib * MIB)
@@ -474,16 +494,22 @@ def fio_part(c, a, b, size, procs, results):
     files = [a.disk, b.disk, kit_img]
     # Server CPU per write is counted only with the qemu columns (default output unchanged).
     pids = {"bsr": [a.proc.pid, b.proc.pid], "nbdkit": [procs[-1].pid]} if REFS else {}
+    netns = {}
     for i, kind in enumerate(REFS):
-        uris[kind], more = qemu_start(c, a, b, kind, NBD_PORT + 1 + i, size, procs, results)
+        if kind == "tcp":
+            uris[kind], more = tcp_start(c, a, b, NBD_PORT + 1 + i, size, procs)
+            netns[kind] = a.ns
+            pids[kind] = [procs[-1].pid]
+        else:
+            uris[kind], more = qemu_start(c, a, b, kind, NBD_PORT + 1 + i, size, procs, results)
+            pids[kind] = [procs[-1].pid, procs[-2].pid]  # qemu-storage-daemon, its nbdkit
         files += more
-        pids[kind] = [procs[-1].pid, procs[-2].pid]  # qemu-storage-daemon, its nbdkit
     results["seq"] = fio_pair(c.work, "seq", uris, 0, files, "--rw=write", "--bs=1M",
-                              "--iodepth=8", pids=pids)
+                              "--iodepth=8", pids=pids, netns=netns)
     results["qd1"] = fio_pair(c.work, "qd1", uris, 1, files, "--rw=randwrite", "--bs=4k",
-                              "--iodepth=1", pids=pids)
+                              "--iodepth=1", pids=pids, netns=netns)
     results["qd32"] = fio_pair(c.work, "qd32", uris, 0, files, "--rw=randwrite", "--bs=4k",
-                               "--iodepth=32", pids=pids)
+                               "--iodepth=32", pids=pids, netns=netns)
     wait_for("replicated writes acknowledged", lambda: in_sync(a, b), timeout=60)
     stop_all(procs)
 
@@ -536,7 +562,7 @@ def report(results, size, load_before, load_after):
         return r["clat_ns"]["percentile"]["99.000000"] / 1000
 
     rows = []
-    refs = [k for k in QEMU_KINDS if k in results.get("seq", {})]
+    refs = [k for k in REF_KINDS if k in results.get("seq", {})]
     if "seq" in results:
         seq, qd1, qd32 = results["seq"], results["qd1"], results["qd32"]
 
@@ -579,7 +605,8 @@ def report(results, size, load_before, load_after):
         rows.append(("full sync CPU seconds", results["sync_bsr_cpu"], 0, "", "", sync_cpu_refs))
     print(f"\nbsr protocol C, 2 nodes over veth (volume {size / MIB:.1f} MiB, {SECS} s per fio "
           f"job); load before {load_before[0]:.2f}, after {load_after[0]:.2f}")
-    extra_head = "".join(f" {'qemu ' + k:>12} {'bsr/' + k[0]:>8}" for k in refs)
+    extra_head = "".join(f" {('qemu ' if k in QEMU_KINDS else '') + k:>12} {'bsr/' + k[0]:>8}"
+                         for k in refs)
     print(f"{'metric':28} {'bsr':>10} {'reference':>10} {'ratio':>8}{extra_head}  {'':12} goal")
     for name, bv, rv, how, goal, extra in rows:
         ratio = bv / rv if rv else 0
@@ -587,15 +614,18 @@ def report(results, size, load_before, load_after):
                         for v in extra)
         ref = f"{rv:10.1f} {ratio:7.2f}x" if rv else f"{'-':>10} {'-':>8}"
         print(f"{name:28} {bv:10.1f} {ref}{cells}  {how:12} {goal}")
-    if refs:
+    if set(refs) & set(QEMU_KINDS):
         print(f"(qemu columns: qemu-storage-daemon in node0's namespace, aio={QEMU_AIO}, over "
               f"node0's file and an nbdkit in node1's; bsr/q = bsr/quorum, bsr/m = bsr/mirror)")
+    if "tcp" in refs:
+        print("(tcp: fio in node0's namespace to an nbdkit in node1's over the veth, no local "
+              "copy; bsr/t = bsr/tcp)")
     if refs:
-        # The qemu columns' remote nbdkit receives each write over TCP, writes it into page
-        # cache and replies: about the least a Secondary can do per write.
+        # The remote nbdkit receives each write over TCP, writes it into page cache and
+        # replies: about the least a Secondary can do per write (its pid is listed last).
         for side, what in (("bsr", "node1's bsrd (Secondary)"),
-                           (refs[0], f"the {refs[0]}'s remote nbdkit")):
-            per = [avg(results[j][side], lambda r: r["cpu_each"][1] * 1e6 / r["total_ios"])
+                           *((k, f"the {k} column's remote nbdkit") for k in refs)):
+            per = [avg(results[j][side], lambda r: r["cpu_each"][-1] * 1e6 / r["total_ios"])
                    for j in ("seq", "qd32", "qd1")]
             print(f"({what}, CPU us per write: 1M seq {per[0]:.1f}, 4k QD32 {per[1]:.1f}, "
                   f"4k QD1 {per[2]:.1f})")

@@ -7,7 +7,8 @@
 # BENCH_PARTS (sync,fio,resync: any subset; "fio" alone skips nbdcopy, not the sync). The sync
 # part also times a second full sync (invalidate-remote) against a second nbdcopy (rewrites).
 # BENCH_REF=qemu (or quorum, mirror) adds qemu-storage-daemon mirrors over the same link as
-# further columns of the fio part (and the mirror job's initial sync); BENCH_QEMU_AIO=threads.
+# further columns of the fio part (and the mirror job's initial sync); BENCH_QEMU_AIO=threads;
+# BENCH_REF=tcp adds fio straight to an nbdkit in node1 (the network round trip alone).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}

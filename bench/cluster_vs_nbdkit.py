@@ -154,8 +154,8 @@ def fio(work, name, uri, *args, netns=None):
     out = os.path.join(work, name + ".json")
     where = ["ip", "netns", "exec", netns] if netns else []
     p = run([*where, "fio", f"--name={name}", "--ioengine=nbd", f"--uri={uri}",
-             f"--size={VOLUME_MIB}M", "--time_based", f"--runtime={SECS}", "--ramp_time=1", "--randrepeat=0",
-             "--norandommap", "--output-format=json", f"--output={out}", *args])
+             f"--size={VOLUME_MIB}M", "--time_based", f"--runtime={SECS}", "--ramp_time=1",
+             "--randrepeat=0", "--norandommap", "--output-format=json", f"--output={out}", *args])
     if p.returncode != 0:
         raise TestFailure(f"fio {name}: {p.stdout}{p.stderr}")
     with open(out) as f:

@@ -14,6 +14,7 @@
 
 #include "frontend/nbd_proto.h"
 #include "frontend/nbd_server.h"
+#include "storage/completion_scope.h"
 
 namespace bsr::frontend {
 namespace {
@@ -63,6 +64,8 @@ asio::awaitable<void> NbdConnection::Run() {
     why = "out of memory";
   }
   spdlog::debug("nbd connection {} ({}): closing: {}", id_, peer_, why);
+  defer_replies_ = false;
+  FlushReplies();
   // Buffers of requests still in the kernel must live until they complete, and their
   // replies still go out when the socket allows.
   while (inflight_ > 0 || writing_count_ > 0) co_await WaitForWake();
@@ -79,11 +82,14 @@ asio::awaitable<void> NbdConnection::Run() {
 asio::awaitable<void> NbdConnection::WaitForWake() {
   wake_.expires_at(asio::steady_timer::time_point::max());
   asio::error_code ec;
+  wake_waiting_ = true;
   co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  wake_waiting_ = false;
 }
 
 void NbdConnection::Wake() {
-  wake_.cancel();
+  // Nothing to cancel (and no timer-queue lock to take) unless the coroutine waits.
+  if (wake_waiting_) wake_.cancel();
 }
 
 asio::awaitable<void> NbdConnection::ReadExact(uint8_t* dst, size_t n) {
@@ -96,10 +102,13 @@ asio::awaitable<void> NbdConnection::ReadExact(uint8_t* dst, size_t n) {
   n -= take;
   if (n == 0) co_return;
   rbegin_ = rend_ = 0;
+  // The requests read so far are dispatched: their replies go out before this thread
+  // waits for more (the client may be waiting for them before it sends more).
+  FlushReplies();
   if (inflight_ > 0) {
-    // Completions already posted (a page-cache write done inline) send their replies
-    // before this thread tries the socket again: the client waits for them, and the
-    // read below is likely to find nothing yet.
+    // Completions already posted send their replies before this thread tries the
+    // socket again: the client waits for them, and the read below is likely to find
+    // nothing yet.
     co_await asio::post(socket_.get_executor(), asio::use_awaitable);
   }
   if (n >= kDirectReadThreshold) {
@@ -195,6 +204,7 @@ asio::awaitable<void> NbdConnection::Transmission() {
     while ((inflight_ >= limits.max_inflight_requests ||
             inflight_bytes_ >= limits.max_inflight_bytes) &&
            !shutting_down_) {
+      FlushReplies();
       co_await WaitForWake();
     }
     if (shutting_down_) throw ConnectionEnd{"server shutting down"};
@@ -242,6 +252,11 @@ void NbdConnection::Recycle(std::unique_ptr<Pending> pending) {
 }
 
 void NbdConnection::Dispatch(std::unique_ptr<Pending> owned) {
+  // A request served from the page cache completes at scope.RunQueued() below, not
+  // from a handler posted behind the reactor's next poll; its reply waits in out_
+  // for the next FlushReplies (before this thread reads the socket again).
+  storage::CompletionScope scope(server_->io());
+  defer_replies_ = true;
   Pending* pending = owned.release();  // back in OnDone
   const nbd::Request& req = pending->request;
   ++inflight_;
@@ -263,6 +278,8 @@ void NbdConnection::Dispatch(std::unique_ptr<Pending> owned) {
       break;
     default: done(IoResult{EINVAL, Error(Errc::kInvalidArgument, "unknown command")}); break;
   }
+  scope.RunQueued();
+  defer_replies_ = false;
 }
 
 void NbdConnection::OnDone(Pending* raw, IoResult result) {
@@ -293,7 +310,8 @@ void NbdConnection::QueueReply(uint32_t error, uint64_t cookie, std::unique_ptr<
   OutMessage& msg = out_.emplace_back();
   nbd::EncodeSimpleReply(msg.header, error, cookie);
   msg.data = std::move(data);
-  if (writing_count_ > 0) return;  // goes out when the current write ends
+  // Goes out when the current write ends, or with the batch Dispatch is running.
+  if (writing_count_ > 0 || defer_replies_) return;
   if (inflight_ == 0) {
     // Nothing else can join this reply soon (QD1): send it now, before this thread
     // looks at the socket for the next request.
@@ -303,6 +321,10 @@ void NbdConnection::QueueReply(uint32_t error, uint64_t cookie, std::unique_ptr<
     // finishes many): one socket write for all of them at its end.
     ScheduleFlush();
   }
+}
+
+void NbdConnection::FlushReplies() {
+  if (writing_count_ == 0 && !out_.empty() && !write_failed_) StartWrite();
 }
 
 void NbdConnection::ScheduleFlush() {

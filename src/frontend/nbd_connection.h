@@ -63,6 +63,7 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection>,
   void Dispatch(std::unique_ptr<Pending> pending);
   void OnDone(Pending* pending, IoResult result);
   void QueueReply(uint32_t error, uint64_t cookie, std::unique_ptr<Pending> data);
+  void FlushReplies();
   void ScheduleFlush();
   void StartWrite();
   void OnWritten(const asio::error_code& ec);
@@ -94,6 +95,11 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection>,
   std::array<asio::const_buffer, kMaxGather> gather_;
   size_t writing_count_ = 0;  // messages at the front of out_ being written
   bool flush_scheduled_ = false;
+  // Set while Dispatch runs a request and the completions it finished at once: their
+  // replies wait in out_ and go out in one write when this thread next needs the
+  // socket (FlushReplies), so a batch of pipelined requests gets one sendmsg.
+  bool defer_replies_ = false;
+  bool wake_waiting_ = false;  // the coroutine waits in WaitForWake
   bool write_failed_ = false;
   bool shutting_down_ = false;
 };

@@ -56,6 +56,7 @@ class NbdServer {
   const NbdServerOptions& options() const { return options_; }
 
   // For connections.
+  asio::io_context& io() const { return io_; }
   std::shared_ptr<Export> FindExport(const std::string& name, std::string* resolved) const;
   std::map<std::string, std::shared_ptr<Export>> exports() const { return exports_; }
   void OnConnectionDone(uint64_t id);

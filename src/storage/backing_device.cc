@@ -18,6 +18,8 @@
 #include <cstring>
 #include <utility>
 
+#include "storage/completion_scope.h"
+
 namespace bsr::storage {
 namespace {
 
@@ -226,6 +228,7 @@ IoResult BackingDevice::ErrnoResult(const char* what, uint64_t offset, uint64_t 
 }
 
 void BackingDevice::CompleteSoon(IoCallback done, IoResult result) {
+  if (CompletionScope::Defer(io_, alive_, done, result)) return;
   asio::post(io_, [alive = alive_, done = std::move(done), result = std::move(result)]() mutable {
     if (*alive) done(std::move(result));
   });

@@ -124,7 +124,8 @@ class BackingDevice {
   // All ranges must lie inside [0, size()); a range outside fails with EINVAL.
   // Buffers must stay valid until the callback runs. The callback never runs inside
   // the call: even a request done inline completes from a handler posted to the
-  // io_context, so callers need not expect re-entrance.
+  // io_context (or, inside a CompletionScope, when the scope's owner runs it after the
+  // call returned), so callers need not expect re-entrance.
   void Read(uint64_t offset, std::span<uint8_t> buffer, IoCallback done);
   // fua: the data is on stable storage when `done` runs (RWF_DSYNC).
   void Write(uint64_t offset, std::span<const uint8_t> data, bool fua, IoCallback done);

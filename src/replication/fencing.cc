@@ -2,6 +2,9 @@
 // loses a peer whose disk was UpToDate runs fence-peer (resource-and-stonith: I/O is
 // suspended until the handler succeeds or `resume-io`); unfence-peer runs when a fenced
 // peer is UpToDate again. A state-engine listener of the Resource; io thread only.
+#include "replication/fencing.h"
+
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <memory>
@@ -11,6 +14,81 @@
 #include "replication/resource.h"
 
 namespace bsr::replication {
+
+bool FencingActive(const std::string& policy) {
+  return policy == "resource-only" || policy == "resource-and-stonith";
+}
+
+std::vector<int> PeersToFenceBeforePromote(const ResourceState& st,
+                                           const std::map<int, std::string>& fencing) {
+  std::vector<int> out;
+  for (const auto& [peer, policy] : fencing) {
+    if (!FencingActive(policy)) continue;
+    auto c = st.connections.find(peer);
+    if (c == st.connections.end()) {
+      out.push_back(peer);  // never connected: its disk is unknown
+      continue;
+    }
+    if (c->second.conn == ConnState::kConnected) continue;
+    bool unknown = c->second.peer_devices.empty();
+    for (const auto& [vol, pd] : c->second.peer_devices) {
+      if (pd.peer_disk > DiskState::kOutdated) unknown = true;
+    }
+    if (unknown) out.push_back(peer);
+  }
+  return out;
+}
+
+std::string UnfencedPeersReason(const ResourceState& st, const std::vector<int>& peers) {
+  std::string names;
+  for (int id : peers) {
+    auto c = st.connections.find(id);
+    std::string who = c != st.connections.end() && !c->second.name.empty()
+                          ? fmt::format("node {} ({})", id, c->second.name)
+                          : fmt::format("node {}", id);
+    names += fmt::format("{}{}", names.empty() ? "" : ", ", who);
+  }
+  if (names.empty()) return {};
+  return fmt::format(
+      "Refusing to be Primary while peer is not outdated ({} not connected, fencing on, its disk "
+      "not known to be Outdated; `primary` runs fence-peer for it)",
+      names);
+}
+
+FenceVerdict InterpretFencePeerExit(int code, bool my_disk_up_to_date) {
+  FenceVerdict v;
+  switch (code) {
+    case 3:
+      v.what = "peer is inconsistent or worse";
+      v.peer_disk = DiskState::kInconsistent;
+      break;
+    case 4:
+      v.what = "peer was fenced";
+      v.peer_disk = DiskState::kOutdated;
+      break;
+    case 5:
+      if (my_disk_up_to_date) {
+        v.what = "peer is unreachable, assumed to be dead";
+        v.peer_disk = DiskState::kOutdated;
+      } else {
+        v.what = "peer unreachable, doing nothing since disk != UpToDate";
+      }
+      break;
+    case 6:
+      v.what = "peer is active";
+      v.outdate_self = true;
+      break;
+    case 7:
+      v.what = "peer was stonithed";
+      v.peer_disk = DiskState::kOutdated;
+      break;
+    default:
+      v.what = fmt::format("fence-peer helper broken, returned {}", code);
+      v.broken = true;
+      break;
+  }
+  return v;
+}
 
 namespace {
 
@@ -60,57 +138,70 @@ void ReleaseIo(Resource* r) {
   for (const auto& [vol, dev] : r->devices()) dev->ReleaseHeld();
 }
 
+bool MyDiskUpToDate(const ResourceState& st) {
+  for (const auto& [vol, d] : st.devices) {
+    if (d.disk == DiskState::kUpToDate) return true;
+  }
+  return false;
+}
+
+// The peer's disks go down to `disk` (never up), unless it reconnected meanwhile: then
+// the peer tells (DRBD drops the handler's verdict too).
+void DowngradePeerDisks(Resource* r, int peer, DiskState disk) {
+  Status ch =
+      r->engine().Change("fence-peer",
+                         [&](ResourceState& st) {
+                           auto c = st.connections.find(peer);
+                           if (c == st.connections.end() || c->second.conn == ConnState::kConnected)
+                             return;
+                           for (auto& [vol, pd] : c->second.peer_devices) {
+                             if (pd.peer_disk > disk) pd.peer_disk = disk;
+                           }
+                         },
+                         {.internal = true});
+  if (!ch.ok()) spdlog::warn("{}: fence-peer: {}", r->name(), ch.message());
+}
+
+// Exit 6, "Peer is primary, outdating myself": UpToDate/Consistent disks go Outdated
+// (downgrade only, on disk too). The state engine refuses it on a Primary, as DRBD's
+// does; returns what happened, for the log and the refusal.
+std::string OutdateMyself(Resource* r) {
+  // Copied first: each Outdate replaces the engine's state.
+  std::map<int, DiskState> disks;
+  for (const auto& [vol, d] : r->state().devices) {
+    if (d.disk == DiskState::kUpToDate || d.disk == DiskState::kConsistent) disks[vol] = d.disk;
+  }
+  std::string out;
+  for (const auto& [vol, disk] : disks) {
+    Status s = r->Outdate(vol);
+    std::string one = s.ok() ? fmt::format("volume {} is Outdated now", vol)
+                             : fmt::format("volume {} stays {}: {}", vol, Name(disk), s.message());
+    out += fmt::format("{}{}", out.empty() ? "" : "; ", one);
+  }
+  return out.empty() ? "no UpToDate or Consistent disk to outdate" : out;
+}
+
 // Acts on fence-peer's exit code as DRBD does (drbd_nl.c, conn_try_outdate_peer).
 void OnFenceDone(Resource* r, const std::shared_ptr<FenceState>& fs, int peer, Policy policy,
                  int code) {
   fs->running.erase(peer);
-  DiskState peer_disk = DiskState::kDUnknown;
-  std::string_view what;
-  bool resolved = true;
-  switch (code) {
-    case 3:
-      what = "peer is already Inconsistent or worse";
-      peer_disk = DiskState::kInconsistent;
-      break;
-    case 4:
-      what = "peer was fenced (outdated)";
-      peer_disk = DiskState::kOutdated;
-      break;
-    case 5:
-      what = "peer is down or unreachable; it counts as outdated";
-      peer_disk = DiskState::kOutdated;
-      break;
-    case 6:
-      what = "peer is Primary: fencing refused";
-      resolved = false;
-      break;
-    case 7:
-      what = "peer was stonithed";
-      peer_disk = DiskState::kOutdated;
-      break;
-    default:
-      what = "handler failed";
-      resolved = false;
-      break;
+  FenceVerdict v = InterpretFencePeerExit(code, MyDiskUpToDate(r->state()));
+  if (code == 7 && policy != Policy::kResourceAndStonith) {
+    spdlog::error("{}: fence-peer() = 7 && fencing != resource-and-stonith", r->name());
   }
-  if (resolved) {
+  if (v.peer_disk) {
     spdlog::info("{}: fence-peer for node-id {} returned {} ({}): peer-disk {}", r->name(), peer,
-                 code, what, Name(peer_disk));
-    Status ch = r->engine().Change(
-        "fence-peer",
-        [&](ResourceState& st) {
-          auto c = st.connections.find(peer);
-          if (c == st.connections.end() || c->second.conn == ConnState::kConnected) {
-            return;  // reconnected meanwhile: the peer tells
-          }
-          for (auto& [vol, pd] : c->second.peer_devices) {
-            pd.peer_disk = peer_disk;
-          }
-        },
-        {.internal = true});
-    if (!ch.ok()) spdlog::warn("{}: fence-peer: {}", r->name(), ch.message());
+                 code, v.what, Name(*v.peer_disk));
+    DowngradePeerDisks(r, peer, *v.peer_disk);
     if (fs->running.empty()) ReleaseIo(r);
     return;
+  }
+  std::string what = v.what;
+  if (v.outdate_self) {
+    // On a Primary the engine refuses (a Primary keeps an UpToDate disk): logged as such.
+    spdlog::warn("{}: fence-peer for node-id {} returned 6: Peer is primary, outdating myself",
+                 r->name(), peer);
+    what = fmt::format("peer is active: {}", OutdateMyself(r));
   }
   if (policy == Policy::kResourceAndStonith) {
     spdlog::error(
@@ -177,6 +268,128 @@ void OnStateChange(Resource* r, const std::shared_ptr<FenceState>& fs, const Res
 }
 
 }  // namespace
+
+std::map<int, std::string> FencingPolicies(const Resource& r) {
+  std::map<int, std::string> out;
+  for (const auto& [id, peer] : r.peers()) {
+    auto f = peer.net_opts.find("fencing");
+    out[id] = f == peer.net_opts.end() ? "dont-care" : f->second;
+  }
+  return out;
+}
+
+namespace {
+
+struct PromoteFencing {
+  Resource* r = nullptr;
+  std::vector<int> peers;
+  size_t next = 0;
+  std::weak_ptr<void> alive;
+  std::vector<std::string> failures;
+  std::function<void(Status)> done;
+};
+
+std::string PeerName(const Resource& r, int peer) {
+  auto p = r.peers().find(peer);
+  if (p == r.peers().end() || p->second.name.empty()) return fmt::format("node {}", peer);
+  return fmt::format("node {} ({})", peer, p->second.name);
+}
+
+// The peer counts as fenced: not connected and each of its disks Outdated or worse.
+bool PeerFenced(const ResourceState& st, int peer) {
+  auto c = st.connections.find(peer);
+  if (c == st.connections.end() || c->second.peer_devices.empty()) return false;
+  for (const auto& [vol, pd] : c->second.peer_devices) {
+    if (pd.peer_disk > DiskState::kOutdated) return false;
+  }
+  return true;
+}
+
+void FenceNext(const std::shared_ptr<PromoteFencing>& pf);
+
+void OnPromoteFenceDone(const std::shared_ptr<PromoteFencing>& pf, int peer, int code) {
+  if (!pf->alive.lock()) return;
+  Resource* r = pf->r;
+  FenceVerdict v = InterpretFencePeerExit(code, MyDiskUpToDate(r->state()));
+  std::string who = PeerName(*r, peer);
+  if (v.broken) {
+    spdlog::error("{}: promotion: {} for {}", r->name(), v.what, who);
+    pf->failures.push_back(fmt::format("{} for {}", v.what, who));
+    return FenceNext(pf);
+  }
+  spdlog::info("{}: promotion: fence-peer for {} returned {} ({})", r->name(), who, code, v.what);
+  if (v.outdate_self) {
+    spdlog::warn("{}: promotion: Peer is primary, outdating myself", r->name());
+    std::string what = OutdateMyself(r);
+    spdlog::warn("{}: {}", r->name(), what);
+    pf->failures.push_back(fmt::format(
+        "fence-peer for {} returned 6: peer is Primary, outdating myself ({})", who, what));
+    return FenceNext(pf);
+  }
+  if (v.peer_disk) DowngradePeerDisks(r, peer, *v.peer_disk);
+  if (!PeerFenced(r->state(), peer)) {
+    pf->failures.push_back(
+        fmt::format("fence-peer for {} returned {} ({}): its disk is still not known to be "
+                    "Outdated",
+                    who, code, v.what));
+  }
+  FenceNext(pf);
+}
+
+void FenceNext(const std::shared_ptr<PromoteFencing>& pf) {
+  Resource* r = pf->r;
+  if (pf->next == pf->peers.size()) {
+    auto done = std::move(pf->done);
+    if (pf->failures.empty()) return done(Status::Ok());
+    std::string why;
+    for (const auto& f : pf->failures) why += fmt::format("{}{}", why.empty() ? "" : "; ", f);
+    return done(Error(Errc::kState, "State change failed: {}", why));
+  }
+  int peer = pf->peers[pf->next++];
+  std::string who = PeerName(*r, peer);
+  if (r->state().connections.count(peer) &&
+      r->state().connections.at(peer).conn == ConnState::kConnected) {
+    return FenceNext(pf);  // connected meanwhile: it votes in the two-phase commit
+  }
+  bool have_disk = false;
+  for (const auto& [vol, d] : r->state().devices) {
+    if (d.disk >= DiskState::kConsistent) have_disk = true;
+  }
+  if (!have_disk) {
+    // conn_try_outdate_peer: no fencing without a Consistent or UpToDate disk of our own.
+    pf->failures.push_back(
+        fmt::format("not fencing {}: no local disk is Consistent or UpToDate", who));
+    return FenceNext(pf);
+  }
+  Policy policy = FencingPolicy(*r, peer);
+  spdlog::warn(
+      "{}: promotion: {} is not connected and its disk is not known to be Outdated: "
+      "fencing {}: running fence-peer",
+      r->name(), who, PolicyName(policy));
+  r->RunHandler(HandlerCall{.handler = "fence-peer",
+                            .peer_node_id = peer,
+                            .extra_env = {{"BSR_FENCING", std::string(PolicyName(policy))}}},
+                [pf, peer](int code) { OnPromoteFenceDone(pf, peer, code); });
+}
+
+}  // namespace
+
+void FenceBeforePromote(Resource* r, std::vector<int> peers, std::weak_ptr<void> alive,
+                        std::function<void(Status)> done) {
+  auto pf = std::make_shared<PromoteFencing>();
+  pf->r = r;
+  pf->peers = std::move(peers);
+  pf->alive = std::move(alive);
+  pf->done = std::move(done);
+  FenceNext(pf);
+}
+
+void ForceOutdateUnfencedPeers(Resource* r) {
+  for (int peer : PeersToFenceBeforePromote(r->state(), FencingPolicies(*r))) {
+    spdlog::warn("{}: Forced to consider {} as Outdated!", r->name(), PeerName(*r, peer));
+    DowngradePeerDisks(r, peer, DiskState::kOutdated);
+  }
+}
 
 void InstallFencing(Resource* r) {
   auto fs = std::make_shared<FenceState>();

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "replication/connection.h"
+#include "replication/fencing.h"
 #include "replication/resource.h"
 
 namespace bsr::replication {
@@ -49,6 +50,7 @@ struct TwoPc::Txn {
   std::set<int> waiting;
   std::map<int, std::string> refusals;  // by node id
   std::string yielded;                  // we gave way to a concurrent promotion (why)
+  bool override_fencing = false;        // forced past a failed fence-peer
   std::function<Status()> apply;
   std::function<void(Status)> done;
   asio::steady_timer timer;
@@ -82,7 +84,7 @@ std::chrono::milliseconds TwoPc::Timeout() const {
   return std::chrono::milliseconds(tenths * 100);
 }
 
-Status TwoPc::CheckLocalPromote() const {
+Status TwoPc::CheckPrepared() const {
   if (prepared_) {
     return Error(Errc::kState,
                  "State change failed: {} is being promoted (cluster-wide state change in "
@@ -92,13 +94,69 @@ Status TwoPc::CheckLocalPromote() const {
   return Status::Ok();
 }
 
+Status TwoPc::CheckLocalPromote() const {
+  BSR_RETURN_IF_ERROR(CheckPrepared());
+  if (override_fencing_) return Status::Ok();
+  // DRBD's SS_PRIMARY_NOP: fencing on, and a peer that may hold newer data is unreachable.
+  const auto& st = resource_->state();
+  std::string why =
+      UnfencedPeersReason(st, PeersToFenceBeforePromote(st, FencingPolicies(*resource_)));
+  if (!why.empty()) return Error(Errc::kState, "State change failed: {}", why);
+  return Status::Ok();
+}
+
+Status TwoPc::ApplyLocal(const std::function<Status()>& apply, bool override_fencing) {
+  override_fencing_ = override_fencing;
+  Status s = apply();
+  override_fencing_ = false;
+  if (s.ok() && override_fencing) ForceOutdateUnfencedPeers(resource_);
+  return s;
+}
+
 void TwoPc::Promote(bool force, std::function<Status()> apply, std::function<void(Status)> done) {
   const std::string& res = resource_->name();
-  if (own_) {
+  if (own_ || fencing_) {
     return done(
         Error(Errc::kBusy, "primary {}: a promotion of this node is already in progress", res));
   }
-  if (Status s = CheckLocalPromote(); !s.ok()) return done(s.WithContext("primary " + res));
+  if (Status s = CheckPrepared(); !s.ok()) return done(s.WithContext("primary " + res));
+  const auto& st = resource_->state();
+  std::vector<int> unfenced = PeersToFenceBeforePromote(st, FencingPolicies(*resource_));
+  if (unfenced.empty()) return AskPeers(force, false, std::move(apply), std::move(done));
+  if (!force) {
+    // A promotion the state rules refuse anyway (no UpToDate disk, ...) runs no handler.
+    Status pre =
+        resource_->engine().Check("primary", [](ResourceState& s) { s.role = Role::kPrimary; }, {});
+    if (!pre.ok()) return done(pre.WithContext("primary " + res));
+  }
+  fencing_ = true;
+  std::weak_ptr<TwoPc> weak = weak_from_this();
+  FenceBeforePromote(
+      resource_, std::move(unfenced), weak,
+      [weak, force, apply = std::move(apply), done = std::move(done)](Status fenced) mutable {
+        auto self = weak.lock();
+        if (!self) return;
+        self->fencing_ = false;
+        const std::string& res = self->resource_->name();
+        if (fenced.ok()) return self->AskPeers(force, false, std::move(apply), std::move(done));
+        if (!force) {
+          spdlog::warn("{}: promotion refused: {}", res, fenced.message());
+          return done(fenced.WithContext("primary " + res));
+        }
+        spdlog::warn("{}: Forced into split brain situation! ({})", res, fenced.message());
+        self->AskPeers(force, true, std::move(apply), std::move(done));
+      });
+}
+
+void TwoPc::AskPeers(bool force, bool override_fencing, std::function<Status()> apply,
+                     std::function<void(Status)> done) {
+  const std::string& res = resource_->name();
+  if (own_ || prepared_) {
+    // A peer's promotion or another of ours got in while fence-peer ran.
+    if (Status s = CheckPrepared(); !s.ok()) return done(s.WithContext("primary " + res));
+    return done(
+        Error(Errc::kBusy, "primary {}: a promotion of this node is already in progress", res));
+  }
   auto txn = std::make_unique<Txn>(*resource_->env().io);
   static std::mt19937 rng(std::random_device{}());
   txn->tid = rng() | 1;
@@ -118,14 +176,15 @@ void TwoPc::Promote(bool force, std::function<Status()> apply, std::function<voi
       rq.reach_mask |= uint64_t{1} << id;
     }
   }
-  if (conns.empty()) return done(apply());
+  if (conns.empty()) return done(ApplyLocal(apply, override_fencing));
   for (auto& c : conns) {
     if (c->SendStateChangeRequest(rq)) {
       txn->participants.insert(c->peer_node_id());
       txn->waiting.insert(c->peer_node_id());
     }
   }
-  if (txn->waiting.empty()) return done(apply());
+  if (txn->waiting.empty()) return done(ApplyLocal(apply, override_fencing));
+  txn->override_fencing = override_fencing;
   txn->apply = std::move(apply);
   txn->done = std::move(done);
   spdlog::info("{}: promotion: asking {} peer(s) (cluster-wide state change {:08x})", res,
@@ -168,7 +227,7 @@ void TwoPc::Finish() {
     return txn->done(Error(Errc::kState, "primary {}: State change failed: {}", res, why));
   }
   spdlog::info("{}: promotion accepted by every connected peer; committing", res);
-  Status s = txn->apply();
+  Status s = ApplyLocal(txn->apply, txn->override_fencing);
   if (!s.ok()) {
     // The peers recorded us as Primary on the commit; our unchanged state corrects it.
     for (int id : txn->participants) {

@@ -45,10 +45,13 @@ class TwoPc : public std::enable_shared_from_this<TwoPc> {
   // `apply` (the local promotion; `done` gets its status), else TwoPcAbort and `done`
   // gets the refusal ("node 1 (b) is Primary"). No connected peer: apply at once.
   void Promote(bool force, std::function<Status()> apply, std::function<void(Status)> done);
+  // Promote runs fence-peer first for each unconnected peer with fencing resource-only
+  // or resource-and-stonith whose disk is not known to be Outdated (fencing.h); a peer
+  // it cannot fence refuses the promotion, unless `force` ("Forced into split brain").
   // A promotion that does not go through Promote (auto-promote) checks this: refused
-  // while we voted yes on a peer's promotion.
+  // while we voted yes on a peer's promotion, or while such a peer is not fenced.
   Status CheckLocalPromote() const;
-  bool busy() const { return own_ != nullptr || prepared_.has_value(); }
+  bool busy() const { return own_ != nullptr || prepared_.has_value() || fencing_; }
 
   // From the Connection to `peer` (the sender).
   protocol::StateChangeReply OnRequest(int peer, const protocol::StateChangeRequest& rq);
@@ -59,6 +62,11 @@ class TwoPc : public std::enable_shared_from_this<TwoPc> {
 
  private:
   struct Txn;
+  Status CheckPrepared() const;
+  // The two-phase commit part of Promote, after fencing.
+  void AskPeers(bool force, bool override_fencing, std::function<Status()> apply,
+                std::function<void(Status)> done);
+  Status ApplyLocal(const std::function<Status()>& apply, bool override_fencing);
   void Finish();
   std::string NodeName(int node_id) const;
   std::chrono::milliseconds Timeout() const;
@@ -71,6 +79,8 @@ class TwoPc : public std::enable_shared_from_this<TwoPc> {
     std::unique_ptr<asio::steady_timer> timer;
   };
   std::optional<Prepared> prepared_;
+  bool fencing_ = false;           // fence-peer of our own promotion is running
+  bool override_fencing_ = false;  // set while a forced promotion applies past failed fencing
 };
 
 }  // namespace bsr::replication

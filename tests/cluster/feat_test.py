@@ -7,6 +7,9 @@ effect at once; protocol and cram-hmac-alg are refused with the state unchanged.
 fencing resource-and-stonith: a Primary that loses its UpToDate peer runs fence-peer
 (exit 7: peer Outdated, I/O goes on; a failing handler: I/O suspended until resume-io),
 and unfence-peer once the peer is UpToDate again.
+fencing at promotion: a Secondary whose fenced peer is unreachable runs fence-peer
+before it becomes Primary (4: goes on, peer Outdated; 6: refused, own disk Outdated;
+--force goes on anyway); fencing dont-care runs nothing.
 Needs root (ip netns) and python3-libnbd; BSR_BIN names the binaries.
 Run one test: feat_test.py test_paused_sync."""
 
@@ -20,8 +23,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BIN, MIB, Cluster, check, connect, data_size, peer_dev,  # noqa: E402
-                     run_tests, same_data, synced, wait_for)
+from harness import (BIN, MIB, Cluster, check, conn_state, connect, data_size,  # noqa: E402
+                     peer_dev, run_tests, same_data, synced, wait_for)
 
 PREFIX = os.environ.get("BSR_NETNS_PREFIX", "bsrfe")
 NET = os.environ.get("BSR_NET", "10.89")
@@ -275,7 +278,63 @@ def test_fencing():
         check(same_data(a, b, data_size(a)), "identical at the end")
 
 
-TESTS = [test_paused_sync, test_net_options_live, test_fencing]
+def test_fencing_at_promotion():
+    """DRBD 9 drbd_set_role: with fencing resource-only, node1 (Secondary, UpToDate) whose
+    peer node0 is gone runs fence-peer before it becomes Primary. dont-care: no handler;
+    exit 4: Primary, the peer's disk Outdated; exit 6 (peer is Primary): refused with the
+    reason and node1's own disk Outdated; --force then promotes anyway (with an Outdated
+    disk no fence-peer runs, as in DRBD) and counts node0 as Outdated."""
+    with cluster(9, handler_exit=4) as c:
+        a, b = c.nodes
+        c.start_mesh(["--fencing=resource-only"])
+        a.setup("primary", "r0", "--force")
+        wait_for("initial sync", lambda: synced(a, b), timeout=30)
+        a.setup("secondary", "r0")
+        a.stop()
+        wait_for("node1 lost node0", lambda: conn_state(b, a) != "Connected", timeout=10)
+        check(peer_dev(b, a)["peer-disk-state"] == "DUnknown", "node0's disk is unknown")
+
+        b.setup("net-options", "r0", "0", "--fencing=dont-care")
+        b.setup("primary", "r0")
+        check(b.status()["role"] == "Primary", "dont-care: Primary")
+        check(handler_lines(c, "fence-peer") == [], "dont-care: no fence-peer")
+        b.setup("secondary", "r0")
+        b.setup("net-options", "r0", "0", "--fencing=resource-only")
+
+        b.setup("primary", "r0")
+        lines = handler_lines(c, "fence-peer")
+        check(lines == ["fence-peer r0 node=1 peer=0 fencing=resource-only"],
+              f"exit 4: fence-peer ran once for node0 before the promotion: {lines}")
+        check(b.status()["role"] == "Primary", "exit 4: Primary")
+        check(peer_dev(b, a)["peer-disk-state"] == "Outdated", "exit 4: peer-disk Outdated")
+        b.setup("secondary", "r0")
+
+        # disconnect: the peer's disk is unknown again.
+        b.setup("disconnect", "r0", "0")
+        with open(c.handler_exit, "w") as f:
+            f.write("6\n")
+        r = b.setup("primary", "r0", check_rc=False)
+        out = r.stdout + r.stderr
+        check(r.returncode != 0, f"exit 6: primary refused: {out}")
+        check("returned 6" in out and "outdating myself" in out,
+              f"exit 6: the reason says the peer is Primary: {out.strip()}")
+        check(len(handler_lines(c, "fence-peer")) == 2, "exit 6: fence-peer ran")
+        st = b.status()
+        check(st["role"] == "Secondary", f"exit 6: still Secondary: {st['role']}")
+        check(b.disk_state() == "Outdated", f"exit 6: own disk Outdated: {b.disk_state()}")
+
+        r = b.setup("primary", "r0", "--force", check_rc=False)
+        check(r.returncode == 0, f"--force promotes past the failed fencing: {r.stdout}{r.stderr}")
+        check(b.status()["role"] == "Primary", "--force: Primary")
+        # As DRBD's conn_try_outdate_peer: no fence-peer with our disk below Consistent.
+        check(len(handler_lines(c, "fence-peer")) == 2, "--force, disk Outdated: no fence-peer")
+        check("Forced into split brain" in b.log_text(), "--force logs the forced split brain")
+        check(peer_dev(b, a)["peer-disk-state"] == "Outdated",
+              "--force: the unfenced peer counts as Outdated")
+        check(b.disk_state() == "UpToDate", f"--force: own disk UpToDate: {b.disk_state()}")
+
+
+TESTS = [test_paused_sync, test_net_options_live, test_fencing, test_fencing_at_promotion]
 
 if __name__ == "__main__":
     sys.exit(run_tests(TESTS))

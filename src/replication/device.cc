@@ -387,9 +387,12 @@ void Device::SubmitWrite(uint64_t offset, uint64_t length, LocalIo io, Replica r
   // Peers that take this write get it now; the others get its bits in their slot.
   // The wire carries whole sectors only: an unaligned write is resynced instead.
   bool aligned = offset % 512 == 0 && length % 512 == 0;
+  // Walks the resource's peer map in place: a copy of the ids cost a heap allocation
+  // per write (docs/benchmarks.md, issue 6 session 5).
   std::vector<int> slots;
   std::vector<std::shared_ptr<Connection>> peers;
-  for (int id : resource_->peer_node_ids()) {
+  peers.reserve(resource_->peers().size());
+  for (const auto& [id, spec] : resource_->peers()) {
     auto c = resource_->connection(id);
     if (c && aligned && c->CanReplicate(volume_)) {
       peers.push_back(c);
@@ -493,7 +496,7 @@ struct FlushOp {
 
 void Device::FlushAll(IoCallback done) {
   std::vector<std::shared_ptr<Connection>> peers;
-  for (int id : resource_->peer_node_ids()) {
+  for (const auto& [id, spec] : resource_->peers()) {
     auto c = resource_->connection(id);
     if (c && c->CanReplicate(volume_)) peers.push_back(c);
   }

@@ -104,24 +104,25 @@ uint64_t Device::NextPeerInSync(int peer_node_id, uint64_t from_bit) const {
   return b == meta::kNoBit ? bits : b;
 }
 
+// Runs after every application write (AfterWrite): no heap allocation, the lock is
+// held per peer only for the count.
 void Device::UpdatePeerOosStats() {
   if (!md_) return;
-  std::vector<std::pair<int, uint64_t>> oos;
-  {
-    std::lock_guard lk(meta_mu_);
-    for (int id : resource_->peer_node_ids()) {
+  for (const auto& [id, spec] : resource_->peers()) {
+    uint64_t sectors = 0;
+    {
+      std::lock_guard lk(meta_mu_);
       int slot = md_->FindPeerSlot(id);
-      if (slot >= 0) oos.emplace_back(id, md_->OutOfSyncBits(slot) * 8);
+      if (slot < 0) continue;
+      sectors = md_->OutOfSyncBits(slot) * 8;
     }
-  }
-  resource_->engine().UpdateStats([&](ResourceState& st) {
-    for (auto& [id, sectors] : oos) {
-      auto c = st.connections.find(id);
-      if (c == st.connections.end()) continue;
+    resource_->engine().UpdateStats([&, peer = id](ResourceState& st) {
+      auto c = st.connections.find(peer);
+      if (c == st.connections.end()) return;
       auto p = c->second.peer_devices.find(volume_);
       if (p != c->second.peer_devices.end()) p->second.stats.out_of_sync_sectors = sectors;
-    }
-  });
+    });
+  }
 }
 
 void Device::ApplyPeerWrite(uint64_t offset, std::span<const uint8_t> data, uint64_t length,

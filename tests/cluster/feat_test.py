@@ -9,7 +9,8 @@ fencing resource-and-stonith: a Primary that loses its UpToDate peer runs fence-
 and unfence-peer once the peer is UpToDate again.
 fencing at promotion: a Secondary whose fenced peer is unreachable runs fence-peer
 before it becomes Primary (4: goes on, peer Outdated; 6: refused, own disk Outdated;
---force goes on anyway); fencing dont-care runs nothing.
+--force goes on anyway); fencing dont-care runs nothing; exit 6 on a Primary that lost
+its peer leaves it Primary and UpToDate (the self-outdate is refused and logged).
 Needs root (ip netns) and python3-libnbd; BSR_BIN names the binaries.
 Run one test: feat_test.py test_paused_sync."""
 
@@ -278,31 +279,46 @@ def test_fencing():
         check(same_data(a, b, data_size(a)), "identical at the end")
 
 
+def fence_lines(c, node_id):
+    return [l for l in handler_lines(c, "fence-peer") if f" node={node_id} " in l]
+
+
 def test_fencing_at_promotion():
-    """DRBD 9 drbd_set_role: with fencing resource-only, node1 (Secondary, UpToDate) whose
+    """Exit 6 on a Primary that lost its peer: the self-outdate is refused, logged.
+    DRBD 9 drbd_set_role: with fencing resource-only, node1 (Secondary, UpToDate) whose
     peer node0 is gone runs fence-peer before it becomes Primary. dont-care: no handler;
     exit 4: Primary, the peer's disk Outdated; exit 6 (peer is Primary): refused with the
     reason and node1's own disk Outdated; --force then promotes anyway (with an Outdated
     disk no fence-peer runs, as in DRBD) and counts node0 as Outdated."""
-    with cluster(9, handler_exit=4) as c:
+    with cluster(9, handler_exit=6) as c:
         a, b = c.nodes
         c.start_mesh(["--fencing=resource-only"])
         a.setup("primary", "r0", "--force")
         wait_for("initial sync", lambda: synced(a, b), timeout=30)
-        a.setup("secondary", "r0")
+
+        # Exit 6 on a Primary that lost its UpToDate peer: DRBD's self-outdate is refused
+        # by the state engine (a Primary keeps its UpToDate disk) and logged as such.
+        c.cut(a, b)
+        wait_for("node0's fence-peer", lambda: fence_lines(c, 0), timeout=15)
+        wait_for("node0 logs the refused self-outdate",
+                 lambda: "Refusing to outdate the disk of a Primary" in a.log_text(), timeout=5)
+        check(a.status()["role"] == "Primary" and a.disk_state() == "UpToDate",
+              f"exit 6 on the Primary: still Primary/UpToDate: {a.disk_state()}")
         a.stop()
         wait_for("node1 lost node0", lambda: conn_state(b, a) != "Connected", timeout=10)
+        with open(c.handler_exit, "w") as f:
+            f.write("4\n")
         check(peer_dev(b, a)["peer-disk-state"] == "DUnknown", "node0's disk is unknown")
 
         b.setup("net-options", "r0", "0", "--fencing=dont-care")
         b.setup("primary", "r0")
         check(b.status()["role"] == "Primary", "dont-care: Primary")
-        check(handler_lines(c, "fence-peer") == [], "dont-care: no fence-peer")
+        check(fence_lines(c, 1) == [], "dont-care: no fence-peer")
         b.setup("secondary", "r0")
         b.setup("net-options", "r0", "0", "--fencing=resource-only")
 
         b.setup("primary", "r0")
-        lines = handler_lines(c, "fence-peer")
+        lines = fence_lines(c, 1)
         check(lines == ["fence-peer r0 node=1 peer=0 fencing=resource-only"],
               f"exit 4: fence-peer ran once for node0 before the promotion: {lines}")
         check(b.status()["role"] == "Primary", "exit 4: Primary")
@@ -318,7 +334,7 @@ def test_fencing_at_promotion():
         check(r.returncode != 0, f"exit 6: primary refused: {out}")
         check("returned 6" in out and "outdating myself" in out,
               f"exit 6: the reason says the peer is Primary: {out.strip()}")
-        check(len(handler_lines(c, "fence-peer")) == 2, "exit 6: fence-peer ran")
+        check(len(fence_lines(c, 1)) == 2, "exit 6: fence-peer ran")
         st = b.status()
         check(st["role"] == "Secondary", f"exit 6: still Secondary: {st['role']}")
         check(b.disk_state() == "Outdated", f"exit 6: own disk Outdated: {b.disk_state()}")
@@ -327,7 +343,7 @@ def test_fencing_at_promotion():
         check(r.returncode == 0, f"--force promotes past the failed fencing: {r.stdout}{r.stderr}")
         check(b.status()["role"] == "Primary", "--force: Primary")
         # As DRBD's conn_try_outdate_peer: no fence-peer with our disk below Consistent.
-        check(len(handler_lines(c, "fence-peer")) == 2, "--force, disk Outdated: no fence-peer")
+        check(len(fence_lines(c, 1)) == 2, "--force, disk Outdated: no fence-peer")
         check("Forced into split brain" in b.log_text(), "--force logs the forced split brain")
         check(peer_dev(b, a)["peer-disk-state"] == "Outdated",
               "--force: the unfenced peer counts as Outdated")

@@ -3,8 +3,6 @@
 // that a connection without the feature keeps (and checks) the full crc.
 #include <gtest/gtest.h>
 
-#include <random>
-
 #include "common/bytes.h"
 #include "common/crc32c.h"
 #include "protocol/dispatch.h"
@@ -19,11 +17,7 @@ constexpr uint16_t kFlag = kFrameFlagBlockOutsideCrc;
 // its 4 digest bytes; the block starts after them.
 constexpr size_t kSampleFixed = 8 + 8 + 4 + 4 + 4 + 2 + 4;
 
-// Rewrites header bytes and recomputes the header crc, so only that field changes.
-void PatchHeader(std::vector<uint8_t>* wire, size_t offset, std::span<const uint8_t> bytes) {
-  std::copy(bytes.begin(), bytes.end(), wire->begin() + static_cast<ptrdiff_t>(offset));
-  StoreBe32(wire->data() + 20, Crc32c(std::span(*wire).first(20)));
-}
+using testing::PatchHeader;
 
 // Decodes one frame with a decoder that allows `allowed` flags.
 Result<Frame> DecodeOne(const std::vector<uint8_t>& wire, uint16_t allowed) {
@@ -180,14 +174,8 @@ TEST(BlockOutsideCrc, DiscardIsCoveredWhole) {
 
 // The socket's large-block path: the payload received outside the decoder.
 TEST(BlockOutsideCrc, ExternalPayload) {
-  DataPacket big;
-  big.sector = 16;
-  big.block_id = 5;
-  big.size = 64 * 1024;
-  std::vector<uint8_t> block(big.size);
-  std::mt19937 rng(11);
-  for (auto& b : block) b = static_cast<uint8_t>(rng());
-  big.data = block;
+  std::vector<uint8_t> block;
+  DataPacket big = testing::RandomDataPacket(16, 64 * 1024, 11, &block);
   auto head = EncodeDataHead(big, 2, kFlag);
   for (bool damage_fixed : {false, true}) {
     StreamDecoder dec;

@@ -18,11 +18,7 @@ std::vector<uint8_t> PingFrame() {
   return EncodePacket(Ping{});
 }
 
-// Rewrites header field bytes and recomputes the header crc, so only that field is bad.
-void PatchHeader(std::vector<uint8_t>* wire, size_t offset, std::span<const uint8_t> bytes) {
-  std::copy(bytes.begin(), bytes.end(), wire->begin() + static_cast<ptrdiff_t>(offset));
-  StoreBe32(wire->data() + 20, Crc32c(std::span(*wire).first(20)));
-}
+using testing::PatchHeader;
 
 Status FirstError(const std::vector<uint8_t>& wire, uint32_t max_payload = kMaxFramePayload) {
   StreamDecoder dec(max_payload);
@@ -206,14 +202,8 @@ TEST(Frame, DecodeFrameHeaderDirect) {
 // the decoder, the rest straight into the caller's buffer; the frames around it
 // decode as usual.
 TEST(Frame, PayloadReceivedOutsideTheDecoder) {
-  DataPacket big;
-  big.sector = 8;
-  big.block_id = 77;
-  big.size = 256 * 1024;
-  std::vector<uint8_t> block(big.size);
-  std::mt19937 rng(3);
-  for (auto& b : block) b = static_cast<uint8_t>(rng());
-  big.data = block;
+  std::vector<uint8_t> block;
+  DataPacket big = testing::RandomDataPacket(8, 256 * 1024, 77, &block);
   auto head = EncodeDataHead(big, 3);  // header + fixed fields; the block follows
   std::vector<uint8_t> stream = EncodePacket(Ping{});
   stream.insert(stream.end(), head.begin(), head.end());

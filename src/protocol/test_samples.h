@@ -2,12 +2,38 @@
 // tests and the fuzz corpus writer). Plain values; any thread.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <random>
+#include <span>
 #include <vector>
 
+#include "common/bytes.h"
+#include "common/crc32c.h"
 #include "protocol/dispatch.h"
 
 namespace bsr::protocol::testing {
+
+// Rewrites header bytes and recomputes the header crc, so only that field changes.
+inline void PatchHeader(std::vector<uint8_t>* wire, size_t offset, std::span<const uint8_t> bytes) {
+  std::copy(bytes.begin(), bytes.end(), wire->begin() + static_cast<ptrdiff_t>(offset));
+  StoreBe32(wire->data() + 20, Crc32c(std::span(*wire).first(20)));
+}
+
+// A Data packet at `sector` whose `size`-byte block is random (from `seed`) and lives
+// in *block.
+inline DataPacket RandomDataPacket(uint64_t sector, uint32_t size, unsigned seed,
+                                   std::vector<uint8_t>* block) {
+  DataPacket d;
+  d.sector = sector;
+  d.block_id = seed;
+  d.size = size;
+  block->resize(size);
+  std::mt19937 rng(seed);
+  for (auto& b : *block) b = static_cast<uint8_t>(rng());
+  d.data = *block;
+  return d;
+}
 
 inline const std::vector<uint8_t>& SampleBlock() {
   static const std::vector<uint8_t> block = [] {

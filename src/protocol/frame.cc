@@ -53,8 +53,13 @@ void SealFrame(std::span<uint8_t> frame, PacketType type, uint16_t volume, uint3
   flags &= kFrameFlagBlockOutsideCrc;
   uint32_t crc = 0;
   if (flags != 0) {
-    // The fixed fields are always in `frame` (the block alone may be in `extra`). A
-    // type without a block makes this fail: it keeps the full crc and no flag.
+    // A type without a block keeps the full crc and no flag. Tested before
+    // CrcCoveredLength, whose error would format a message for every ack and ping.
+    const PacketTypeInfo* info = FindPacketTypeInfo(static_cast<uint16_t>(type));
+    if (info == nullptr || info->block_digest_at == 0) flags = 0;
+  }
+  if (flags != 0) {
+    // The fixed fields are always in `frame` (the block alone may be in `extra`).
     auto covered = CrcCoveredLength(type, flags, payload);
     if (covered.ok()) {
       crc = Crc32c(payload.first(*covered));

@@ -54,7 +54,8 @@ class Node:
         if p.returncode != 0:
             raise TestFailure(f"bsrmeta create-md on node{self.index}: {p.stderr}")
 
-    def start(self):
+    def start(self, env=None):
+        """Starts this node's bsrd; `env` adds variables to its environment."""
         logf = open(self.log, "ab")
         # BSR_GDB=1: run bsrd under gdb and print a backtrace into the log on a crash.
         wrap = (["gdb", "-q", "-batch", "-ex", "run", "-ex", "bt", "--args"]
@@ -64,7 +65,7 @@ class Node:
             [*netns, *wrap, os.path.join(BIN, "bsrd"), "--run-dir",
              self.run_dir, "--socket", self.sock, "--no-kernel-device", "--state-dir",
              os.path.join(self.dir, "state"), "--log-level", "debug"],
-            stdout=logf, stderr=subprocess.STDOUT)
+            stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         logf.close()
         deadline = time.time() + 10
         while time.time() < deadline:

@@ -89,15 +89,10 @@ def test_protocol_a_writes_during_resync():
 def test_replication():
     with Cluster(2, size_mib=SIZE_MIB) as c:
         a, b = c.nodes
-        for n in (a, b):
-            n.start()
-        secret = ["--protocol=C", "--cram-hmac-alg=sha256", "--shared-secret=s3cret"]
-        a.up(b, secret)
-        b.up(a, secret)
         # (a) connect: both Connected, each shows the peer.
-        a.setup("connect", "r0", "1")
-        b.setup("connect", "r0", "0")
-        wait_for("both Connected", lambda: connected(a, b), timeout=20)
+        c.start_mesh(["--protocol=C", "--cram-hmac-alg=sha256", "--shared-secret=s3cret"])
+        check(all("feature bits 0x7f " in n.log_text() for n in (a, b)),
+              "two current nodes negotiate every feature bit (blocks outside the frame crc)")
         check(a.conn(1)["peer-role"] == "Secondary" and b.conn(0)["peer-role"] == "Secondary",
               "status shows the peer's role")
         check(peer_dev(a, b)["peer-disk-state"] == "Inconsistent",
@@ -188,6 +183,39 @@ def test_replication():
             del h
 
 
+def test_mixed_feature_bits():
+    """A node that does not offer the block-outside-crc feature (BSR_TEST_FEATURE_BITS=0x3f:
+    what a bsr from before it offers) against this build, as Primary and as Secondary: both
+    log the negotiated bits 0x3f, the full sync and 4 KiB / 1 MiB writes arrive (the old side
+    checks every block's crc), the disks end identical and no crc mismatch is logged."""
+    for old in (0, 1):
+        with Cluster(2, size_mib=32) as c:
+            a, b = c.nodes
+            for n in c.nodes:
+                n.start(env={"BSR_TEST_FEATURE_BITS": "0x3f"} if n.index == old else None)
+            for n, p in ((a, b), (b, a)):
+                n.up(p, ["--protocol=C"])
+            for n, p in ((a, b), (b, a)):
+                n.setup("connect", "r0", str(p.node_id))
+            wait_for("both Connected", lambda: connected(a, b), timeout=20)
+            for n in (a, b):
+                check("feature bits 0x3f " in n.log_text(),
+                      f"node{n.index} negotiated 0x3f with an old node{old}")
+            a.setup("primary", "r0", "--force")
+            wait_for("initial sync", lambda: b.disk_state() == "UpToDate"
+                     and peer_dev(a, b)["peer-disk-state"] == "UpToDate", timeout=60)
+            h = a.nbd()
+            for off in range(0, 4 * MIB, 4096 * 7):
+                h.pwrite(os.urandom(4096), off)
+            for i in range(4):
+                h.pwrite(os.urandom(MIB), 8 * MIB + i * MIB)
+            h.flush()
+            wait_for("in sync", lambda: peer_dev(a, b)["out-of-sync"] == 0, timeout=20)
+            check(same_data(a, b, data_size(a)), f"identical disks (old node{old})")
+            for n in (a, b):
+                check("crc mismatch" not in n.log_text(), f"node{n.index}: no crc mismatch")
+
+
 def test_dead_peer():
     """A frozen peer (SIGSTOP) misses its PingAck: NetworkFailure, Connecting, writes go
     to its bitmap; after SIGCONT it reconnects and gets exactly those blocks. Then a
@@ -272,8 +300,8 @@ def test_three_nodes():
               f"a second Primary is refused: {r.stderr.strip()}")
 
 
-TESTS = [test_wrong_secret, test_option_mismatch, test_replication, test_dead_peer,
-         test_protocol_a_writes_during_resync, test_three_nodes]
+TESTS = [test_wrong_secret, test_option_mismatch, test_replication, test_mixed_feature_bits,
+         test_dead_peer, test_protocol_a_writes_during_resync, test_three_nodes]
 
 
 if __name__ == "__main__":

@@ -7,16 +7,47 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <memory>
 #include <set>
+#include <string_view>
 
 #include "replication/device.h"
 #include "replication/resource.h"
 
 namespace bsr::replication {
 
+namespace {
+
+enum class Policy { kDontCare, kResourceOnly, kResourceAndStonith };
+
+Policy ParsePolicy(std::string_view policy) {
+  if (policy == "resource-only") return Policy::kResourceOnly;
+  if (policy == "resource-and-stonith") return Policy::kResourceAndStonith;
+  return Policy::kDontCare;
+}
+
+// Every disk of the peer is known to be Outdated or worse (none known: no).
+bool PeerFenced(const ResourceState& st, int peer) {
+  auto c = st.connections.find(peer);
+  if (c == st.connections.end() || c->second.peer_devices.empty()) return false;
+  for (const auto& [vol, pd] : c->second.peer_devices) {
+    if (pd.peer_disk > DiskState::kOutdated) return false;
+  }
+  return true;
+}
+
+// The best of our own disks (DRBD's conn_highest_disk); Diskless without any.
+DiskState HighestDisk(const ResourceState& st) {
+  DiskState best = DiskState::kDiskless;
+  for (const auto& [vol, d] : st.devices) best = std::max(best, d.disk);
+  return best;
+}
+
+}  // namespace
+
 bool FencingActive(const std::string& policy) {
-  return policy == "resource-only" || policy == "resource-and-stonith";
+  return ParsePolicy(policy) != Policy::kDontCare;
 }
 
 std::vector<int> PeersToFenceBeforePromote(const ResourceState& st,
@@ -25,16 +56,9 @@ std::vector<int> PeersToFenceBeforePromote(const ResourceState& st,
   for (const auto& [peer, policy] : fencing) {
     if (!FencingActive(policy)) continue;
     auto c = st.connections.find(peer);
-    if (c == st.connections.end()) {
-      out.push_back(peer);  // never connected: its disk is unknown
-      continue;
-    }
-    if (c->second.conn == ConnState::kConnected) continue;
-    bool unknown = c->second.peer_devices.empty();
-    for (const auto& [vol, pd] : c->second.peer_devices) {
-      if (pd.peer_disk > DiskState::kOutdated) unknown = true;
-    }
-    if (unknown) out.push_back(peer);
+    if (c != st.connections.end() && c->second.conn == ConnState::kConnected) continue;
+    // Never connected, or a disk not known to be Outdated: it may hold newer data.
+    if (!PeerFenced(st, peer)) out.push_back(peer);
   }
   return out;
 }
@@ -92,16 +116,11 @@ FenceVerdict InterpretFencePeerExit(int code, bool my_disk_up_to_date) {
 
 namespace {
 
-enum class Policy { kDontCare, kResourceOnly, kResourceAndStonith };
-
 Policy FencingPolicy(const Resource& r, int peer) {
   auto p = r.peers().find(peer);
   if (p == r.peers().end()) return Policy::kDontCare;
   auto f = p->second.net_opts.find("fencing");
-  if (f == p->second.net_opts.end()) return Policy::kDontCare;
-  if (f->second == "resource-only") return Policy::kResourceOnly;
-  if (f->second == "resource-and-stonith") return Policy::kResourceAndStonith;
-  return Policy::kDontCare;
+  return f == p->second.net_opts.end() ? Policy::kDontCare : ParsePolicy(f->second);
 }
 
 std::string_view PolicyName(Policy p) {
@@ -136,13 +155,6 @@ void ReleaseIo(Resource* r) {
   }
   spdlog::info("{}: I/O resumed after fencing", r->name());
   for (const auto& [vol, dev] : r->devices()) dev->ReleaseHeld();
-}
-
-bool MyDiskUpToDate(const ResourceState& st) {
-  for (const auto& [vol, d] : st.devices) {
-    if (d.disk == DiskState::kUpToDate) return true;
-  }
-  return false;
 }
 
 // The peer's disks go down to `disk` (never up), unless it reconnected meanwhile: then
@@ -185,7 +197,7 @@ std::string OutdateMyself(Resource* r) {
 void OnFenceDone(Resource* r, const std::shared_ptr<FenceState>& fs, int peer, Policy policy,
                  int code) {
   fs->running.erase(peer);
-  FenceVerdict v = InterpretFencePeerExit(code, MyDiskUpToDate(r->state()));
+  FenceVerdict v = InterpretFencePeerExit(code, HighestDisk(r->state()) == DiskState::kUpToDate);
   if (code == 7 && policy != Policy::kResourceAndStonith) {
     spdlog::error("{}: fence-peer() = 7 && fencing != resource-and-stonith", r->name());
   }
@@ -289,29 +301,13 @@ struct PromoteFencing {
   std::function<void(Status)> done;
 };
 
-std::string PeerName(const Resource& r, int peer) {
-  auto p = r.peers().find(peer);
-  if (p == r.peers().end() || p->second.name.empty()) return fmt::format("node {}", peer);
-  return fmt::format("node {} ({})", peer, p->second.name);
-}
-
-// The peer counts as fenced: not connected and each of its disks Outdated or worse.
-bool PeerFenced(const ResourceState& st, int peer) {
-  auto c = st.connections.find(peer);
-  if (c == st.connections.end() || c->second.peer_devices.empty()) return false;
-  for (const auto& [vol, pd] : c->second.peer_devices) {
-    if (pd.peer_disk > DiskState::kOutdated) return false;
-  }
-  return true;
-}
-
 void FenceNext(const std::shared_ptr<PromoteFencing>& pf);
 
 void OnPromoteFenceDone(const std::shared_ptr<PromoteFencing>& pf, int peer, int code) {
   if (!pf->alive.lock()) return;
   Resource* r = pf->r;
-  FenceVerdict v = InterpretFencePeerExit(code, MyDiskUpToDate(r->state()));
-  std::string who = PeerName(*r, peer);
+  FenceVerdict v = InterpretFencePeerExit(code, HighestDisk(r->state()) == DiskState::kUpToDate);
+  std::string who = r->PeerName(peer);
   if (v.broken) {
     spdlog::error("{}: promotion: {} for {}", r->name(), v.what, who);
     pf->failures.push_back(fmt::format("{} for {}", v.what, who));
@@ -346,16 +342,12 @@ void FenceNext(const std::shared_ptr<PromoteFencing>& pf) {
     return done(Error(Errc::kState, "State change failed: {}", why));
   }
   int peer = pf->peers[pf->next++];
-  std::string who = PeerName(*r, peer);
+  std::string who = r->PeerName(peer);
   if (r->state().connections.count(peer) &&
       r->state().connections.at(peer).conn == ConnState::kConnected) {
     return FenceNext(pf);  // connected meanwhile: it votes in the two-phase commit
   }
-  bool have_disk = false;
-  for (const auto& [vol, d] : r->state().devices) {
-    if (d.disk >= DiskState::kConsistent) have_disk = true;
-  }
-  if (!have_disk) {
+  if (HighestDisk(r->state()) < DiskState::kConsistent) {
     // conn_try_outdate_peer: no fencing without a Consistent or UpToDate disk of our own.
     pf->failures.push_back(
         fmt::format("not fencing {}: no local disk is Consistent or UpToDate", who));
@@ -386,7 +378,7 @@ void FenceBeforePromote(Resource* r, std::vector<int> peers, std::weak_ptr<void>
 
 void ForceOutdateUnfencedPeers(Resource* r) {
   for (int peer : PeersToFenceBeforePromote(r->state(), FencingPolicies(*r))) {
-    spdlog::warn("{}: Forced to consider {} as Outdated!", r->name(), PeerName(*r, peer));
+    spdlog::warn("{}: Forced to consider {} as Outdated!", r->name(), r->PeerName(peer));
     DowngradePeerDisks(r, peer, DiskState::kOutdated);
   }
 }

@@ -43,6 +43,12 @@ std::vector<int> Resource::peer_node_ids() const {
   return ids;
 }
 
+std::string Resource::PeerName(int node_id) const {
+  auto p = peers_.find(node_id);
+  if (p == peers_.end() || p->second.name.empty()) return fmt::format("node {}", node_id);
+  return fmt::format("node {} ({})", node_id, p->second.name);
+}
+
 void Resource::RunHandler(HandlerCall call, std::function<void(int)> done) {
   call.resource = name_;
   call.my_node_id = node_id_;

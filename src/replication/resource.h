@@ -78,6 +78,8 @@ class Resource {
   Status PauseSync(int node_id, int volume, bool pause);
   Status Verify(int node_id, int volume, uint64_t start_sector, uint64_t stop_sector);
   std::vector<int> peer_node_ids() const;
+  // "node 2 (bob)" for logs and refusal reasons ("node 2" for an unknown or unnamed peer).
+  std::string PeerName(int node_id) const;
 
   // Roles.
   Status Promote(bool force);

@@ -65,12 +65,6 @@ TwoPc& Resource::twopc() {
   return *twopc_;
 }
 
-std::string TwoPc::NodeName(int node_id) const {
-  auto it = resource_->peers().find(node_id);
-  if (it == resource_->peers().end()) return fmt::format("node {}", node_id);
-  return fmt::format("node {} ({})", node_id, it->second.name);
-}
-
 std::chrono::milliseconds TwoPc::Timeout() const {
   // twopc-timeout: tenths of a second, 50..600, default 300.
   int64_t tenths = 300;
@@ -89,7 +83,7 @@ Status TwoPc::CheckPrepared() const {
     return Error(Errc::kState,
                  "State change failed: {} is being promoted (cluster-wide state change in "
                  "progress)",
-                 NodeName(prepared_->initiator));
+                 resource_->PeerName(prepared_->initiator));
   }
   return Status::Ok();
 }
@@ -197,7 +191,7 @@ void TwoPc::AskPeers(bool force, bool override_fencing, std::function<Status()> 
     if (ec || !self || !self->own_ || self->own_->tid != tid) return;
     for (int id : self->own_->waiting) {
       self->own_->refusals[id] =
-          fmt::format("{} did not answer within twopc-timeout", self->NodeName(id));
+          fmt::format("{} did not answer within twopc-timeout", self->resource_->PeerName(id));
     }
     self->own_->waiting.clear();
     self->Finish();
@@ -265,13 +259,13 @@ p::StateChangeReply TwoPc::OnRequest(int peer, const p::StateChangeRequest& rq) 
   reply.vote = v.vote;
   reply.reason = v.reason;
   if (v.vote != p::TwoPcVote::kYes) {
-    spdlog::info("{}: refused the promotion of {}: {}", resource_->name(), NodeName(peer),
-                 v.reason);
+    spdlog::info("{}: refused the promotion of {}: {}", resource_->name(),
+                 resource_->PeerName(peer), v.reason);
     return reply;
   }
   if (v.yield_own && own_) {
     own_->yielded = fmt::format("{} is being promoted at the same time (the lower node-id wins)",
-                                NodeName(peer));
+                                resource_->PeerName(peer));
     spdlog::info("{}: {}; giving up our own promotion", resource_->name(), own_->yielded);
   }
   prepared_.emplace();
@@ -285,19 +279,20 @@ p::StateChangeReply TwoPc::OnRequest(int peer, const p::StateChangeRequest& rq) 
     auto self = weak.lock();
     if (ec || !self || !self->prepared_ || self->prepared_->tid != tid) return;
     spdlog::warn("{}: no commit/abort from {} within twopc-timeout; dropping its change",
-                 self->resource_->name(), self->NodeName(self->prepared_->initiator));
+                 self->resource_->name(), self->resource_->PeerName(self->prepared_->initiator));
     self->prepared_.reset();
   });
-  spdlog::info("{}: agreed to the promotion of {}", resource_->name(), NodeName(peer));
+  spdlog::info("{}: agreed to the promotion of {}", resource_->name(), resource_->PeerName(peer));
   return reply;
 }
 
 void TwoPc::OnReply(int peer, const p::StateChangeReply& reply) {
   if (!own_ || own_->tid != reply.tid || !own_->waiting.erase(peer)) return;
   if (reply.vote != p::TwoPcVote::kYes) {
-    own_->refusals[peer] = reply.reason.empty() ? fmt::format("{} voted {}", NodeName(peer),
-                                                              p::TwoPcVoteName(reply.vote))
-                                                : reply.reason;
+    own_->refusals[peer] =
+        reply.reason.empty()
+            ? fmt::format("{} voted {}", resource_->PeerName(peer), p::TwoPcVoteName(reply.vote))
+            : reply.reason;
   }
   Finish();
 }
@@ -306,10 +301,11 @@ void TwoPc::OnDecision(int peer, bool commit, const p::TwoPcDecisionFields& d) {
   if (!prepared_ || prepared_->initiator != peer || prepared_->tid != d.tid) return;
   prepared_.reset();
   if (!commit) {
-    spdlog::info("{}: {} aborted its promotion", resource_->name(), NodeName(peer));
+    spdlog::info("{}: {} aborted its promotion", resource_->name(), resource_->PeerName(peer));
     return;
   }
-  spdlog::info("{}: {} is being promoted (committed)", resource_->name(), NodeName(peer));
+  spdlog::info("{}: {} is being promoted (committed)", resource_->name(),
+               resource_->PeerName(peer));
   // Until its State packet arrives, the peer counts as Primary here already.
   Status s = resource_->engine().Change(
       "peer promoted",
@@ -328,7 +324,7 @@ void TwoPc::OnPeerLost(int peer) {
   if (own_ && own_->waiting.erase(peer)) {
     own_->participants.erase(peer);
     spdlog::info("{}: {} left during the promotion; it no longer votes", resource_->name(),
-                 NodeName(peer));
+                 resource_->PeerName(peer));
     // Not from inside the connection's teardown: finish on a fresh stack.
     std::weak_ptr<TwoPc> weak = weak_from_this();
     asio::post(*resource_->env().io, [weak] {

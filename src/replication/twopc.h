@@ -68,7 +68,6 @@ class TwoPc : public std::enable_shared_from_this<TwoPc> {
                 std::function<void(Status)> done);
   Status ApplyLocal(const std::function<Status()>& apply, bool override_fencing);
   void Finish();
-  std::string NodeName(int node_id) const;
   std::chrono::milliseconds Timeout() const;
 
   Resource* resource_;

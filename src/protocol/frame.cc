@@ -55,8 +55,7 @@ void SealFrame(std::span<uint8_t> frame, PacketType type, uint16_t volume, uint3
   if (flags != 0) {
     // A type without a block keeps the full crc and no flag. Tested before
     // CrcCoveredLength, whose error would format a message for every ack and ping.
-    const PacketTypeInfo* info = FindPacketTypeInfo(static_cast<uint16_t>(type));
-    if (info == nullptr || info->block_digest_at == 0) flags = 0;
+    if (BlockDigestAt(type) == 0) flags = 0;
   }
   if (flags != 0) {
     // The fixed fields are always in `frame` (the block alone may be in `extra`).

@@ -76,6 +76,11 @@ std::string_view PacketTypeName(PacketType type) {
   return info ? info->name : "unknown";
 }
 
+uint16_t BlockDigestAt(PacketType type) {
+  const PacketTypeInfo* info = FindPacketTypeInfo(static_cast<uint16_t>(type));
+  return info ? info->block_digest_at : 0;
+}
+
 std::span<const PacketTypeInfo> AllPacketTypes() {
   return kTable;
 }

@@ -88,6 +88,9 @@ struct PacketTypeInfo {
 const PacketTypeInfo* FindPacketTypeInfo(uint16_t type);
 // "Data", "WriteAck", ...; "unknown" for a number that names no type.
 std::string_view PacketTypeName(PacketType type);
+// PacketTypeInfo::block_digest_at of `type`: non-zero exactly for the packets that
+// carry a data block (their fixed fields end 2 bytes after it, then the digest).
+uint16_t BlockDigestAt(PacketType type);
 // Every known type, in number order.
 std::span<const PacketTypeInfo> AllPacketTypes();
 

@@ -25,8 +25,6 @@ namespace {
 // Payloads at least this large bypass the decoder's buffer (one copy less, and the
 // block lands aligned for the disk write).
 constexpr uint32_t kLargePayload = 32 * 1024;
-// DataFields before the block: sector, block_id, seq_num, dp_flags, size, digest length.
-constexpr size_t kDataFixedBytes = 8 + 8 + 4 + 4 + 4 + 2;
 
 // asio's default completion condition (transfer_all) moves at most 64 KiB per system
 // call, with a handler dispatch and an epoll_wait in between: a 1 MiB block took 16
@@ -35,10 +33,6 @@ constexpr size_t kDataFixedBytes = 8 + 8 + 4 + 4 + 4 + 2;
 struct TransferAllInLargeSteps {
   size_t operator()(const std::error_code& ec, size_t) const { return ec ? 0 : (16u << 20); }
 };
-
-bool CarriesBlock(protocol::PacketType t) {
-  return t == protocol::PacketType::kData || t == protocol::PacketType::kRsDataReply;
-}
 
 }  // namespace
 
@@ -58,8 +52,9 @@ asio::awaitable<Result<std::unique_ptr<Received>>> PacketSocket::Recv() {
     }
     if (failed_)
       co_return Error(Errc::kIo, "{} socket to {} closed", SocketKindName(kind_), remote_);
-    if (const auto* h = decoder_.pending_header();
-        h != nullptr && CarriesBlock(h->type) && h->payload_length >= kLargePayload) {
+    if (const auto* h = decoder_.pending_header(); h != nullptr &&
+                                                   protocol::BlockDigestAt(h->type) != 0 &&
+                                                   h->payload_length >= kLargePayload) {
       co_return co_await RecvLargePayload();
     }
     // Large blocks usually follow each other (a resync, sequential writes): then
@@ -84,10 +79,12 @@ asio::awaitable<Result<std::unique_ptr<Received>>> PacketSocket::Recv() {
 }
 
 asio::awaitable<Result<std::unique_ptr<Received>>> PacketSocket::RecvLargePayload() {
-  const uint32_t length = decoder_.pending_header()->payload_length;
+  const protocol::FrameHeader& h = *decoder_.pending_header();
+  const uint32_t length = h.payload_length;
   auto r = std::make_unique<Received>();
-  // Placed so that a digest-less packet's block starts on a 4 KiB boundary.
-  const size_t lead = storage::AlignedBuffer::kAlignment - kDataFixedBytes;
+  // Placed so that a digest-less packet's block starts on a 4 KiB boundary: its fixed
+  // fields end with the u16 digest length at BlockDigestAt.
+  const size_t lead = storage::AlignedBuffer::kAlignment - (protocol::BlockDigestAt(h.type) + 2);
   r->block = storage::AlignedBuffer(lead + length);
   auto payload = r->block.span().subspan(lead);
   size_t have = decoder_.TakePendingPayload(payload);

@@ -332,9 +332,7 @@ void NbdConnection::ScheduleFlush() {
   flush_scheduled_ = true;
   asio::post(socket_.get_executor(), [self = shared_from_this()] {
     self->flush_scheduled_ = false;
-    if (self->writing_count_ == 0 && !self->out_.empty() && !self->write_failed_) {
-      self->StartWrite();
-    }
+    self->FlushReplies();
   });
 }
 

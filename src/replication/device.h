@@ -100,6 +100,11 @@ class Device : public std::enable_shared_from_this<Device> {
   void ReadForPeer(
       uint64_t offset, uint32_t length,
       std::function<void(storage::IoResult, std::shared_ptr<storage::AlignedBuffer>)> done);
+  // The backing file for zero-copy resync sends (storage::BackingDevice::page_cache_file):
+  // nullptr without a disk, while it fails, or when its I/O bypasses the page cache.
+  std::shared_ptr<storage::PageCacheFile> page_cache_file() const {
+    return disk_ && !failing_ ? disk_->page_cache_file() : nullptr;
+  }
   // Metadata work on the metadata thread, `then` back on the io thread.
   void UpdateMeta(std::function<Status(meta::Metadata&)> fn, std::function<void(Status)> then) {
     RunMeta(std::move(fn), std::move(then));

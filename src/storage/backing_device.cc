@@ -191,6 +191,20 @@ Status BackingDevice::Setup(const BackingOptions& options) {
   return Status::Ok();
 }
 
+std::shared_ptr<PageCacheFile> BackingDevice::page_cache_file() {
+  if (direct_fd_.valid() || !fd_.valid()) return nullptr;
+  if (!page_cache_) {
+    auto file = PageCacheFile::Dup(fd_.get());
+    if (!file.ok()) {
+      spdlog::warn("{}: {}; resync blocks are read and sent", path_, file.status().message());
+      return nullptr;
+    }
+    page_cache_ = std::move(*file);
+  }
+  if (page_cache_->failed()) return nullptr;
+  return page_cache_;
+}
+
 BackingDevice::~BackingDevice() {
   *alive_ = false;
   spdlog::info("{}: closing: {} inline reads, {} inline writes ({} slow), {} ring submissions",

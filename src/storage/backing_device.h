@@ -20,6 +20,7 @@
 #include "common/status.h"
 #include "common/unique_fd.h"
 #include "storage/aligned_buffer.h"
+#include "storage/page_cache_file.h"
 
 namespace bsr::storage {
 
@@ -138,6 +139,11 @@ class BackingDevice {
   // the blocks stay allocated (ZERO_RANGE, or written zeroes when that is refused).
   void WriteZeroes(uint64_t offset, uint64_t length, bool may_unmap, IoCallback done);
 
+  // The file for zero-copy sends of its blocks (a resync's RsDataReply): only when every
+  // request goes through the page cache (no O_DIRECT descriptor), so what a send reads
+  // there is what the last write left; nullptr otherwise, or once a send failed on it.
+  std::shared_ptr<PageCacheFile> page_cache_file();
+
  private:
   struct Op;
   BackingDevice(asio::io_context& io, std::string path);
@@ -191,7 +197,8 @@ class BackingDevice {
   bool submit_scheduled_ = false;
   unsigned unsubmitted_ = 0;
   std::deque<Op*> waiting_;
-  AlignedBuffer zeroes_;  // source for written zeroes, allocated on first use
+  AlignedBuffer zeroes_;                       // source for written zeroes, allocated on first use
+  std::shared_ptr<PageCacheFile> page_cache_;  // made on first use (page_cache_file)
   // Shared flag the posted handlers check, so none runs after destruction.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

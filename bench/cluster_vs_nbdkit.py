@@ -23,7 +23,12 @@ namespace across the same veth (every write completes when both copies did):
           its initial sync (until the job is READY) is timed beside bsr's full sync;
   qemu    both. Skipped with a message when qemu-storage-daemon is not installed;
   tcp     fio in node0's namespace straight to node1's nbdkit: one NBD round trip over
-          the veth per write and no local copy, the network's share of a replicated write.
+          the veth per write and no local copy, the network's share of a replicated write;
+  pair    one fio run with two jobs at once, each the same workload: one to the local nbdkit,
+          one to an nbdkit in node1's namespace over the veth. Its writes per second are the
+          jobs' sum / 2: every "write" then costs one local and one remote server write, the
+          least any mirror must do, with no forwarding between the servers (and fio doing two
+          I/Os per write). No latency rows (two jobs in one fio time differently).
 BENCH_QEMU_AIO (threads) picks the aio= of qemu's local file (threads, native, io_uring)."""
 
 import json
@@ -56,7 +61,7 @@ PARTS = set(os.environ.get("BENCH_PARTS", "sync,fio,resync").replace(" ", "").sp
 NBD_PORT = 10809
 REF_SPEC = os.environ.get("BENCH_REF", "").replace(" ", "")
 QEMU_KINDS = ("quorum", "mirror")
-REF_KINDS = (*QEMU_KINDS, "tcp")
+REF_KINDS = (*QEMU_KINDS, "tcp", "pair")
 REFS = [k for k in REF_KINDS if k in REF_SPEC.split(",")
         or (k in QEMU_KINDS and "qemu" in REF_SPEC.split(","))]
 QEMU_AIO = os.environ.get("BENCH_QEMU_AIO", "threads")
@@ -151,15 +156,28 @@ def wait_path(path, what):
 
 
 def fio(work, name, uri, *args, netns=None):
+    """One fio run; `uri` a tuple runs one job per URI at the same time ("pair")."""
     out = os.path.join(work, name + ".json")
     where = ["ip", "netns", "exec", netns] if netns else []
-    p = run([*where, "fio", f"--name={name}", "--ioengine=nbd", f"--uri={uri}",
-             f"--size={VOLUME_MIB}M", "--time_based", f"--runtime={SECS}", "--ramp_time=1",
-             "--randrepeat=0", "--norandommap", "--output-format=json", f"--output={out}", *args])
+    uris = uri if isinstance(uri, tuple) else (uri,)
+    jobs = []
+    for i, u in enumerate(uris):
+        jobs += [f"--name={name}-{i}", f"--uri={u}", *args]
+    p = run([*where, "fio", "--ioengine=nbd", f"--size={VOLUME_MIB}M", "--time_based",
+             f"--runtime={SECS}", "--ramp_time=1", "--randrepeat=0", "--norandommap",
+             "--output-format=json", f"--output={out}", *jobs])
     if p.returncode != 0:
         raise TestFailure(f"fio {name}: {p.stdout}{p.stderr}")
     with open(out) as f:
-        return json.load(f)["jobs"][0]["write"]
+        done = [j["write"] for j in json.load(f)["jobs"]]
+    if len(done) == 1:
+        return done[0]
+    # Mirrored writes: half the jobs' sum. No latency: two jobs in one fio split submission
+    # and completion time differently from one job, so their clat is not comparable.
+    return {"bw": sum(w["bw"] for w in done) / len(done),
+            "iops": sum(w["iops"] for w in done) / len(done),
+            "total_ios": sum(w["total_ios"] for w in done) / len(done),
+            "runtime": max(w["runtime"] for w in done)}
 
 
 def cold(paths):
@@ -330,6 +348,15 @@ def tcp_start(c, a, b, port, size, procs):
     return f"nbd://{b.addr}:{port}/", [remote]
 
 
+def pair_start(c, a, b, port, size, kit_uri, procs):
+    """The "pair" column: the local nbdkit and one more in node1's namespace, written to by
+    two fio jobs at once from node0's namespace (the local one over its Unix socket)."""
+    remote = os.path.join(c.work, "pair1.img")
+    written_file(remote, size)
+    remote_nbdkit(c, a, b, "pair", port, remote, procs)
+    return (kit_uri, f"nbd://{b.addr}:{port}/"), [remote]
+
+
 def same_files(p, q, size):
     with open(p, "rb") as fp, open(q, "rb") as fq:
         for pos in range(0, size, 16 * MIB):
@@ -352,7 +379,7 @@ def main():
             print(f"needs {tool}", file=sys.stderr)
             return 2
     if REF_SPEC and not set(REF_SPEC.split(",")) <= {"qemu", *REF_KINDS}:
-        print(f"BENCH_REF: a comma-separated subset of qemu,quorum,mirror,tcp, not {REF_SPEC}",
+        print(f"BENCH_REF: a comma-separated subset of qemu,quorum,mirror,tcp,pair, not {REF_SPEC}",
               file=sys.stderr)
         return 2
     if REFS and "fio" not in PARTS:
@@ -500,6 +527,10 @@ def fio_part(c, a, b, size, procs, results):
             uris[kind], more = tcp_start(c, a, b, NBD_PORT + 1 + i, size, procs)
             netns[kind] = a.ns
             pids[kind] = [procs[-1].pid]
+        elif kind == "pair":
+            uris[kind], more = pair_start(c, a, b, NBD_PORT + 1 + i, size, uris["nbdkit"], procs)
+            netns[kind] = a.ns
+            pids[kind] = [pids["nbdkit"][0], procs[-1].pid]  # local nbdkit, remote nbdkit
         else:
             uris[kind], more = qemu_start(c, a, b, kind, NBD_PORT + 1 + i, size, procs, results)
             pids[kind] = [procs[-1].pid, procs[-2].pid]  # qemu-storage-daemon, its nbdkit
@@ -555,11 +586,11 @@ def report(results, size, load_before, load_after):
     def iops(r):
         return r["iops"]
 
-    def p50(r):
-        return r["clat_ns"]["percentile"]["50.000000"] / 1000
+    def p50(r):  # 0 (shown as "-") for the pair column, which has none
+        return r["clat_ns"]["percentile"]["50.000000"] / 1000 if "clat_ns" in r else 0
 
     def p99(r):
-        return r["clat_ns"]["percentile"]["99.000000"] / 1000
+        return r["clat_ns"]["percentile"]["99.000000"] / 1000 if "clat_ns" in r else 0
 
     rows = []
     refs = [k for k in REF_KINDS if k in results.get("seq", {})]
@@ -617,6 +648,9 @@ def report(results, size, load_before, load_after):
     if set(refs) & set(QEMU_KINDS):
         print(f"(qemu columns: qemu-storage-daemon in node0's namespace, aio={QEMU_AIO}, over "
               f"node0's file and an nbdkit in node1's; bsr/q = bsr/quorum, bsr/m = bsr/mirror)")
+    if "pair" in refs:
+        print("(pair: two fio jobs at once, to the local nbdkit and to one in node1's namespace; "
+              "writes/s = sum / 2, no latency; bsr/p = bsr/pair)")
     if "tcp" in refs:
         print("(tcp: fio in node0's namespace to an nbdkit in node1's over the veth, no local "
               "copy; bsr/t = bsr/tcp)")

@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "control/client.h"
+#include "control/io_loop.h"
 #include "control/server.h"
 #include "control/service.h"
 #include "replication/node.h"
@@ -48,6 +49,19 @@ int main(int argc, char** argv) {
   app.add_option("--usermode-helper", helper_flag,
                  "program run for handlers as `PROG HANDLER RESOURCE` ($BSR_USERMODE_HELPER; "
                  "default: the bsradm beside bsrd; \"none\" disables handlers)");
+  uint32_t busy_poll_us = bsr::control::kDefaultBusyPollUs;
+  if (const char* env = std::getenv("BSR_BUSY_POLL_US"); env && *env) {
+    auto parsed = bsr::control::ParseBusyPollUs(env);
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "bsrd: BSR_BUSY_POLL_US: %s\n", parsed.status().message().c_str());
+      return 2;
+    }
+    busy_poll_us = *parsed;
+  }
+  app.add_option("--busy-poll-us", busy_poll_us,
+                 "after work, poll for up to this many microseconds before sleeping; the "
+                 "window adapts to the traffic, 0 disables ($BSR_BUSY_POLL_US)")
+      ->check(CLI::Range(0u, bsr::control::kMaxBusyPollUs));
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
   app.add_flag("-d,--daemon", daemonize, "detach from the terminal (default: foreground)");
   CLI11_PARSE(app, argc, argv);
@@ -115,7 +129,10 @@ int main(int argc, char** argv) {
     });
   };
   wait_signal();
-  io.run();
-  spdlog::info("bsrd stopped");
+  bsr::control::IoLoop loop(io, std::chrono::microseconds(busy_poll_us));
+  loop.Run();
+  const bsr::control::IoLoopStats& st = loop.stats();
+  spdlog::info("bsrd stopped (busy-poll {} us: {} sleeps, {} polls, {} windows hit, {} missed)",
+               busy_poll_us, st.sleeps, st.polls, st.poll_hits, st.poll_misses);
   return 0;
 }

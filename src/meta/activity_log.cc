@@ -7,12 +7,6 @@ namespace bsr::meta {
 ActivityLog::ActivityLog(uint32_t slots)
     : slot_extent_(slots, kNoExtent), refs_(slots, 0), last_use_(slots, 0) {}
 
-uint32_t ActivityLog::in_use() const {
-  uint32_t n = 0;
-  for (uint32_t r : refs_) n += r ? 1 : 0;
-  return n;
-}
-
 Result<ActivityLog::Plan> ActivityLog::PlanActivate(uint32_t first, uint32_t last) const {
   Plan plan;
   std::vector<uint32_t> missing;
@@ -60,6 +54,7 @@ void ActivityLog::Apply(const Plan& plan) {
     if (old != kNoExtent) where_.erase(old);
     slot_extent_[u.slot] = u.extent;
     where_[u.extent] = u.slot;
+    if (refs_[u.slot] != 0) --in_use_;
     refs_[u.slot] = 0;
     last_use_[u.slot] = ++clock_;
   }
@@ -98,7 +93,7 @@ void ActivityLog::Ref(uint32_t first, uint32_t last) {
   for (uint64_t e = first; e <= last; ++e) {
     auto it = where_.find(static_cast<uint32_t>(e));
     if (it == where_.end()) continue;
-    ++refs_[it->second];
+    if (refs_[it->second]++ == 0) ++in_use_;
     last_use_[it->second] = ++clock_;
   }
 }
@@ -110,7 +105,9 @@ Status ActivityLog::Unref(uint32_t first, uint32_t last) {
       return Error(Errc::kState, "CompleteIo: extent {} has no I/O in flight", e);
     }
   }
-  for (uint64_t e = first; e <= last; ++e) --refs_[where_[static_cast<uint32_t>(e)]];
+  for (uint64_t e = first; e <= last; ++e) {
+    if (--refs_[where_[static_cast<uint32_t>(e)]] == 0) --in_use_;
+  }
   return Status::Ok();
 }
 

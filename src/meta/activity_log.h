@@ -20,7 +20,9 @@ class ActivityLog {
   uint32_t slots() const { return static_cast<uint32_t>(slot_extent_.size()); }
   bool IsActive(uint32_t extent) const { return where_.count(extent) != 0; }
   uint32_t active() const { return static_cast<uint32_t>(where_.size()); }
-  uint32_t in_use() const;  // extents with in-flight I/O
+  // Extents with in-flight I/O (DRBD's act_log->used): kept as a count because
+  // congestion-extents reads it for every replicated write.
+  uint32_t in_use() const { return in_use_; }
 
   // Slot changes needed to make [first, last] active: (slot, new extent) pairs, plus
   // the extents being evicted. kBusy when too few idle slots (caller retries after
@@ -45,6 +47,7 @@ class ActivityLog {
  private:
   std::vector<uint32_t> slot_extent_;
   std::vector<uint32_t> refs_;
+  uint32_t in_use_ = 0;  // slots whose refs_ are not 0
   std::vector<uint64_t> last_use_;
   std::unordered_map<uint32_t, uint32_t> where_;  // extent -> slot
   uint64_t clock_ = 0;

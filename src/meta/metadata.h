@@ -130,6 +130,8 @@ class Metadata {
   bool TryBeginIoFast(uint64_t offset, uint64_t length);
   Status CompleteIo(uint64_t offset, uint64_t length);
   uint32_t al_active_extents() const { return al_.active(); }
+  uint32_t al_in_use_extents() const { return al_.in_use(); }
+  uint32_t al_slots() const { return al_.slots(); }
   uint64_t al_transactions_written() const { return al_writes_; }
 
   // Generation UUIDs. NewCurrentUuid: each slot in `track_slots` (peers that will miss

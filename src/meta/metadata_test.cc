@@ -133,15 +133,26 @@ TEST_F(MetadataTest, ActivityLogTransactionsAndEviction) {
   EXPECT_TRUE(*md.BeginIo(kExtentSize * 2 - 4096, 8192));
   EXPECT_EQ(md.al_transactions_written(), base + 2);
   EXPECT_EQ(md.al_active_extents(), 3u);
+  EXPECT_EQ(md.al_in_use_extents(), 3u);  // extents with I/O in flight, not I/Os
+  EXPECT_EQ(md.al_slots(), 7u);
   // Fill the AL with in-flight I/O: the 8th extent must wait.
   for (uint64_t e = 3; e < 7; ++e) ASSERT_TRUE(md.BeginIo(e * kExtentSize, 4096).ok());
+  EXPECT_EQ(md.al_in_use_extents(), 7u);
   auto busy = md.BeginIo(7 * kExtentSize, 4096);
   EXPECT_EQ(busy.status().code(), Errc::kBusy);
   EXPECT_EQ(md.Close().code(), Errc::kBusy);
   // Complete extent 3's I/O: it becomes the victim; its dirty bit is written first.
   ASSERT_TRUE(md.SetBits(0, 3 * kBlocksPerExtent + 5, 1).ok());
   ASSERT_TRUE(md.CompleteIo(3 * kExtentSize, 4096).ok());
+  EXPECT_EQ(md.al_in_use_extents(), 6u);
   EXPECT_TRUE(*md.BeginIo(7 * kExtentSize, 4096));
+  EXPECT_EQ(md.al_in_use_extents(), 7u);
+  // Extent 0 has three I/Os in flight: idle only after the last one completed.
+  ASSERT_TRUE(md.CompleteIo(0, 4096).ok());
+  ASSERT_TRUE(md.CompleteIo(100, 4096).ok());
+  EXPECT_EQ(md.al_in_use_extents(), 7u);
+  ASSERT_TRUE(md.CompleteIo(4096, 512).ok());
+  EXPECT_EQ(md.al_in_use_extents(), 6u);
   EXPECT_FALSE(md.bitmap(0)->dirty(0));
   EXPECT_EQ(md.al_active_extents(), 7u);
   // Too large for the AL at all.

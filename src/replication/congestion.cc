@@ -17,17 +17,36 @@ uint64_t Connection::BytesInFlight(const std::shared_ptr<Session>& s) {
   return std::max(queued, s->unacked_bytes);
 }
 
+bool Connection::CongestionChecked() const {
+  return cfg_.on_congestion != NetConfig::OnCongestion::kBlock &&
+         (cfg_.congestion_fill > 0 || cfg_.congestion_extents < meta::kAlMaxExtents);
+}
+
 void Connection::CheckCongestion(const std::shared_ptr<Session>& s) {
-  if (cfg_.on_congestion == NetConfig::OnCongestion::kBlock || cfg_.congestion_fill == 0) return;
+  if (!CongestionChecked()) return;
   if (resource_->state().role != Role::kPrimary) return;
+  // DRBD's two thresholds: bytes in flight to this peer (congestion-fill), and activity-log
+  // extents with writes in flight on a volume replicating to it (congestion-extents, only
+  // below the AL's size: a full AL already makes writes wait).
+  std::string why;
   uint64_t in_flight = BytesInFlight(s);
-  if (in_flight <= cfg_.congestion_fill) return;
+  if (cfg_.congestion_fill > 0 && in_flight > cfg_.congestion_fill) {
+    why = fmt::format("{} KiB in flight > congestion-fill {} KiB", in_flight / 1024,
+                      cfg_.congestion_fill / 1024);
+  }
+  for (auto& [vol, dev] : resource_->devices()) {
+    if (!why.empty()) break;
+    if (!CanReplicate(vol)) continue;
+    auto [in_use, slots] = dev->AlExtentsInUse();
+    if (cfg_.congestion_extents < slots && in_use >= cfg_.congestion_extents) {
+      why = fmt::format("volume {}: {} activity-log extents in use >= congestion-extents {}", vol,
+                        in_use, cfg_.congestion_extents);
+    }
+  }
+  if (why.empty()) return;
   if (cfg_.on_congestion == NetConfig::OnCongestion::kDisconnect) {
     EndSession(s, ConnState::kNetworkFailure,
-               fmt::format("congestion: {} KiB in flight > congestion-fill {} KiB "
-                           "(on-congestion disconnect)",
-                           in_flight / 1024, cfg_.congestion_fill / 1024),
-               true);
+               fmt::format("congestion: {} (on-congestion disconnect)", why), true);
     return;
   }
   // pull-ahead: every volume that replicates to this peer now goes Ahead.
@@ -52,9 +71,9 @@ void Connection::CheckCongestion(const std::shared_ptr<Session>& s) {
   if (!ch.ok()) spdlog::warn("{}: {}", Tag(), ch.message());
   for (int vol : vols) {
     spdlog::warn(
-        "{}/{}: congestion: {} KiB in flight > congestion-fill {} KiB; going Ahead (writes "
-        "are marked out of sync for this peer until it caught up)",
-        Tag(), vol, in_flight / 1024, cfg_.congestion_fill / 1024);
+        "{}/{}: congestion: {}; going Ahead (writes are marked out of sync for this peer "
+        "until it caught up)",
+        Tag(), vol, why);
     SendState(s, vol);
   }
 }

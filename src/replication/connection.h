@@ -158,6 +158,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // congestion.cc: on-congestion pull-ahead / disconnect (Ahead/Behind).
   uint64_t BytesInFlight(const std::shared_ptr<Session>& s);
+  bool CongestionChecked() const;  // on-congestion is not block and a threshold is set
   void CheckCongestion(const std::shared_ptr<Session>& s);    // after a write was queued
   void CheckAheadDrained(const std::shared_ptr<Session>& s);  // keepalive tick
   void OnPeerAheadBehind(const std::shared_ptr<Session>& s, int volume, ReplState peer_repl);

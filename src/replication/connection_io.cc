@@ -510,7 +510,7 @@ void Connection::SendWrite(int volume, uint64_t offset, std::span<const uint8_t>
   }
   // max-epoch-size: close the epoch with a barrier (nobody waits on its ack).
   if (++s->epoch_writes >= cfg_.max_epoch_size) SendBarrier(s, volume, nullptr);
-  if (cfg_.on_congestion != NetConfig::OnCongestion::kBlock && cfg_.congestion_fill > 0) {
+  if (CongestionChecked()) {
     // Not from inside the caller's write submission: going Ahead or dropping the
     // connection completes writes.
     asio::post(io_, [self = shared_from_this(), s] {

@@ -54,6 +54,14 @@ class Device : public std::enable_shared_from_this<Device> {
   const AttachSpec& attach_spec() const { return spec_; }
   std::string nbd_socket_path() const;
   uint64_t size_bytes() const;
+  // Activity-log extents with writes in flight and the AL's size (congestion-extents,
+  // DRBD's act_log->used): never waits for the metadata thread, whose lock may be held
+  // across an AL transaction; then the last values read stand.
+  std::pair<uint32_t, uint32_t> AlExtentsInUse() const {
+    std::unique_lock lk(meta_mu_, std::try_to_lock);
+    if (lk.owns_lock() && md_) al_seen_ = {md_->al_in_use_extents(), md_->al_slots()};
+    return al_seen_;
+  }
 
   // Creates the NBD socket (opens are refused until the role allows them).
   Status StartExport();
@@ -222,6 +230,7 @@ class Device : public std::enable_shared_from_this<Device> {
   std::unique_ptr<storage::BackingDevice> disk_;
   std::unique_ptr<meta::Metadata> md_;
   mutable std::mutex meta_mu_;  // guards md_ contents between io and metadata threads
+  mutable std::pair<uint32_t, uint32_t> al_seen_{0, 0};  // AlExtentsInUse's last read
   std::unique_ptr<asio::strand<asio::thread_pool::executor_type>> meta_strand_;
   uint64_t data_size_ = 0;
   bool disk_flushes_ = true;

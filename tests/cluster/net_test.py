@@ -298,8 +298,68 @@ def test_ahead_behind():
         check(same_data(a, b, data_size(a)), "identical after Ahead/Behind and the resync")
 
 
+def test_congestion_extents():
+    """protocol C, on-congestion pull-ahead with congestion-fill off and congestion-extents 7,
+    a 16 Mbit/s link: writes in flight on more than 7 activity-log extents at once make
+    node0 Ahead (DRBD's act_log->used threshold); it resyncs afterwards, disks identical."""
+    with new_cluster(size_mib=64) as c:
+        a, b = c.nodes
+        for n in (a, b):
+            n.start()
+        opts = FAST + ["--ping-timeout=30", "--on-congestion=pull-ahead", "--congestion-fill=0",
+                       "--congestion-extents=7"]
+        for n, p in ((a, b), (b, a)):
+            up(n, p, [(f"ipv4:{n.addr}:7789", f"ipv4:{p.addr}:7789")], opts)
+        connect(a, b, wait=False)
+        wait_for("both Connected", lambda: connected(a, b), timeout=20)
+        initial_sync(a, b)
+        h = a.nbd()
+
+        def write_at_once(offsets, size, each_poll=None):
+            """One write per offset, all in flight together; waits for every one."""
+            import nbd
+            bufs = {h.aio_pwrite(buf, off): buf for off in offsets
+                    for buf in [nbd.Buffer.from_bytearray(bytearray(os.urandom(size)))]}
+            while bufs:
+                h.poll(-1 if each_poll is None else 0)
+                if each_poll:
+                    each_poll()
+                for k in [k for k in bufs if h.aio_command_completed(k)]:
+                    del bufs[k]
+
+        # A fast link: four extents at a time stay below the threshold.
+        for rnd in range(3):
+            write_at_once([(e * 4 + rnd) * MIB for e in range(4)], 256 * 1024)
+        check(peer_dev(a, b)["replication-state"] == "Established",
+              "4 extents in flight stay below congestion-extents 7")
+        ns, dev = c.links[0]
+        p = run(["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
+                 "rate", "16mbit", "burst", "32kb", "latency", "400ms"])
+        if p.returncode != 0:
+            raise TestFailure(f"tc tbf: {p.stderr.strip()}")
+        # Twelve extents with a write in flight at once over a slow link.
+        seen = set()
+
+        def look():
+            seen.add(peer_dev(a, b)["replication-state"])
+            time.sleep(0.01)
+
+        write_at_once([e * 4 * MIB + 2 * MIB for e in range(12)], 128 * 1024, look)
+        look()
+        log = a.log_text()
+        check("activity-log extents in use >= congestion-extents 7; going Ahead" in log,
+              f"node0 went Ahead on congestion-extents (states seen {sorted(seen)})")
+        wait_for("back to Established after the resync",
+                 lambda: peer_dev(a, b)["replication-state"] == "Established"
+                 and peer_dev(a, b)["out-of-sync"] == 0
+                 and peer_dev(a, b)["peer-disk-state"] == "UpToDate", timeout=60)
+        h.flush()
+        check(same_data(a, b, data_size(a)), "identical after Ahead/Behind and the resync")
+
+
 TESTS = [test_ipv6_pair, test_two_paths_first_cut, test_local_address_added_late, test_ko_count,
-         test_data_integrity, test_ahead_behind, test_simultaneous_primary]
+         test_data_integrity, test_ahead_behind, test_congestion_extents,
+         test_simultaneous_primary]
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 #include "replication/device.h"
 #include "replication/resource.h"
 #include "replication/twopc.h"
+#include "storage/completion_scope.h"
 
 namespace bsr::replication {
 
@@ -254,7 +255,15 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
       finish(res);
       co_return Status::Ok();
     }
-    dev->ApplyPeerWrite(off, dp->data, len, dp->dp_flags, std::move(finish));
+    {
+      // A write into the page cache is done inline: its completion, and so the ack,
+      // runs right here instead of from a handler posted behind the reactor's next
+      // poll (an epoll_wait and a failing recv of the next packet before the ack went
+      // out). The Primary waits for that ack; at QD1 so does the client.
+      storage::CompletionScope scope(io_);
+      dev->ApplyPeerWrite(off, dp->data, len, dp->dp_flags, std::move(finish));
+      scope.RunQueued();
+    }
     co_return Status::Ok();
   }
   if (auto* rd = std::get_if<p::RsDataReply>(&pkt)) {

@@ -204,6 +204,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void SendResyncData(const std::shared_ptr<Session>& s, int volume,
                       const protocol::BlockRequestFields& rq,
                       std::shared_ptr<storage::AlignedBuffer> buf);
+  // The reply to `rq` sent from the page cache by sendfile; false when that does not
+  // apply (see resync.cc), and the block is read and sent instead.
+  bool SendResyncFromPageCache(const std::shared_ptr<Session>& s, Device& dev, int volume,
+                               const protocol::BlockRequestFields& rq);
   // verify.cc: packets of online verify and checksum-based resync, and the peer's
   // replication state (VerifyS, paused) as connection_io.cc receives them.
   static bool IsSyncExtraPacket(const protocol::Packet& p);

@@ -112,7 +112,8 @@ struct Connection::PeerDevice {
   std::map<uint64_t, Request> requests;  // target: by block_id
   uint64_t next_request_id = 1;
   uint64_t requested_bytes = 0;
-  uint64_t rate_kib = 0;  // resync-rate; 0 = unlimited (bounded by requests in flight)
+  uint64_t zero_copy_bytes = 0;  // source: reply blocks sent from the page cache (resync.cc)
+  uint64_t rate_kib = 0;         // resync-rate; 0 = unlimited (bounded by requests in flight)
   std::chrono::steady_clock::time_point started;
   bool pump_scheduled = false;
   bool finishing = false;
@@ -143,6 +144,7 @@ struct Connection::PeerDevice {
     cursor = 0;
     requests.clear();
     requested_bytes = 0;
+    zero_copy_bytes = 0;
     pump_scheduled = false;
     finishing = false;
     bitmap_sent = false;

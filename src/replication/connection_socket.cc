@@ -3,7 +3,9 @@
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include <asio/experimental/as_tuple.hpp>
 #include <optional>
@@ -115,12 +117,20 @@ void PacketSocket::SetBlockOutsideCrc(bool on) {
 }
 
 void PacketSocket::Send(std::vector<uint8_t> frame) {
-  Enqueue(Outgoing{std::move(frame), {}, nullptr});
+  Enqueue(Outgoing{.head = std::move(frame)});
 }
 
 void PacketSocket::SendGather(std::vector<uint8_t> head, std::span<const uint8_t> tail,
                               std::shared_ptr<const void> keep) {
-  Enqueue(Outgoing{std::move(head), tail, std::move(keep)});
+  Enqueue(Outgoing{.head = std::move(head), .tail = tail, .keep = std::move(keep)});
+}
+
+void PacketSocket::SendFile(std::vector<uint8_t> head, std::shared_ptr<storage::PageCacheFile> file,
+                            uint64_t offset, uint32_t length) {
+  Enqueue(Outgoing{.head = std::move(head),
+                   .file = std::move(file),
+                   .file_offset = offset,
+                   .file_length = length});
 }
 
 void PacketSocket::Enqueue(Outgoing out) {
@@ -139,10 +149,12 @@ void PacketSocket::StartWrite() {
   // of a 4 KiB Data block, a batch of acks) until the write completed, and cost two
   // setsockopt calls; without it 4 KiB random writes at QD32 ran 1.09-1.42x faster
   // with less CPU per write (docs/benchmarks.md, issue 6 session 4).
+  if (queue_.front().file) return WriteFileEntry();
   size_t n = 1;
   if (cork_) {
     size_t bytes = queue_.front().size();
-    while (n < queue_.size() && n < 64 && bytes + queue_[n].size() <= (4u << 20)) {
+    while (n < queue_.size() && n < 64 && !queue_[n].file &&
+           bytes + queue_[n].size() <= (4u << 20)) {
       bytes += queue_[n].size();
       ++n;
     }
@@ -171,6 +183,76 @@ void PacketSocket::StartWrite() {
       self->StartWrite();
     }
   });
+}
+
+void PacketSocket::WriteFileEntry() {
+  std::error_code ec;
+  if (!socket_.native_non_blocking()) socket_.native_non_blocking(true, ec);
+  if (ec) return FailWrite(fmt::format("non-blocking mode: {}", ec.message()));
+  const int sock = socket_.native_handle();
+  // Consecutive file entries (a resync's replies) in one loop, not by recursion.
+  while (!queue_.empty() && queue_.front().file) {
+    if (!WriteFileStep(sock)) return;
+  }
+  if (queue_.empty()) {
+    writing_ = false;
+  } else {
+    StartWrite();
+  }
+}
+
+bool PacketSocket::WriteFileStep(int sock) {
+  Outgoing& out = queue_.front();
+  const size_t total = out.head.size() + out.file_length;
+  while (out.sent < total) {
+    ssize_t n;
+    bool in_file = out.sent >= out.head.size();
+    if (!in_file) {
+      // MSG_MORE: the header shares its segment with the block that follows.
+      n = ::send(sock, out.head.data() + out.sent, out.head.size() - out.sent,
+                 MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE);
+      if (n < 0) n = -errno;
+    } else {
+      size_t done = out.sent - out.head.size();
+      n = out.file->SendTo(sock, out.file_offset + done, total - out.sent);
+    }
+    if (n > 0) {
+      out.sent += static_cast<size_t>(n);
+      continue;
+    }
+    if (n == -EINTR) continue;
+    if (n == -EAGAIN || n == -EWOULDBLOCK) {
+      auto self = shared_from_this();
+      socket_.async_wait(asio::socket_base::wait_write, [self](std::error_code wec) {
+        if (wec) return self->FailWrite(wec.message());
+        self->WriteFileEntry();
+      });
+      return false;
+    }
+    // A socket error ends the connection as any send error does; a file that ended
+    // early or could not be read is also marked, so the resync reads it next time.
+    bool socket_side = n == -EPIPE || n == -ECONNRESET || n == -ENOTCONN || n == -ESHUTDOWN;
+    if (in_file && !socket_side) out.file->MarkFailed();
+    std::string why = n == 0 ? fmt::format("the backing file ended before offset {}",
+                                           out.file_offset + out.file_length)
+                             : fmt::format("{} {}", in_file ? "sendfile" : "send",
+                                           std::strerror(static_cast<int>(-n)));
+    if (in_file && !socket_side) {
+      spdlog::error("{} socket to {}: sending {} bytes at offset {} from the page cache: {}",
+                    SocketKindName(kind_), remote_, out.file_length, out.file_offset, why);
+    }
+    FailWrite(why);
+    return false;
+  }
+  queued_bytes_ -= out.size();
+  queue_.pop_front();
+  return true;
+}
+
+void PacketSocket::FailWrite(const std::string& why) {
+  spdlog::debug("{} socket to {}: write failed: {}", SocketKindName(kind_), remote_, why);
+  writing_ = false;
+  Close();
 }
 
 size_t PacketSocket::kernel_queued_bytes() {

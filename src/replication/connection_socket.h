@@ -14,6 +14,7 @@
 #include "protocol/dispatch.h"
 #include "protocol/frame.h"
 #include "storage/aligned_buffer.h"
+#include "storage/page_cache_file.h"
 
 namespace bsr::replication {
 
@@ -68,6 +69,14 @@ class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
   // written or the socket is closed: `keep` holds it, or the caller guarantees it.
   void SendGather(std::vector<uint8_t> head, std::span<const uint8_t> tail,
                   std::shared_ptr<const void> keep);
+  // Queues a frame whose last `length` payload bytes are sent straight from the page
+  // cache of `file` at `offset` (sendfile: no copy in user space, none into the socket
+  // buffer). The bytes are those in the page cache when the kernel takes them, not when
+  // this is called: callers must accept that (resync.cc explains why a RsDataReply may).
+  // A file that cannot be read there closes the socket (the header already left) and is
+  // marked failed, so the next attempt reads through the backing device.
+  void SendFile(std::vector<uint8_t> head, std::shared_ptr<storage::PageCacheFile> file,
+                uint64_t offset, uint32_t length);
   template <typename T>
   void SendPacket(const T& packet, uint16_t volume = protocol::kNoVolume) {
     Send(protocol::EncodePacket(packet, volume, frame_flags_));
@@ -76,14 +85,26 @@ class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
 
  private:
   struct Outgoing {
-    std::vector<uint8_t> head;
-    std::span<const uint8_t> tail;
-    std::shared_ptr<const void> keep;
-    size_t size() const { return head.size() + tail.size(); }
+    std::vector<uint8_t> head{};
+    std::span<const uint8_t> tail{};
+    std::shared_ptr<const void> keep{};
+    // A file range instead of `tail` (SendFile), and how much of head + range left.
+    std::shared_ptr<storage::PageCacheFile> file{};
+    uint64_t file_offset = 0;
+    uint32_t file_length = 0;
+    size_t sent = 0;
+    size_t size() const { return head.size() + tail.size() + file_length; }
   };
 
   void Enqueue(Outgoing out);
   void StartWrite();
+  // Writes the front entry, a file range, with non-blocking send + sendfile calls;
+  // waits for room in the socket buffer when they would block.
+  void WriteFileEntry();
+  // Sends what is left of the front entry: true when it is done (and popped), false
+  // when it waits for room (a wait is armed) or failed (the socket is closed).
+  bool WriteFileStep(int sock);
+  void FailWrite(const std::string& why);
   // The pending Data/RsDataReply payload, received straight into an aligned buffer.
   asio::awaitable<Result<std::unique_ptr<Received>>> RecvLargePayload();
 

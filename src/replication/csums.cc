@@ -103,8 +103,8 @@ void Connection::OnResyncInSync(const std::shared_ptr<Session>& s, int volume,
   pdv.rs.in_flight -= std::min(pdv.rs.in_flight, rq.length);
   pdv.rs.sect_in += rq.length / 512;
   if (rq.stale) {
-    // An application write to this range came in meanwhile: ask again.
-    dev->SetPeerOutOfSync(peer_id_, rq.offset, rq.length);
+    // An application write to this range came in meanwhile: ask again for what is
+    // still marked (not the write's own blocks: see OnResyncReply).
     pdv.cursor = std::min(pdv.cursor, rq.offset / 4096);
   } else {
     dev->SetPeerInSync(peer_id_, rq.offset, rq.length);

@@ -4,6 +4,9 @@
 // io thread only.
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
+#include <string_view>
+
 #include "meta/bitmap.h"
 #include "replication/connection.h"
 #include "replication/connection_internal.h"
@@ -111,6 +114,23 @@ void Connection::PumpResync(const std::shared_ptr<Session>& s, int volume) {
     }
     uint64_t end = dev->NextPeerInSync(peer_id_, bit);
     end = std::min({end, bit + limit, pdv.total_bits});
+    // Blocks a received write is writing now are not requested: that write clears their
+    // bits when it is done, and a reply asked for now could carry older data than it
+    // (the source may read them before its own write of them lands there). A later pass
+    // takes any of them still marked then (a failed write).
+    uint64_t skip_to = 0;
+    for (const auto& [key, w] : s->inflight) {
+      uint64_t first = w.offset / 4096, last = (w.offset + w.length + 4095) / 4096;
+      if (first <= bit && bit < last) {
+        skip_to = std::max(skip_to, last);
+      } else if (bit < first && first < end) {
+        end = first;
+      }
+    }
+    if (skip_to > 0) {
+      pdv.cursor = skip_to;
+      continue;
+    }
     pdv.cursor = end;
     uint64_t offset = bit * 4096;
     uint64_t length = std::min(end * 4096, size) - offset;
@@ -292,6 +312,7 @@ void Connection::OnResyncRequest(const std::shared_ptr<Session>& s, int volume,
   }
   // A user's pause-sync on this (source) side shows in our state from now on.
   ApplyResyncSuspend(s, volume);
+  if (SendResyncFromPageCache(s, *dev, volume, rq)) return;
   dev->ReadForPeer(rq.sector * 512, rq.size,
                    [this, self, s, volume, rq, neg](storage::IoResult r,
                                                     std::shared_ptr<storage::AlignedBuffer> buf) {
@@ -322,6 +343,54 @@ void Connection::SendResyncData(const std::shared_ptr<Session>& s, int volume,
   });
 }
 
+// Zero-copy: the block goes from the backing file's page cache to the socket
+// (sendfile), without the read copy into a buffer and the send copy out of it, which
+// were 70% of a SyncSource's CPU. Only when the frame crc leaves the block out (feature
+// bit 6: nothing here reads the block), no data-integrity-alg (its digest would), every
+// I/O of the disk goes through the page cache, and the whole range is cached (so the
+// io thread never waits for the disk). Otherwise, and with BSR_RESYNC_ZERO_COPY=0, the
+// block is read first (ReadForPeer).
+//
+// The bytes leave as the page cache holds them when the kernel takes them, which can be
+// after an application write to the same range. That is safe for the same reason a
+// read that races with such a write is: the write reaches the SyncTarget on this same
+// data socket, before or after this reply. Before it: the target marks the pending
+// request stale when the write arrives (MarkStaleResync) and drops the reply, then asks
+// again. After it: the target writes the reply first and the write over it (WaitRoom
+// keeps overlapping writes in the order received). Either way the reply's content
+// never decides the end result, whatever mix of old and new bytes it carried
+// (docs/replication.md, "Zero-copy resync replies").
+bool Connection::SendResyncFromPageCache(const std::shared_ptr<Session>& s, Device& dev, int volume,
+                                         const p::BlockRequestFields& rq) {
+  static const bool enabled = [] {
+    const char* env = std::getenv("BSR_RESYNC_ZERO_COPY");
+    return env == nullptr || std::string_view(env) != "0";
+  }();
+  const uint16_t flags = s->data->frame_flags();
+  if (!enabled || !(flags & p::kFrameFlagBlockOutsideCrc) || !cfg_.options.integrity_alg.empty()) {
+    return false;
+  }
+  auto file = dev.page_cache_file();
+  const uint64_t offset = rq.sector * p::kSectorSize;
+  if (!file || !file->Cached(offset, rq.size)) return false;
+  p::RsDataReply d;
+  d.sector = rq.sector;
+  d.block_id = rq.block_id;
+  d.size = rq.size;
+  std::vector<uint8_t> head(p::kFrameHeaderSize);
+  ByteWriter w(&head);
+  d.EncodeFixed(w);
+  // The header counts the block; with the flag the crc covers the fixed fields only.
+  p::SealFrame(head, p::PacketType::kRsDataReply, static_cast<uint16_t>(volume), rq.size, {},
+               flags);
+  s->data->SendFile(std::move(head), std::move(file), offset, rq.size);
+  pd(volume).zero_copy_bytes += rq.size;
+  resource_->engine().UpdateStats([&](ResourceState& st) {
+    st.connections[peer_id_].peer_devices[volume].stats.sent_sectors += rq.size / 512;
+  });
+  return true;
+}
+
 void Connection::OnResyncReply(const std::shared_ptr<Session>& s, int volume,
                                std::shared_ptr<Received> r) {
   auto* d = std::get_if<p::RsDataReply>(&r->packet);
@@ -337,8 +406,10 @@ void Connection::OnResyncReply(const std::shared_ptr<Session>& s, int volume,
   pdv.rs.in_flight -= std::min(pdv.rs.in_flight, rq.length);
   pdv.rs.sect_in += rq.length / 512;
   if (rq.stale) {
-    // An application write to this range overtook the reply: ask again.
-    dev->SetPeerOutOfSync(peer_id_, rq.offset, rq.length);
+    // An application write to this range overtook the reply: ask again for what is
+    // still marked. The write's own blocks are not marked again: it clears them when it
+    // is done (or leaves them marked if it fails), and a new reply for them could again
+    // be older than the write.
     pdv.cursor = std::min(pdv.cursor, rq.offset / 4096);
     PumpResync(s, volume);
     return;

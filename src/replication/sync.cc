@@ -615,6 +615,7 @@ void Connection::FinishSyncSource(const std::shared_ptr<Session>& s, int volume)
         double secs =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - pdv.started).count();
         uint64_t kib = pdv.rs_total_bits * 4;
+        uint64_t zero_copy_kib = pdv.zero_copy_bytes / 1024;
         pdv.ResetSync();
         if (!st.ok()) spdlog::error("{}/{}: finishing the resync: {}", Tag(), volume, st.message());
         Status ch = resource_->engine().Change("resync",
@@ -628,8 +629,10 @@ void Connection::FinishSyncSource(const std::shared_ptr<Session>& s, int volume)
                                                },
                                                {.internal = true});
         if (!ch.ok()) spdlog::error("{}/{}: {}", Tag(), volume, ch.message());
-        spdlog::info("{}/{}: resync done as SyncSource: {} KiB in {:.2f} s ({:.1f} MiB/s)", Tag(),
-                     volume, kib, secs, secs > 0 ? kib / 1024.0 / secs : 0.0);
+        spdlog::info(
+            "{}/{}: resync done as SyncSource: {} KiB in {:.2f} s ({:.1f} MiB/s); {} KiB sent "
+            "from the page cache (zero-copy)",
+            Tag(), volume, kib, secs, secs > 0 ? kib / 1024.0 / secs : 0.0, zero_copy_kib);
         SendState(s, volume);
       });
 }

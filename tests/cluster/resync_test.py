@@ -8,6 +8,7 @@ binaries. Run one test: resync_test.py test_verify."""
 
 import json
 import os
+import random
 import re
 import stat
 import sys
@@ -285,7 +286,54 @@ def test_csums():
         check(js[0]["devices"][0]["disk-state"] == "UpToDate", "target UpToDate")
 
 
-TESTS = [test_rate_and_pause, test_verify, test_csums]
+def test_zero_copy_writes_during_sync():
+    """SyncSource replies leave by sendfile from the page cache, so their bytes are read when
+    the kernel sends them. A full sync (fixed resync-rate, so it lasts) while the Primary
+    overwrites the blocks at the resync front and elsewhere, then a second full sync
+    (invalidate-remote) the same way: the source logs that the blocks went zero-copy, and
+    both disks end byte-identical."""
+    with cluster(64) as c:
+        a, b = c.nodes
+        # Random data on the source, written through its page cache (so it is cached:
+        # only cached ranges are sent zero-copy). The metadata sits past the data area.
+        with open(a.disk, "r+b") as f:
+            for i in range(56):
+                f.write(os.urandom(MIB))
+        c.start_mesh(["--protocol=C"], peer_device_opts=[
+            "--c-plan-ahead=0", "--resync-rate=24M", "--c-min-rate=0"])
+        size = data_size(a)
+        h = None
+        for rnd, cmd in enumerate((("primary", "r0", "--force"),
+                                   ("invalidate-remote", "r0", str(b.node_id), "0"))):
+            a.setup(*cmd)
+            h = h or a.nbd()
+            wait_for("SyncSource", lambda: peer_dev(a, b)["replication-state"] == "SyncSource",
+                     timeout=10, interval=0.01)
+            writes = 0
+            while peer_dev(a, b)["replication-state"] == "SyncSource":
+                m = re.search(r"done:([\d.]+)", a.setup("status", "r0").stdout)
+                front = int(float(m.group(1)) / 100 * size) // 4096 * 4096 if m else 0
+                for _ in range(8):
+                    # The blocks just requested or about to be, and random ones.
+                    off = front + random.randrange(0, 4 * MIB // 4096) * 4096 \
+                        if random.random() < 0.7 else random.randrange(0, size // 4096) * 4096
+                    n = 4096 * random.choice((1, 3, 64))
+                    h.pwrite(os.urandom(n), max(0, min(off, size - n)))
+                    writes += 1
+            h.flush()
+            wait_for("sync done", lambda: synced(a, b), timeout=60)
+            print(f"round {rnd}: {writes} writes during the sync", flush=True)
+            check(writes >= 50, f"the Primary wrote during the sync ({writes} writes)")
+            check(same_data(a, b, size), f"identical after the sync with writes (round {rnd})")
+        done = re.findall(r"resync done as SyncSource: (\d+) KiB .* (\d+) KiB sent from the "
+                          r"page cache", a.log_text())
+        print(f"SyncSource: {done}", flush=True)
+        check(len(done) == 2, "two resyncs done as SyncSource")
+        check(all(int(zc) * 2 > int(kib) for kib, zc in done),
+              "most of each resync went zero-copy from the page cache")
+
+
+TESTS = [test_rate_and_pause, test_verify, test_csums, test_zero_copy_writes_during_sync]
 
 if __name__ == "__main__":
     sys.exit(run_tests(TESTS))

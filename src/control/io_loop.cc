@@ -45,7 +45,7 @@ void IoLoop::Run() {
     auto waited = Clock::now() - before;
     if (stats_.sleeps > 1) {
       if (window_ + waited <= budget_) {
-        Grow();
+        if (before + waited >= resume_at_) Grow();
       } else {
         Shrink();
       }
@@ -79,8 +79,27 @@ bool IoLoop::PollWindow() {
     // Gives the CPU to any other runnable thread at once. QD1 replication is a chain
     // of three processes (client, Primary, Secondary) on what may be two CPUs: a
     // poller that kept its CPU would make the next link in the chain wait for it.
+    Clock::time_point yielded = Clock::now();
     sched_yield();
+    Clock::time_point back = Clock::now();
+    if (back - yielded > budget_) {
+      // Another thread held this CPU longer than the whole budget: the CPUs are busy.
+      // A poller is runnable, not asleep, so when its message arrives nothing wakes it
+      // ahead of that thread; a sleeper would be woken with priority. Stop polling.
+      Contended(back);
+      return false;
+    }
   }
+}
+
+void IoLoop::Contended(Clock::time_point now) {
+  ++stats_.contended;
+  // Contention seen again soon after the last time: wait longer before trying again.
+  bool again = now - last_contended_ < 4 * backoff_;
+  backoff_ = again ? std::min(backoff_ * 2, kMaxBackoff) : kMinBackoff;
+  last_contended_ = now;
+  resume_at_ = now + backoff_;
+  window_ = std::chrono::nanoseconds::zero();
 }
 
 void IoLoop::Grow() {

@@ -26,6 +26,7 @@ struct IoLoopStats {
   uint64_t polls = 0;        // non-blocking polls of the io_context
   uint64_t poll_hits = 0;    // polling windows that found work before they ran out
   uint64_t poll_misses = 0;  // windows that ran out: the thread went to sleep
+  uint64_t contended = 0;    // polling stopped because other threads wanted the CPU
 };
 
 // Why poll: a thread that sleeps in epoll_wait is woken by the kernel when a request
@@ -40,7 +41,10 @@ struct IoLoopStats {
 // budget); a sleep longer than the budget, or a window that ran out, shrinks it
 // (halving, to zero), so a daemon whose traffic comes in gaps wider than the budget
 // stops spinning after a few requests. Between polls the thread yields the CPU
-// (sched_yield), so polling only uses time no other runnable thread wants.
+// (sched_yield), so polling only uses time no other runnable thread wants; when a
+// yield comes back later than the whole budget, the CPUs are oversubscribed and a
+// poller would only queue behind other threads where a sleeper is woken ahead of
+// them, so polling stops for a back-off (1 ms, doubling while it recurs, up to 1 s).
 class IoLoop {
  public:
   IoLoop(asio::io_context& io, std::chrono::microseconds budget);
@@ -59,10 +63,18 @@ class IoLoop {
   bool PollWindow();
   void Grow();
   void Shrink();
+  // A yield gave the CPU away for longer than the budget: no polling for a while.
+  void Contended(Clock::time_point now);
+
+  static constexpr std::chrono::nanoseconds kMinBackoff = std::chrono::milliseconds(1);
+  static constexpr std::chrono::nanoseconds kMaxBackoff = std::chrono::seconds(1);
 
   asio::io_context& io_;
   std::chrono::microseconds budget_;
   std::chrono::nanoseconds window_;
+  std::chrono::nanoseconds backoff_ = kMinBackoff;
+  Clock::time_point last_contended_;
+  Clock::time_point resume_at_;  // no polling window grows before this
   IoLoopStats stats_;
 };
 

@@ -1,6 +1,8 @@
 #include "control/io_loop.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -107,6 +109,42 @@ TEST(IoLoop, IdleLoopSleeps) {
   // One 10 ms window at most, then sleep for the rest of the 300 ms.
   EXPECT_LT(cpu_ms.load(), 60.0);
   EXPECT_LE(loop.stats().poll_misses, 2u);
+}
+
+// A thread that keeps the loop's CPU busy: a yield gives the CPU away for a whole time
+// slice, so the loop stops polling (it would only queue behind that thread).
+TEST(IoLoop, StopsPollingWhenItsCpuIsBusy) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(0, &one);
+  asio::io_context io(1);
+  IoLoop loop(io, microseconds(50));
+  std::atomic<bool> stop{false};
+  std::thread hog([&] {
+    pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+    while (!stop.load(std::memory_order_relaxed)) {
+    }
+  });
+  asio::steady_timer timer(io);
+  int ticks = 0;
+  std::function<void()> next = [&] {
+    timer.expires_after(microseconds(20));
+    timer.async_wait([&](const asio::error_code&) {
+      if (++ticks < 200) next();
+    });
+  };
+  next();
+  std::thread runner([&] {
+    pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+    loop.Run();
+  });
+  runner.join();
+  stop = true;
+  hog.join();
+  EXPECT_EQ(ticks, 200);
+  EXPECT_GE(loop.stats().contended, 1u);
+  // After the first time, the back-off keeps it from polling on every tick.
+  EXPECT_LT(loop.stats().contended, 50u) << loop.stats().polls << " polls";
 }
 
 // A ping-pong peer that answers at once: the loop's polling catches the next message

@@ -132,7 +132,9 @@ int main(int argc, char** argv) {
   bsr::control::IoLoop loop(io, std::chrono::microseconds(busy_poll_us));
   loop.Run();
   const bsr::control::IoLoopStats& st = loop.stats();
-  spdlog::info("bsrd stopped (busy-poll {} us: {} sleeps, {} polls, {} windows hit, {} missed)",
-               busy_poll_us, st.sleeps, st.polls, st.poll_hits, st.poll_misses);
+  spdlog::info(
+      "bsrd stopped (busy-poll {} us: {} sleeps, {} polls, {} windows hit, {} missed, {} "
+      "stopped for a busy CPU)",
+      busy_poll_us, st.sleeps, st.polls, st.poll_hits, st.poll_misses, st.contended);
   return 0;
 }

@@ -22,6 +22,14 @@ double ThreadCpuMs() {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+// One handler every `every` until `*ticks` reaches `count`.
+void TickEvery(asio::steady_timer& timer, std::chrono::microseconds every, int count, int* ticks) {
+  timer.expires_after(every);
+  timer.async_wait([&timer, every, count, ticks](const asio::error_code&) {
+    if (++*ticks < count) TickEvery(timer, every, count, ticks);
+  });
+}
+
 TEST(IoLoop, ParsesBudget) {
   EXPECT_EQ(*ParseBusyPollUs("0"), 0u);
   EXPECT_EQ(*ParseBusyPollUs("50"), 50u);
@@ -78,13 +86,7 @@ TEST(IoLoop, WindowShrinksWhenGapsExceedTheBudget) {
   IoLoop loop(io, microseconds(100));
   asio::steady_timer timer(io);
   int ticks = 0;
-  std::function<void()> next = [&] {
-    timer.expires_after(milliseconds(2));
-    timer.async_wait([&](const asio::error_code&) {
-      if (++ticks < 12) next();
-    });
-  };
-  next();
+  TickEvery(timer, milliseconds(2), 12, &ticks);
   loop.Run();
   EXPECT_EQ(ticks, 12);
   EXPECT_EQ(loop.window().count(), 0);
@@ -127,13 +129,7 @@ TEST(IoLoop, StopsPollingWhenItsCpuIsBusy) {
   });
   asio::steady_timer timer(io);
   int ticks = 0;
-  std::function<void()> next = [&] {
-    timer.expires_after(microseconds(20));
-    timer.async_wait([&](const asio::error_code&) {
-      if (++ticks < 200) next();
-    });
-  };
-  next();
+  TickEvery(timer, microseconds(20), 200, &ticks);
   std::thread runner([&] {
     pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
     loop.Run();

@@ -89,6 +89,13 @@ class Device::VolumeExport : public frontend::Export {
 
   void Write(uint64_t offset, std::span<const uint8_t> data, bool fua, IoCallback done) override {
     Device* d = d_;
+    if (d->rmw_active_) {
+      return d->HoldBehindRmw([self = d->shared_from_this(), offset, data, fua, done] {
+        self->export_->Write(offset, data, fua, done);
+      });
+    }
+    if (IsUnaligned(offset, data.size()))
+      return d->WriteUnaligned(offset, data, fua, std::move(done));
     d_->SubmitWrite(
         offset, data.size(),
         [d](uint64_t off, uint64_t, const Replica& r, IoCallback cb) {
@@ -113,6 +120,18 @@ class Device::VolumeExport : public frontend::Export {
 
   void Trim(uint64_t offset, uint64_t length, bool fua, IoCallback done) override {
     Device* d = d_;
+    if (d->rmw_active_) {
+      return d->HoldBehindRmw([self = d->shared_from_this(), offset, length, fua, done] {
+        self->export_->Trim(offset, length, fua, done);
+      });
+    }
+    if (IsUnaligned(offset, length)) {
+      // A hint: only the whole sectors inside the range are discarded, here and on peers.
+      uint64_t first = (offset + 511) / 512 * 512, end = (offset + length) / 512 * 512;
+      if (end <= first) return done(IoResult::Ok());
+      offset = first;
+      length = end - first;
+    }
     d_->SubmitWrite(
         offset, length,
         [d](uint64_t off, uint64_t len, const Replica& r, IoCallback cb) {
@@ -129,6 +148,14 @@ class Device::VolumeExport : public frontend::Export {
   void WriteZeroes(uint64_t offset, uint64_t length, bool fua, bool no_hole,
                    IoCallback done) override {
     Device* d = d_;
+    if (d->rmw_active_) {
+      return d->HoldBehindRmw([self = d->shared_from_this(), offset, length, fua, no_hole, done] {
+        self->export_->WriteZeroes(offset, length, fua, no_hole, done);
+      });
+    }
+    if (IsUnaligned(offset, length)) {
+      return d->WriteZeroesUnaligned(offset, length, fua, no_hole, std::move(done));
+    }
     d_->SubmitWrite(
         offset, length,
         [d, no_hole](uint64_t off, uint64_t len, const Replica& r, IoCallback cb) {
@@ -431,6 +458,7 @@ void Device::SubmitWrite(uint64_t offset, uint64_t length, LocalIo io, Replica r
           spdlog::error("{}/{}: activity log: {}", self->resource_->name(), self->volume_,
                         s.message());
           --self->inflight_;
+          self->MaybeStartRmw();
           self->UpdateIoStats(0, 0, -1);
           // The data write never started; the caller sees the failure.
           return done(Failed(EIO, s.message()));
@@ -555,6 +583,7 @@ void Device::AfterWrite(uint64_t offset, uint64_t length, IoResult r, bool peer_
       asio::post(*self->env_.io, [self] { self->MaybeFinishFailure(); });
     }
     done(std::move(r));
+    if (self->rmw_start_) self->MaybeStartRmw();
   };
   {
     std::unique_lock lk(meta_mu_, std::try_to_lock);

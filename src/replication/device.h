@@ -185,6 +185,17 @@ class Device : public std::enable_shared_from_this<Device> {
   void StartWrite(uint64_t offset, uint64_t length, LocalIo io, Replica replica,
                   std::vector<std::shared_ptr<Connection>> peers, storage::IoCallback done);
   void FlushAll(storage::IoCallback done);
+  // device_unaligned.cc: writes that are not whole sectors, as read-modify-writes. While
+  // one runs (rmw_active_), every new application write waits in rmw_waiting_.
+  static bool IsUnaligned(uint64_t offset, uint64_t length);
+  void HoldBehindRmw(std::function<void()> retry);
+  void WriteUnaligned(uint64_t offset, std::span<const uint8_t> data, bool fua,
+                      storage::IoCallback done);
+  void RmwRead(uint64_t offset, std::span<const uint8_t> data, bool fua, storage::IoCallback done);
+  void WriteZeroesUnaligned(uint64_t offset, uint64_t length, bool fua, bool no_hole,
+                            storage::IoCallback done);
+  void MaybeStartRmw();  // when no write is in flight: the waiting read-modify-write
+  void EndRmw();
   void AfterWrite(uint64_t offset, uint64_t length, storage::IoResult r, bool peer_took_it,
                   storage::IoCallback done);
   // A failed local request (device_io_error.cc). With passthrough the range is marked
@@ -238,6 +249,9 @@ class Device : public std::enable_shared_from_this<Device> {
   int open_count_ = 0;
   bool kernel_open_ = false;
   int inflight_ = 0;
+  bool rmw_active_ = false;                         // a read-modify-write holds new writes
+  std::function<void()> rmw_start_;                 // it, until inflight_ reaches 0
+  std::vector<std::function<void()>> rmw_waiting_;  // writes held behind it, in order
   int disk_ops_ = 0;      // other backing-device requests in flight (DiskOpStart)
   bool failing_ = false;  // local I/O error: detaching (disk Failed)
   std::unique_ptr<asio::steady_timer> disk_timer_;  // disk-timeout watchdog

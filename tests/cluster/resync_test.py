@@ -333,7 +333,65 @@ def test_zero_copy_writes_during_sync():
               "most of each resync went zero-copy from the page cache")
 
 
-TESTS = [test_rate_and_pause, test_verify, test_csums, test_zero_copy_writes_during_sync]
+def test_unaligned_writes():
+    """NBD allows writes of any byte range; the wire works in sectors, so the Primary turns
+    one that is not whole sectors into a read-modify-write of the sectors it touches. Such
+    writes (with aligned writes in flight beside them, unaligned WRITE_ZEROES and TRIM)
+    while Established and during a full sync: both disks end byte-identical, and the
+    bytes read back are the ones written."""
+    with cluster(32) as c:
+        a, b = c.nodes
+        c.start_mesh(["--protocol=C"], peer_device_opts=[
+            "--c-plan-ahead=0", "--resync-rate=16M", "--c-min-rate=0"])
+        size = data_size(a)
+        expect = bytearray(size)
+        h = None
+
+        def odd_writes(n):
+            import nbd
+            for _ in range(n):
+                off = random.randrange(0, size - 70000)
+                ln = random.randrange(1, 65536)
+                data = os.urandom(ln)
+                # An aligned write at the sector next to it, in flight at the same time.
+                near = (off // 512 + random.choice((-1, 1))) * 512
+                near = max(0, min(near, size - 512))
+                buf = nbd.Buffer.from_bytearray(bytearray(os.urandom(512)))
+                k = h.aio_pwrite(buf, near)
+                h.pwrite(data, off)
+                while not h.aio_command_completed(k):
+                    h.poll(-1)
+                expect[near:near + 512] = buf.to_bytearray()
+                expect[off:off + ln] = data
+            zoff = random.randrange(1, size - 20000) | 1
+            h.zero(9999, zoff)
+            expect[zoff:zoff + 9999] = bytes(9999)
+            h.trim(10000, 4097)  # whole sectors inside only: a hint, the data may stay
+
+        for rnd, cmd in enumerate((("primary", "r0", "--force"),
+                                   ("invalidate-remote", "r0", str(b.node_id), "0"))):
+            a.setup(*cmd)
+            h = h or a.nbd()
+            if rnd == 0:
+                expect[:] = h.pread(size, 0)  # whatever the volume held before
+            writes = 0
+            while peer_dev(a, b)["replication-state"] in ("SyncSource", "WFBitMapS") \
+                    or writes == 0:
+                odd_writes(8)
+                writes += 8
+            h.flush()
+            wait_for("sync done", lambda: synced(a, b), timeout=60)
+            odd_writes(40)  # Established
+            h.flush()
+            print(f"round {rnd}: {writes} unaligned writes during the sync", flush=True)
+            got = h.pread(size, 0)
+            check(got[:4096] + got[16384:] == bytes(expect[:4096] + expect[16384:]),
+                  f"the volume reads back what was written (round {rnd})")
+            check(same_data(a, b, size), f"identical after unaligned writes (round {rnd})")
+
+
+TESTS = [test_rate_and_pause, test_verify, test_csums, test_zero_copy_writes_during_sync,
+         test_unaligned_writes]
 
 if __name__ == "__main__":
     sys.exit(run_tests(TESTS))

@@ -56,6 +56,13 @@ bool PageCacheFile::Cached(uint64_t offset, uint64_t length) const {
   return cs.nr_cache >= last - first + 1;
 }
 
+bool PageCacheFile::KernelHasCachestat() {
+  // An invalid descriptor: EBADF where the call exists, ENOSYS where it does not.
+  CachestatRange range{0, 0};
+  Cachestat cs{};
+  return ::syscall(__NR_cachestat, -1, &range, &cs, 0) == 0 || errno != ENOSYS;
+}
+
 ssize_t PageCacheFile::SendTo(int socket_fd, uint64_t offset, size_t length) const {
   off_t off = static_cast<off_t>(offset);
   for (;;) {

@@ -28,6 +28,9 @@ class PageCacheFile {
   // I/O thread does not block. False when some page is not, and on kernels without
   // cachestat (callers then read through io_uring instead).
   bool Cached(uint64_t offset, uint64_t length) const;
+  // Whether this kernel has cachestat(2) at all (Debian 12's own 6.1 kernel does not:
+  // there every resync block is read and sent).
+  static bool KernelHasCachestat();
 
   // sendfile(2) of up to `length` bytes at `offset` to `socket_fd`: the bytes sent
   // (> 0), 0 at the end of the file, or -errno (-EAGAIN: the socket is full).

@@ -329,8 +329,23 @@ def test_zero_copy_writes_during_sync():
                           r"page cache", a.log_text())
         print(f"SyncSource: {done}", flush=True)
         check(len(done) == 2, "two resyncs done as SyncSource")
-        check(all(int(zc) * 2 > int(kib) for kib, zc in done),
-              "most of each resync went zero-copy from the page cache")
+        if kernel_has_cachestat():
+            check(all(int(zc) * 2 > int(kib) for kib, zc in done),
+                  "most of each resync went zero-copy from the page cache")
+        else:
+            print("this kernel has no cachestat(2) (Linux 6.5+): every block was read and "
+                  "sent, zero-copy not checked", flush=True)
+
+
+def kernel_has_cachestat():
+    """bsrd sends a block zero-copy only when cachestat(2) says it is cached."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    rng = (ctypes.c_uint64 * 2)(0, 0)
+    cs = (ctypes.c_uint64 * 5)()
+    if libc.syscall(451, -1, rng, cs, 0) == 0:
+        return True
+    return ctypes.get_errno() != 38  # ENOSYS
 
 
 def test_unaligned_writes():

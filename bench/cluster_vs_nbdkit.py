@@ -26,9 +26,10 @@ namespace across the same veth (every write completes when both copies did):
           the veth per write and no local copy, the network's share of a replicated write;
   pair    one fio run with two jobs at once, each the same workload: one to the local nbdkit,
           one to an nbdkit in node1's namespace over the veth. Its writes per second are the
-          jobs' sum / 2: every "write" then costs one local and one remote server write, the
-          least any mirror must do, with no forwarding between the servers (and fio doing two
-          I/Os per write). No latency rows (two jobs in one fio time differently).
+          jobs' sum / 2: a mirror made of two plain servers, one local and one remote write
+          per "write" and no forwarding between them, but fio submits two I/Os per write, so
+          it is a reference, not a bound (bsr beats it at QD32). No latency rows (two jobs
+          in one fio time differently).
 BENCH_QEMU_AIO (threads) picks the aio= of qemu's local file (threads, native, io_uring)."""
 
 import json

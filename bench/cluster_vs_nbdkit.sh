@@ -9,7 +9,7 @@
 # BENCH_REF=qemu (or quorum, mirror) adds qemu-storage-daemon mirrors over the same link as
 # further columns of the fio part (and the mirror job's initial sync); BENCH_QEMU_AIO=threads;
 # BENCH_REF=tcp adds fio straight to an nbdkit in node1 (the network round trip alone);
-# BENCH_REF=pair adds fio to the local nbdkit and to one in node1 at once (a mirror's least work).
+# BENCH_REF=pair adds fio to the local nbdkit and to one in node1 at once (two plain servers).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}

@@ -255,27 +255,38 @@ def test_data_integrity():
         check(same_data(a, b, data_size(a)), "identical after the integrity failure")
 
 
+def pull_ahead_pair(c, net_opts):
+    """Both nodes up with on-congestion pull-ahead and `net_opts`, connected, initial sync
+    done; returns (node0, node1)."""
+    a, b = c.nodes
+    for n in (a, b):
+        n.start()
+    # ping-timeout 3 s: the congested link may hold a PingAck for a few 100 ms.
+    opts = FAST + ["--ping-timeout=30", "--on-congestion=pull-ahead", *net_opts]
+    for n, p in ((a, b), (b, a)):
+        up(n, p, [(f"ipv4:{n.addr}:7789", f"ipv4:{p.addr}:7789")], opts)
+    connect(a, b, wait=False)
+    wait_for("both Connected", lambda: connected(a, b), timeout=20)
+    initial_sync(a, b)
+    return a, b
+
+
+def slow_link(c):
+    """The link between the two nodes at 16 Mbit/s (tc tbf on node0's end)."""
+    ns, dev = c.links[0]
+    p = run(["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
+             "rate", "16mbit", "burst", "32kb", "latency", "400ms"])
+    if p.returncode != 0:
+        raise TestFailure(f"tc tbf: {p.stderr.strip()}")
+
+
 def test_ahead_behind():
     """protocol A, on-congestion pull-ahead, congestion-fill 256 KiB, a 16 Mbit/s link:
     a burst of writes makes node0 Ahead (node1 Behind); once the link drained node0
     resyncs what it marked and both disks are identical."""
     with new_cluster(size_mib=32) as c:
-        a, b = c.nodes
-        for n in (a, b):
-            n.start()
-        # ping-timeout 3 s: the congested link may hold a PingAck for a few 100 ms.
-        opts = FAST + ["--ping-timeout=30", "--protocol=A", "--on-congestion=pull-ahead",
-                       "--congestion-fill=512"]
-        for n, p in ((a, b), (b, a)):
-            up(n, p, [(f"ipv4:{n.addr}:7789", f"ipv4:{p.addr}:7789")], opts)
-        connect(a, b, wait=False)
-        wait_for("both Connected", lambda: connected(a, b), timeout=20)
-        initial_sync(a, b)
-        ns, dev = c.links[0]
-        p = run(["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
-                 "rate", "16mbit", "burst", "32kb", "latency", "400ms"])
-        if p.returncode != 0:
-            raise TestFailure(f"tc tbf: {p.stderr.strip()}")
+        a, b = pull_ahead_pair(c, ["--protocol=A", "--congestion-fill=512"])
+        slow_link(c)
         h = a.nbd()
         seen = set()
         for i in range(64):
@@ -303,16 +314,7 @@ def test_congestion_extents():
     a 16 Mbit/s link: writes in flight on more than 7 activity-log extents at once make
     node0 Ahead (DRBD's act_log->used threshold); it resyncs afterwards, disks identical."""
     with new_cluster(size_mib=64) as c:
-        a, b = c.nodes
-        for n in (a, b):
-            n.start()
-        opts = FAST + ["--ping-timeout=30", "--on-congestion=pull-ahead", "--congestion-fill=0",
-                       "--congestion-extents=7"]
-        for n, p in ((a, b), (b, a)):
-            up(n, p, [(f"ipv4:{n.addr}:7789", f"ipv4:{p.addr}:7789")], opts)
-        connect(a, b, wait=False)
-        wait_for("both Connected", lambda: connected(a, b), timeout=20)
-        initial_sync(a, b)
+        a, b = pull_ahead_pair(c, ["--congestion-fill=0", "--congestion-extents=7"])
         h = a.nbd()
 
         def write_at_once(offsets, size, each_poll=None):
@@ -332,11 +334,7 @@ def test_congestion_extents():
             write_at_once([(e * 4 + rnd) * MIB for e in range(4)], 256 * 1024)
         check(peer_dev(a, b)["replication-state"] == "Established",
               "4 extents in flight stay below congestion-extents 7")
-        ns, dev = c.links[0]
-        p = run(["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
-                 "rate", "16mbit", "burst", "32kb", "latency", "400ms"])
-        if p.returncode != 0:
-            raise TestFailure(f"tc tbf: {p.stderr.strip()}")
+        slow_link(c)
         # Twelve extents with a write in flight at once over a slow link.
         seen = set()
 

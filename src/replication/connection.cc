@@ -329,6 +329,8 @@ void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
   s->drain_timer.cancel();
   s->handshake_timer.cancel();
   bool was_established = s->established;
+  // The cause first: failing the pending writes below may answer clients at once.
+  if (was_established && !stopped_) spdlog::warn("{}: connection lost: {}", Tag(), reason);
   // Writes the peer will not acknowledge now: their bits go to its bitmap slot.
   auto pending = std::move(s->pending);
   auto tl = std::move(s->tl);
@@ -366,7 +368,6 @@ void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
     if (resource_->state().role == Role::kPrimary) {
       for (auto& [vol, dev] : resource_->devices()) dev->OnPeerLost(peer_id_);
     }
-    spdlog::warn("{}: connection lost: {}", Tag(), reason);
   } else if (retry) {
     spdlog::debug("{}: attempt failed: {}", Tag(), reason);
   }

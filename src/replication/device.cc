@@ -125,13 +125,9 @@ class Device::VolumeExport : public frontend::Export {
         self->export_->Trim(offset, length, fua, done);
       });
     }
-    if (IsUnaligned(offset, length)) {
-      // A hint: only the whole sectors inside the range are discarded, here and on peers.
-      uint64_t first = (offset + 511) / 512 * 512, end = (offset + length) / 512 * 512;
-      if (end <= first) return done(IoResult::Ok());
-      offset = first;
-      length = end - first;
-    }
+    // A hint: only the whole sectors inside the range are discarded, here and on peers.
+    if (IsUnaligned(offset, length) && !ShrinkToWholeSectors(offset, length))
+      return done(IoResult::Ok());
     d_->SubmitWrite(
         offset, length,
         [d](uint64_t off, uint64_t len, const Replica& r, IoCallback cb) {
@@ -583,7 +579,7 @@ void Device::AfterWrite(uint64_t offset, uint64_t length, IoResult r, bool peer_
       asio::post(*self->env_.io, [self] { self->MaybeFinishFailure(); });
     }
     done(std::move(r));
-    if (self->rmw_start_) self->MaybeStartRmw();
+    self->MaybeStartRmw();
   };
   {
     std::unique_lock lk(meta_mu_, std::try_to_lock);

@@ -188,6 +188,8 @@ class Device : public std::enable_shared_from_this<Device> {
   // device_unaligned.cc: writes that are not whole sectors, as read-modify-writes. While
   // one runs (rmw_active_), every new application write waits in rmw_waiting_.
   static bool IsUnaligned(uint64_t offset, uint64_t length);
+  // Narrows [offset, offset+length) to the whole sectors inside it; false when none are.
+  static bool ShrinkToWholeSectors(uint64_t& offset, uint64_t& length);
   void HoldBehindRmw(std::function<void()> retry);
   void WriteUnaligned(uint64_t offset, std::span<const uint8_t> data, bool fua,
                       storage::IoCallback done);

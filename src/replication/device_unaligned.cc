@@ -38,6 +38,14 @@ bool Device::IsUnaligned(uint64_t offset, uint64_t length) {
   return offset % kSector != 0 || length % kSector != 0;
 }
 
+bool Device::ShrinkToWholeSectors(uint64_t& offset, uint64_t& length) {
+  uint64_t first = Up(offset), end = Down(offset + length);
+  if (end <= first) return false;
+  offset = first;
+  length = end - first;
+  return true;
+}
+
 void Device::HoldBehindRmw(std::function<void()> retry) {
   rmw_waiting_.push_back(std::move(retry));
 }

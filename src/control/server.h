@@ -36,7 +36,6 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::local::stream_protocol::socket socket_;
   std::deque<std::vector<uint8_t>> out_;
   asio::steady_timer wake_;
-  bool writing_ = false;
   bool closed_ = false;
   bool awaiting_reply_ = false;
   std::function<void()> on_close_;

@@ -558,7 +558,9 @@ void Connection::Established(std::shared_ptr<Session> s) {
   spdlog::info("{}: Connected ({} socket {}, {} socket {}; peer role {})", Tag(),
                s->dialer ? "dialed" : "accepted", s->data->remote(), "meta", s->meta->remote(),
                Name(resource_->state().connections.at(peer_id_).peer_role));
-  for (auto& [vol, p] : peer_devices_) {
+  for (auto& entry : peer_devices_) {
+    int vol = entry.first;  // a plain variable: clang 14 cannot capture a structured binding
+    auto& p = entry.second;
     if (!p->have_info) continue;
     uint64_t agreed = protocol::AgreedSize(
         [&] {

@@ -226,7 +226,9 @@ void OnFenceDone(Resource* r, const std::shared_ptr<FenceState>& fs, int peer, P
 
 void OnStateChange(Resource* r, const std::shared_ptr<FenceState>& fs, const ResourceState& o,
                    const ResourceState& n) {
-  for (const auto& [peer, c] : n.connections) {
+  for (const auto& entry : n.connections) {
+    int peer = entry.first;  // a plain variable: clang 14 cannot capture a structured binding
+    const auto& c = entry.second;
     auto oc = o.connections.find(peer);
     if (oc == o.connections.end()) continue;
     bool lost = oc->second.conn == ConnState::kConnected && c.conn != ConnState::kConnected;

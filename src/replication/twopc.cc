@@ -268,7 +268,7 @@ p::StateChangeReply TwoPc::OnRequest(int peer, const p::StateChangeRequest& rq) 
                                 resource_->PeerName(peer));
     spdlog::info("{}: {}; giving up our own promotion", resource_->name(), own_->yielded);
   }
-  prepared_.emplace();
+  prepared_ = Prepared{};  // not emplace(): clang 14 sees no default constructor here
   prepared_->initiator = peer;
   prepared_->tid = rq.tid;
   prepared_->timer = std::make_unique<asio::steady_timer>(*resource_->env().io);

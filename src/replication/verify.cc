@@ -237,7 +237,8 @@ void Connection::OnVerifyReply(const std::shared_ptr<Session>& s, int volume,
     spdlog::warn("{}/{}: OvReply for unknown request {}", Tag(), volume, rp.block_id);
     return;
   }
-  auto [offset, length] = it->second;
+  // Plain variables, not a structured binding: the lambda below captures them.
+  uint64_t offset = it->second.first, length = it->second.second;
   uint64_t id = rp.block_id;
   pdv.rs.in_flight -= std::min(pdv.rs.in_flight, length);
   pdv.rs.sect_in += length / 512;

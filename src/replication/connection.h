@@ -192,6 +192,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnResyncRequest(const std::shared_ptr<Session>& s, int volume,
                        const protocol::RsDataRequest& rq);
   void OnResyncReply(const std::shared_ptr<Session>& s, int volume, std::shared_ptr<Received> r);
+  // A resync reply whose block is still in the data socket (Received::block_pending):
+  // spliced into the disk when it is to be written and may be, else received into memory.
+  asio::awaitable<Status> OnResyncReplyBlock(std::shared_ptr<Session> s, int volume,
+                                             std::unique_ptr<Received> r);
+  // OnResyncReply's write, of r's block or, with `pipe`, of the block waiting there.
+  void WriteResyncReply(const std::shared_ptr<Session>& s, int volume, std::shared_ptr<Received> r,
+                        std::shared_ptr<storage::SplicePipe> pipe);
+  // BSR_RECV_SPLICE=0 turns splicing received blocks into the disk off (A/B runs).
+  static bool RecvSpliceEnabled();
   void OnResyncAck(const std::shared_ptr<Session>& s, int volume,
                    const protocol::BlockAckFields& ack, bool ok);
   void MarkStaleResync(PeerDevice& pd, uint64_t offset, uint64_t length);

@@ -114,6 +114,9 @@ struct Connection::PeerDevice {
   uint64_t requested_bytes = 0;
   uint64_t zero_copy_bytes = 0;  // source: reply blocks sent from the page cache (resync.cc)
   uint64_t rate_kib = 0;         // resync-rate; 0 = unlimited (bounded by requests in flight)
+  // Target: reply blocks spliced from the socket into the disk (resync.cc), since the
+  // last finished resync (sync.cc logs and clears it).
+  uint64_t spliced_bytes = 0;
   std::chrono::steady_clock::time_point started;
   bool pump_scheduled = false;
   bool finishing = false;

@@ -173,6 +173,10 @@ void Connection::PeerWriteDone(const std::shared_ptr<Session>& s) {
 asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
                                                  std::unique_ptr<Received> r) {
   auto self = shared_from_this();
+  // Every packet of the data socket comes through here (DataReceiver), and the Data and
+  // RsDataReply branches below take a block left in the socket, so from now on the
+  // socket may leave large ones there for a splice into the disk.
+  if (!s->data->splice_blocks() && RecvSpliceEnabled()) s->data->SetSpliceBlocks(true);
   int vol = r->frame.volume();
   auto& pkt = r->packet;
   if (auto* d = std::get_if<p::DataPacket>(&pkt)) {
@@ -181,6 +185,23 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
     uint64_t len = d->size;
     NoteUnstableWrite(s, vol, d->seq_num, off, len);  // peer_ack.cc: until its PeerAck
     const std::string& alg = cfg_.options.integrity_alg;
+    // A block still in the socket is spliced into the disk (an io-wq worker's one copy
+    // instead of this thread's receive copy and that one) when nothing here reads it:
+    // no data-integrity-alg, a plain write (FUA and flushes take the ring's write path),
+    // a disk all in the page cache. Otherwise it is received into memory first.
+    std::shared_ptr<storage::SplicePipe> pipe;
+    if (r->block_pending != 0) {
+      constexpr uint32_t kNotPlain = p::kDpFua | p::kDpFlush | p::kDpDiscard | p::kDpZeroes;
+      if (alg.empty() && !(d->dp_flags & kNotPlain) && r->block_pending == len && dev &&
+          dev->peer_splice_writes()) {
+        auto made = s->data->TakePipe();
+        if (made.ok()) pipe = std::move(*made);
+      }
+      if (!pipe) {
+        Status st = co_await s->data->RecvBlock(*r);
+        if (!st.ok()) co_return st;
+      }
+    }
     if (!alg.empty() && !(d->dp_flags & (p::kDpDiscard | p::kDpZeroes))) {
       auto dg = p::ComputeDigest(alg, d->data);
       if (!dg.ok() || *dg != d->digest) {
@@ -248,6 +269,31 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
         s->meta->SendPacket(p::WriteAck{a}, static_cast<uint16_t>(vol));
       }
     };
+    if (pipe) {
+      // After WaitRoom, like the receive into memory it replaces: the write is handed
+      // to the disk once the whole block is here, in the order the writes came.
+      bool in_pipe = false;
+      Status st = co_await s->data->RecvBlockToPipe(*keep, *pipe, &in_pipe);
+      if (!st.ok()) {
+        s->inflight.erase(key);
+        PeerWriteDone(s);
+        resource_->engine().UpdateStats(
+            [&](ResourceState& rs) { rs.connections[peer_id_].peer_devices[vol].stats.unacked--; });
+        co_return st;
+      }
+      if (in_pipe && dev && dev->attached() && !dev->peer_splice_writes()) {
+        // The disk changed while the block arrived: write it from memory.
+        keep->block = storage::AlignedBuffer(len);
+        st = pipe->Drain(keep->block.span().first(len));
+        if (!st.ok()) co_return st;
+        PacketSocket::SetBlockView(*keep, keep->block.span().first(len));
+        in_pipe = false;
+      }
+      if (in_pipe && dev && dev->attached()) {
+        dev->ApplyPeerWriteFromPipe(off, len, std::move(pipe), std::move(finish));
+        co_return Status::Ok();
+      }
+    }
     if (!dev || !dev->attached()) {
       storage::IoResult res;
       res.err = EIO;
@@ -270,6 +316,7 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
     uint64_t off = rd->sector * p::kSectorSize;
     co_await WaitRoom(s, off, rd->size, rd->size);
     if (!Alive(s)) co_return Status::Ok();
+    if (r->block_pending != 0) co_return co_await OnResyncReplyBlock(s, vol, std::move(r));
     OnResyncReply(s, vol, std::shared_ptr<Received>(std::move(r)));
     co_return Status::Ok();
   }

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include <asio/experimental/as_tuple.hpp>
+#include <cstring>
 #include <optional>
 
 namespace bsr::replication {
@@ -27,6 +28,9 @@ namespace {
 // Payloads at least this large bypass the decoder's buffer (one copy less, and the
 // block lands aligned for the disk write).
 constexpr uint32_t kLargePayload = 32 * 1024;
+// Blocks at least this large are left in the socket for a splice (SetSpliceBlocks):
+// below it the pipe and ring round trip cost more than the copy they save.
+constexpr uint32_t kSplicePayload = 128 * 1024;
 
 // asio's default completion condition (transfer_all) moves at most 64 KiB per system
 // call, with a handler dispatch and an epoll_wait in between: a 1 MiB block took 16
@@ -39,6 +43,12 @@ struct TransferAllInLargeSteps {
 }  // namespace
 
 asio::awaitable<Result<std::unique_ptr<Received>>> PacketSocket::Recv() {
+  if (block_pending_) {
+    // The receiver skipped a deferred block: the stream cannot be read on from here.
+    failed_ = true;
+    co_return Error(Errc::kInternal, "{} socket to {}: a {}-byte block was left unread",
+                    SocketKindName(kind_), remote_, block_head_.size() + block_left_);
+  }
   for (;;) {
     auto f = decoder_.NextView();
     if (!f.ok()) co_return f.status();
@@ -54,16 +64,22 @@ asio::awaitable<Result<std::unique_ptr<Received>>> PacketSocket::Recv() {
     }
     if (failed_)
       co_return Error(Errc::kIo, "{} socket to {} closed", SocketKindName(kind_), remote_);
-    if (const auto* h = decoder_.pending_header(); h != nullptr &&
-                                                   protocol::BlockDigestAt(h->type) != 0 &&
-                                                   h->payload_length >= kLargePayload) {
-      co_return co_await RecvLargePayload();
-    }
     // Large blocks usually follow each other (a resync, sequential writes): then
     // read just the next header, so the block after it is not copied out of the
     // decoder's buffer.
     size_t want = exact_reads_ ? decoder_.BytesWanted()
                                : std::max<size_t>(decoder_.BytesWanted(), 256 * 1024);
+    if (const auto* h = decoder_.pending_header(); h != nullptr &&
+                                                   protocol::BlockDigestAt(h->type) != 0 &&
+                                                   h->payload_length >= kLargePayload) {
+      const size_t fixed = protocol::BlockDigestAt(h->type) + 2u;
+      if (!splice_blocks_ || !(h->flags & protocol::kFrameFlagBlockOutsideCrc) ||
+          h->payload_length < kSplicePayload) {
+        co_return co_await RecvLargePayload();
+      }
+      if (decoder_.buffered() >= fixed) co_return co_await DeferBlock();
+      want = fixed - decoder_.buffered();  // just the fixed fields: the block stays put
+    }
     auto buf = decoder_.PrepareWrite(want);
     auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buf.data(), buf.size()),
                                                     as_tuple(asio::use_awaitable));
@@ -80,7 +96,8 @@ asio::awaitable<Result<std::unique_ptr<Received>>> PacketSocket::Recv() {
   }
 }
 
-asio::awaitable<Result<std::unique_ptr<Received>>> PacketSocket::RecvLargePayload() {
+asio::awaitable<Result<std::unique_ptr<Received>>> PacketSocket::RecvLargePayload(
+    std::span<const uint8_t> taken) {
   const protocol::FrameHeader& h = *decoder_.pending_header();
   const uint32_t length = h.payload_length;
   auto r = std::make_unique<Received>();
@@ -89,7 +106,8 @@ asio::awaitable<Result<std::unique_ptr<Received>>> PacketSocket::RecvLargePayloa
   const size_t lead = storage::AlignedBuffer::kAlignment - (protocol::BlockDigestAt(h.type) + 2);
   r->block = storage::AlignedBuffer(lead + length);
   auto payload = r->block.span().subspan(lead);
-  size_t have = decoder_.TakePendingPayload(payload);
+  if (!taken.empty()) std::memcpy(payload.data(), taken.data(), taken.size());
+  size_t have = taken.size() + decoder_.TakePendingPayload(payload.subspan(taken.size()));
   if (have < payload.size()) {
     auto [ec, n] =
         co_await asio::async_read(socket_, asio::buffer(payload.data() + have, length - have),
@@ -109,6 +127,140 @@ asio::awaitable<Result<std::unique_ptr<Received>>> PacketSocket::RecvLargePayloa
   r->packet = std::move(*p);
   exact_reads_ = true;
   co_return r;
+}
+
+asio::awaitable<Result<std::unique_ptr<Received>>> PacketSocket::DeferBlock() {
+  const protocol::FrameHeader h = *decoder_.pending_header();
+  const size_t length = h.payload_length;
+  const size_t at = protocol::BlockDigestAt(h.type);
+  if (scratch_size_ < length) {
+    scratch_.reset(new uint8_t[length]);  // not zero-filled: only the head is written
+    scratch_size_ = length;
+  }
+  std::span<uint8_t> payload(scratch_.get(), length);
+  const size_t have = decoder_.TakePendingPayload(payload);
+  const uint16_t digest_length = static_cast<uint16_t>(payload[at] << 8 | payload[at + 1]);
+  // data-integrity-alg: the digest is checked over the block, so it comes into memory.
+  if (digest_length != 0) co_return co_await RecvLargePayload(payload.first(have));
+  const size_t fixed = at + 2;
+  // With the block outside the crc, the crc covers payload[0, fixed) only: the rest
+  // of the span is never read, by this check or by the decoder (its view is dropped).
+  auto header = decoder_.FinishExternal(payload);
+  if (!header.ok()) co_return header.status();
+  auto r = std::make_unique<Received>();
+  r->frame.header = *header;
+  auto p = protocol::DecodePacket(protocol::FrameView{*header, payload}, kind_);
+  if (!p.ok()) co_return p.status();
+  r->packet = std::move(*p);
+  SetBlockView(*r, {});
+  r->block_pending = static_cast<uint32_t>(length - fixed);
+  block_head_.assign(payload.begin() + static_cast<ptrdiff_t>(fixed),
+                     payload.begin() + static_cast<ptrdiff_t>(have));
+  block_left_ = static_cast<uint32_t>(length - have);
+  block_pending_ = true;
+  exact_reads_ = true;
+  co_return r;
+}
+
+void PacketSocket::SetBlockView(Received& r, std::span<const uint8_t> block) {
+  if (auto* d = std::get_if<protocol::DataPacket>(&r.packet)) d->data = block;
+  if (auto* d = std::get_if<protocol::RsDataReply>(&r.packet)) d->data = block;
+}
+
+asio::awaitable<Status> PacketSocket::RecvBlock(Received& r) {
+  return RecvBlockRest(r, nullptr);
+}
+
+asio::awaitable<Status> PacketSocket::RecvBlockRest(Received& r, storage::SplicePipe* pipe) {
+  if (!block_pending_) {
+    co_return Error(Errc::kInternal, "{} socket to {}: no block pending", SocketKindName(kind_),
+                    remote_);
+  }
+  const size_t length = r.block_pending;
+  r.block = storage::AlignedBuffer(length);
+  auto block = r.block.span().first(length);
+  size_t have = 0;
+  if (pipe != nullptr && pipe->held() > 0) {
+    have = pipe->held();
+    Status st = pipe->Drain(block);
+    if (!st.ok()) {
+      failed_ = true;
+      co_return st.WithContext(fmt::format("{} socket to {}", SocketKindName(kind_), remote_));
+    }
+  } else {
+    std::memcpy(block.data(), block_head_.data(), block_head_.size());
+    have = block_head_.size();
+  }
+  if (have + block_left_ != length) {
+    failed_ = true;
+    co_return Error(Errc::kInternal, "{} socket to {}: block of {} bytes, {} + {} received",
+                    SocketKindName(kind_), remote_, length, have, block_left_);
+  }
+  if (block_left_ > 0) {
+    auto [ec, n] =
+        co_await asio::async_read(socket_, asio::buffer(block.data() + have, block_left_),
+                                  TransferAllInLargeSteps{}, as_tuple(asio::use_awaitable));
+    if (ec) {
+      failed_ = true;
+      co_return Error(Errc::kIo, "{} socket to {}: {} inside a {}-byte block",
+                      SocketKindName(kind_), remote_,
+                      ec == asio::error::eof ? "peer closed the connection" : ec.message(), length);
+    }
+  }
+  block_pending_ = false;
+  block_head_.clear();
+  block_left_ = 0;
+  r.block_pending = 0;
+  SetBlockView(r, block);
+  co_return Status::Ok();
+}
+
+asio::awaitable<Status> PacketSocket::RecvBlockToPipe(Received& r, storage::SplicePipe& pipe,
+                                                      bool* in_pipe) {
+  *in_pipe = false;
+  if (!block_pending_ || pipe.held() != 0 || r.block_pending > pipe.capacity()) {
+    co_return co_await RecvBlockRest(r, nullptr);
+  }
+  if (!block_head_.empty()) {
+    ssize_t n = pipe.Put(block_head_);
+    if (n < 0) co_return co_await RecvBlockRest(r, nullptr);  // pipe.held() is 0 then
+    block_head_.clear();
+  }
+  std::error_code ec;
+  if (!socket_.native_non_blocking()) socket_.native_non_blocking(true, ec);
+  if (ec) {
+    failed_ = true;
+    co_return Error(Errc::kIo, "{} socket to {}: non-blocking mode: {}", SocketKindName(kind_),
+                    remote_, ec.message());
+  }
+  const int sock = socket_.native_handle();
+  while (block_left_ > 0) {
+    ssize_t n = pipe.FillFromSocket(sock, block_left_);
+    if (n > 0) {
+      block_left_ -= static_cast<uint32_t>(n);
+      continue;
+    }
+    if (n == -ENOSPC) {
+      // The pipes' slots went to small socket buffers: the block goes through memory.
+      co_return co_await RecvBlockRest(r, &pipe);
+    }
+    if (n == -EAGAIN) {
+      auto [wec] =
+          co_await socket_.async_wait(asio::socket_base::wait_read, as_tuple(asio::use_awaitable));
+      if (!wec) continue;
+      n = -wec.value();
+    }
+    failed_ = true;
+    co_return Error(Errc::kIo, "{} socket to {}: {} inside a {}-byte block", SocketKindName(kind_),
+                    remote_,
+                    n == 0 ? std::string("peer closed the connection")
+                           : fmt::format("splice: {}", std::strerror(static_cast<int>(-n))),
+                    r.block_pending);
+  }
+  block_pending_ = false;
+  r.block_pending = 0;
+  *in_pipe = true;
+  co_return Status::Ok();
 }
 
 void PacketSocket::SetBlockOutsideCrc(bool on) {

@@ -15,6 +15,7 @@
 #include "protocol/frame.h"
 #include "storage/aligned_buffer.h"
 #include "storage/page_cache_file.h"
+#include "storage/splice_pipe.h"
 
 namespace bsr::replication {
 
@@ -33,6 +34,11 @@ struct Received {
   protocol::Frame frame;  // frame.payload is empty when the payload is in `block`
   protocol::Packet packet;
   storage::AlignedBuffer block;
+  // With SetSpliceBlocks: the length of a Data/RsDataReply block the socket has not
+  // received yet (0 when none). The packet's data view is empty until
+  // PacketSocket::RecvBlock or RecvBlockToPipe took the block; one of them must run
+  // before the next Recv().
+  uint32_t block_pending = 0;
 };
 
 class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
@@ -61,6 +67,23 @@ class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
   // Next packet; a kIo Status on a socket error or end of stream, kProtocol on a
   // malformed frame or a packet that belongs on the other socket.
   asio::awaitable<Result<std::unique_ptr<Received>>> Recv();
+
+  // Large Data/RsDataReply blocks outside the frame crc and without a digest come back
+  // from Recv() with the block still in the socket (Received::block_pending), so the
+  // receiver can splice it into the backing file instead of copying it through memory.
+  // Only for a receiver that handles block_pending on every such packet.
+  void SetSpliceBlocks(bool on) { splice_blocks_ = on; }
+  bool splice_blocks() const { return splice_blocks_; }
+  // The pending block into r.block (as Recv does without SetSpliceBlocks); the packet's
+  // data view then points at it. kIo on a socket error.
+  asio::awaitable<Status> RecvBlock(Received& r);
+  // The pending block into `pipe` without copying it (splice(2)). *in_pipe false: the
+  // pipe could not hold it, and it was received into memory as RecvBlock does.
+  asio::awaitable<Status> RecvBlockToPipe(Received& r, storage::SplicePipe& pipe, bool* in_pipe);
+  // The data view of r's packet (Data or RsDataReply) now points at `block`.
+  static void SetBlockView(Received& r, std::span<const uint8_t> block);
+  // An empty pipe for RecvBlockToPipe, from this socket's pool.
+  Result<std::shared_ptr<storage::SplicePipe>> TakePipe() { return pipes_.Get(); }
 
   // Queues a complete frame; a send error closes the socket (the reader then fails).
   void Send(std::vector<uint8_t> frame);
@@ -105,8 +128,16 @@ class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
   // when it waits for room (a wait is armed) or failed (the socket is closed).
   bool WriteFileStep(int sock);
   void FailWrite(const std::string& why);
-  // The pending Data/RsDataReply payload, received straight into an aligned buffer.
-  asio::awaitable<Result<std::unique_ptr<Received>>> RecvLargePayload();
+  // The pending Data/RsDataReply payload, received straight into an aligned buffer;
+  // `taken` holds its first bytes when the caller already took them from the decoder.
+  asio::awaitable<Result<std::unique_ptr<Received>>> RecvLargePayload(
+      std::span<const uint8_t> taken = {});
+  // SetSpliceBlocks: the pending frame's fixed fields are buffered; checks its crc and
+  // returns the packet with the block left in the socket (or, with a digest, all of it).
+  asio::awaitable<Result<std::unique_ptr<Received>>> DeferBlock();
+  // Puts the pending block's bytes in pipe (if any) and the rest from the socket into
+  // r.block; clears the pending state.
+  asio::awaitable<Status> RecvBlockRest(Received& r, storage::SplicePipe* pipe);
 
   asio::ip::tcp::socket socket_;
   protocol::SocketKind kind_;
@@ -119,6 +150,17 @@ class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
   bool failed_ = false;
   bool exact_reads_ = false;  // after a large payload: read only what the next frame needs
   uint16_t frame_flags_ = 0;  // negotiated header flags (SetBlockOutsideCrc)
+  bool splice_blocks_ = false;
+  // A block left in the socket by DeferBlock: its bytes that came with the header, and
+  // how many are still in the kernel.
+  bool block_pending_ = false;
+  std::vector<uint8_t> block_head_;
+  uint32_t block_left_ = 0;
+  // Room for a deferred frame's payload: only its fixed fields are ever written (the
+  // crc check and the decoder need the whole length), so its pages stay untouched.
+  std::unique_ptr<uint8_t[]> scratch_;
+  size_t scratch_size_ = 0;
+  storage::SplicePipePool pipes_{1u << 20};
   std::string remote_;
 };
 

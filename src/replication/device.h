@@ -104,6 +104,15 @@ class Device : public std::enable_shared_from_this<Device> {
   // `done` runs (it is written in place unless an O_DIRECT disk needs an aligned copy).
   void ApplyPeerWrite(uint64_t offset, std::span<const uint8_t> data, uint64_t length,
                       uint32_t dp_flags, storage::IoCallback done);
+  // Peer writes may come spliced from the socket now (ApplyPeerWriteFromPipe): a disk
+  // whose I/O all goes through the page cache, attached and not failing.
+  bool peer_splice_writes() const { return disk_ && !failing_ && disk_->splice_writes(); }
+  // ApplyPeerWrite for a block waiting in `pipe` (replication::PacketSocket::
+  // RecvBlockToPipe), without FUA, flush, discard or zeroes flags: the same ordering
+  // among this disk's writes, accounting and on-io-error handling. Holds `pipe` until
+  // `done` runs.
+  void ApplyPeerWriteFromPipe(uint64_t offset, uint64_t length,
+                              std::shared_ptr<storage::SplicePipe> pipe, storage::IoCallback done);
   void PeerFlush(storage::IoCallback done);
   void ReadForPeer(
       uint64_t offset, uint32_t length,

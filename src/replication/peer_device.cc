@@ -181,6 +181,29 @@ void Device::ApplyPeerWrite(uint64_t offset, std::span<const uint8_t> data, uint
   write();
 }
 
+void Device::ApplyPeerWriteFromPipe(uint64_t offset, uint64_t length,
+                                    std::shared_ptr<storage::SplicePipe> pipe,
+                                    storage::IoCallback done) {
+  if (!disk_ || failing_) {
+    storage::IoResult r;
+    r.err = EIO;
+    r.status = Status(Errc::kIo, "no local disk attached");
+    return done(std::move(r));
+  }
+  auto self = shared_from_this();
+  DiskOpStart();
+  storage::SplicePipe& p = *pipe;
+  disk_->WriteFromPipe(offset, length, p,
+                       [self, offset, length, pipe = std::move(pipe),
+                        done = std::move(done)](storage::IoResult r) mutable {
+                         pipe.reset();  // back to the socket's pool once empty
+                         self->UpdateIoStats(0, r.ok() ? length : 0, 0);
+                         if (!r.ok()) self->OnLocalIoError("peer write", offset, length, r);
+                         self->DiskOpDone();
+                         done(std::move(r));
+                       });
+}
+
 void Device::PeerFlush(storage::IoCallback done) {
   if (!disk_ || failing_) return done(storage::IoResult::Ok());
   if (!disk_flushes_) return done(storage::IoResult::Ok());

@@ -391,8 +391,65 @@ bool Connection::SendResyncFromPageCache(const std::shared_ptr<Session>& s, Devi
   return true;
 }
 
+bool Connection::RecvSpliceEnabled() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("BSR_RECV_SPLICE");
+    return env == nullptr || std::string_view(env) != "0";
+  }();
+  return enabled;
+}
+
+// The SyncTarget's half of a zero-copy resync: the block goes from the data socket into
+// a pipe (splice: page references, no copy) and from the pipe into the disk by an io-wq
+// worker (one copy into the page cache), instead of a receive copy on the io thread
+// plus that worker's copy. The write is handed to the disk when the whole block is in
+// the pipe, at the point the receive into memory would hand it over, so the ordering
+// rules (WaitRoom, stale replies, docs/replication.md) are those of the memory path.
+asio::awaitable<Status> Connection::OnResyncReplyBlock(std::shared_ptr<Session> s, int volume,
+                                                       std::unique_ptr<Received> r) {
+  auto* d = std::get_if<p::RsDataReply>(&r->packet);
+  auto& pdv = pd(volume);
+  auto it = pdv.requests.find(d->block_id);
+  auto dev = device(volume);
+  std::shared_ptr<storage::SplicePipe> pipe;
+  // A reply that is dropped (unknown, stale) or cannot be spliced comes into memory.
+  if (it != pdv.requests.end() && !it->second.stale && it->second.length == r->block_pending &&
+      dev && dev->peer_splice_writes() && cfg_.options.integrity_alg.empty()) {
+    auto made = s->data->TakePipe();
+    if (made.ok()) pipe = std::move(*made);
+  }
+  if (!pipe) {
+    Status st = co_await s->data->RecvBlock(*r);
+    if (!st.ok()) co_return st;
+    OnResyncReply(s, volume, std::shared_ptr<Received>(std::move(r)));
+    co_return Status::Ok();
+  }
+  bool in_pipe = false;
+  Status st = co_await s->data->RecvBlockToPipe(*r, *pipe, &in_pipe);
+  if (!st.ok()) co_return st;
+  if (!Alive(s)) co_return Status::Ok();
+  if (in_pipe && !(dev && dev->peer_splice_writes())) {
+    // The disk changed while the block arrived: take it from the pipe into memory.
+    const size_t len = pipe->held();
+    r->block = storage::AlignedBuffer(len);
+    st = pipe->Drain(r->block.span().first(len));
+    if (!st.ok()) co_return st;
+    PacketSocket::SetBlockView(*r, r->block.span().first(len));
+    in_pipe = false;
+  }
+  WriteResyncReply(s, volume, std::shared_ptr<Received>(std::move(r)),
+                   in_pipe ? std::move(pipe) : nullptr);
+  co_return Status::Ok();
+}
+
 void Connection::OnResyncReply(const std::shared_ptr<Session>& s, int volume,
                                std::shared_ptr<Received> r) {
+  WriteResyncReply(s, volume, std::move(r), nullptr);
+}
+
+void Connection::WriteResyncReply(const std::shared_ptr<Session>& s, int volume,
+                                  std::shared_ptr<Received> r,
+                                  std::shared_ptr<storage::SplicePipe> pipe) {
   auto* d = std::get_if<p::RsDataReply>(&r->packet);
   auto& pdv = pd(volume);
   auto it = pdv.requests.find(d->block_id);
@@ -417,32 +474,37 @@ void Connection::OnResyncReply(const std::shared_ptr<Session>& s, int volume,
   uint64_t key = s->next_inflight++;
   s->inflight[key] = {rq.offset, rq.length};
   auto self = shared_from_this();
-  dev->ApplyPeerWrite(
-      rq.offset, d->data, rq.length, 0, [this, self, s, volume, r, rq, key](storage::IoResult res) {
-        s->inflight.erase(key);
-        PeerWriteDone(s);
-        if (!Alive(s)) return;
-        auto* d = std::get_if<p::RsDataReply>(&r->packet);
-        p::BlockAckFields a;
-        a.sector = d->sector;
-        a.block_id = d->block_id;
-        a.size = d->size;
-        if (!res.ok()) {
-          spdlog::error("{}/{}: resync write at {}+{} failed: {}", Tag(), volume, rq.offset,
-                        rq.length, res.status.message());
-          EndSession(s, ConnState::kNetworkFailure, "resync write failed", true);
-          return;
-        }
-        // Counted when the disk counters count it, so c-min-rate sees only other I/O.
-        pd(volume).rs.own_io += rq.length / 512;
-        if (auto dv = device(volume)) dv->SetPeerInSync(peer_id_, rq.offset, rq.length);
-        s->meta->SendPacket(p::RsWriteAck{a}, static_cast<uint16_t>(volume));
-        resource_->engine().UpdateStats([&](ResourceState& st) {
-          st.connections[peer_id_].peer_devices[volume].stats.received_sectors += rq.length / 512;
-        });
-        UpdateSyncStats(volume);
-        PumpResync(s, volume);
-      });
+  auto written = [this, self, s, volume, r, rq, key](storage::IoResult res) {
+    s->inflight.erase(key);
+    PeerWriteDone(s);
+    if (!Alive(s)) return;
+    auto* d = std::get_if<p::RsDataReply>(&r->packet);
+    p::BlockAckFields a;
+    a.sector = d->sector;
+    a.block_id = d->block_id;
+    a.size = d->size;
+    if (!res.ok()) {
+      spdlog::error("{}/{}: resync write at {}+{} failed: {}", Tag(), volume, rq.offset, rq.length,
+                    res.status.message());
+      EndSession(s, ConnState::kNetworkFailure, "resync write failed", true);
+      return;
+    }
+    // Counted when the disk counters count it, so c-min-rate sees only other I/O.
+    pd(volume).rs.own_io += rq.length / 512;
+    if (auto dv = device(volume)) dv->SetPeerInSync(peer_id_, rq.offset, rq.length);
+    s->meta->SendPacket(p::RsWriteAck{a}, static_cast<uint16_t>(volume));
+    resource_->engine().UpdateStats([&](ResourceState& st) {
+      st.connections[peer_id_].peer_devices[volume].stats.received_sectors += rq.length / 512;
+    });
+    UpdateSyncStats(volume);
+    PumpResync(s, volume);
+  };
+  if (pipe) {
+    pdv.spliced_bytes += rq.length;
+    dev->ApplyPeerWriteFromPipe(rq.offset, rq.length, std::move(pipe), std::move(written));
+  } else {
+    dev->ApplyPeerWrite(rq.offset, d->data, rq.length, 0, std::move(written));
+  }
 }
 
 void Connection::OnResyncAck(const std::shared_ptr<Session>& s, int volume,

@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 #include <sys/ioctl.h>
 
+#include <utility>
+
 #include "meta/bitmap.h"
 #include "replication/connection.h"
 #include "replication/connection_internal.h"
@@ -555,6 +557,7 @@ void Connection::FinishSyncTarget(const std::shared_ptr<Session>& s, int volume)
         double secs =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - pdv.started).count();
         uint64_t kib = pdv.rs_total_bits * 4;
+        uint64_t spliced_kib = std::exchange(pdv.spliced_bytes, 0) / 1024;
         pdv.ResetSync();
         bool up_to_date = false;
         Status ch = resource_->engine().Change("resync",
@@ -571,8 +574,9 @@ void Connection::FinishSyncTarget(const std::shared_ptr<Session>& s, int volume)
                                                {.internal = true});
         if (!ch.ok()) spdlog::error("{}/{}: {}", Tag(), volume, ch.message());
         spdlog::info(
-            "{}/{}: resync done as SyncTarget: {} KiB in {:.2f} s ({:.1f} MiB/s); {}", Tag(),
-            volume, kib, secs, secs > 0 ? kib / 1024.0 / secs : 0.0,
+            "{}/{}: resync done as SyncTarget: {} KiB in {:.2f} s ({:.1f} MiB/s); {} KiB "
+            "spliced from the socket; {}",
+            Tag(), volume, kib, secs, secs > 0 ? kib / 1024.0 / secs : 0.0, spliced_kib,
             up_to_date ? "disk UpToDate" : "disk stays Inconsistent (another peer's resync runs)");
         SendUuids(s, volume);
         SendState(s, volume);

@@ -63,7 +63,7 @@ const char* CacheModeName(CacheMode mode) {
 }
 
 struct BackingDevice::Op {
-  enum class Kind { kRead, kWrite, kFlush, kFallocate, kZeroWrite };
+  enum class Kind { kRead, kWrite, kFlush, kFallocate, kZeroWrite, kSplice };
   Kind kind = Kind::kRead;
   const char* name = "";
   uint64_t offset = 0;
@@ -74,6 +74,7 @@ struct BackingDevice::Op {
   int mode = 0;                 // fallocate mode
   bool unsupported_ok = false;  // discard: EOPNOTSUPP counts as success
   bool zero_fallback = false;   // write zeroes: EOPNOTSUPP falls back to writing zeroes
+  SplicePipe* pipe = nullptr;   // splice: where the bytes wait
   IoCallback done_cb;
   // Pending list (oldest first) for oldest_pending_since(): linked in Start, out in Finish.
   std::chrono::steady_clock::time_point started;
@@ -383,6 +384,29 @@ void BackingDevice::Write(uint64_t offset, std::span<const uint8_t> data, bool f
   Start(std::move(op));
 }
 
+void BackingDevice::WriteFromPipe(uint64_t offset, uint64_t length, SplicePipe& pipe,
+                                  IoCallback done) {
+  if (!splice_writes() || pipe.held() < length) {
+    IoResult r;
+    r.err = EINVAL;
+    r.status = Error(Errc::kInvalidArgument, "spliced write {} offset {} length {}: {}", path_,
+                     offset, length,
+                     splice_writes() ? "the pipe holds fewer bytes"
+                                     : "the device does not write through the page cache only");
+    return CompleteSoon(std::move(done), std::move(r));
+  }
+  if (!CheckRange("spliced write", offset, length, done)) return;
+  if (length == 0) return CompleteSoon(std::move(done), IoResult::Ok());
+  auto op = std::make_unique<Op>();
+  op->kind = Op::Kind::kSplice;
+  op->name = "spliced write";
+  op->offset = offset;
+  op->length = length;
+  op->pipe = &pipe;
+  op->done_cb = std::move(done);
+  Start(std::move(op));
+}
+
 void BackingDevice::Flush(IoCallback done) {
   auto op = std::make_unique<Op>();
   op->kind = Op::Kind::kFlush;
@@ -477,6 +501,15 @@ void BackingDevice::Prep(Op* op, io_uring_sqe* sqe) {
       unsigned len = static_cast<unsigned>(std::min<uint64_t>(remaining, kZeroChunk));
       bool aligned = direct_fd_.valid() && pos % block_size_ == 0 && len % block_size_ == 0;
       io_uring_prep_write(sqe, aligned ? direct_fd_.get() : fd_.get(), zeroes_.data(), len, pos);
+      break;
+    }
+    case Op::Kind::kSplice: {
+      // Always done by an io-wq worker (io_uring never splices inline); one pipe of the
+      // block after the other, each resubmitted until it is empty.
+      unsigned len = static_cast<unsigned>(
+          std::min<uint64_t>({remaining, kMaxSegment, op->pipe->front_held()}));
+      io_uring_prep_splice(sqe, op->pipe->front_fd(), -1, fd_.get(), static_cast<int64_t>(pos), len,
+                           0);
       break;
     }
     case Op::Kind::kFlush: io_uring_prep_fsync(sqe, fd_.get(), IORING_FSYNC_DATASYNC); break;
@@ -588,11 +621,13 @@ void BackingDevice::Complete(Op* op, int res) {
     case Op::Kind::kRead:
     case Op::Kind::kWrite:
     case Op::Kind::kZeroWrite:
+    case Op::Kind::kSplice:
       if (res == 0) {
         // Nothing moved: the file shrank under us or the device refuses more.
         return Finish(op, ErrnoResult(*op, EIO));
       }
       op->done += static_cast<uint64_t>(res);
+      if (op->pipe) op->pipe->Consumed(static_cast<size_t>(res));
       if (op->done < op->length) return Submit(op);
       return Finish(op, IoResult::Ok());
     case Op::Kind::kFlush:

@@ -21,6 +21,7 @@
 #include "common/unique_fd.h"
 #include "storage/aligned_buffer.h"
 #include "storage/page_cache_file.h"
+#include "storage/splice_pipe.h"
 
 namespace bsr::storage {
 
@@ -143,6 +144,16 @@ class BackingDevice {
   // request goes through the page cache (no O_DIRECT descriptor), so what a send reads
   // there is what the last write left; nullptr otherwise, or once a send failed on it.
   std::shared_ptr<PageCacheFile> page_cache_file();
+
+  // Whether WriteFromPipe may be used: a writable device whose I/O all goes through the
+  // page cache (no O_DIRECT descriptor), so a spliced write is coherent with the rest.
+  bool splice_writes() const { return fd_.valid() && !direct_fd_.valid() && !read_only_; }
+  // Writes the `length` bytes waiting in `pipe` to [offset, offset+length) with an
+  // io_uring splice: an io-wq worker moves them into the page cache, in submission
+  // order with this file's other ring writes (io_uring serializes buffered writes to
+  // one file), so it orders like Write(). `pipe` must stay alive until `done` runs.
+  // EINVAL on a device without splice_writes().
+  void WriteFromPipe(uint64_t offset, uint64_t length, SplicePipe& pipe, IoCallback done);
 
  private:
   struct Op;

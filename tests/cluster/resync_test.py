@@ -288,10 +288,34 @@ def test_csums():
 
 def test_zero_copy_writes_during_sync():
     """SyncSource replies leave by sendfile from the page cache, so their bytes are read when
-    the kernel sends them. A full sync (fixed resync-rate, so it lasts) while the Primary
+    the kernel sends them; the SyncTarget splices large reply and Data blocks from the
+    socket into its disk. A full sync (fixed resync-rate, so it lasts) while the Primary
     overwrites the blocks at the resync front and elsewhere, then a second full sync
-    (invalidate-remote) the same way: the source logs that the blocks went zero-copy, and
-    both disks end byte-identical."""
+    (invalidate-remote) the same way: the source logs that the blocks went zero-copy, the
+    target that it spliced them, and both disks end byte-identical."""
+    writes_during_sync(recv_splice=True)
+
+
+def test_recv_splice_off():
+    """The same with BSR_RECV_SPLICE=0 on both nodes: every block is received into memory
+    (the path for older peers, data-integrity-alg and O_DIRECT disks), nothing is spliced,
+    and the disks end byte-identical."""
+    writes_during_sync(recv_splice=False)
+
+
+def writes_during_sync(recv_splice):
+    saved = os.environ.get("BSR_RECV_SPLICE")
+    os.environ["BSR_RECV_SPLICE"] = "1" if recv_splice else "0"
+    try:
+        writes_during_sync_run(recv_splice)
+    finally:
+        if saved is None:
+            os.environ.pop("BSR_RECV_SPLICE", None)
+        else:
+            os.environ["BSR_RECV_SPLICE"] = saved
+
+
+def writes_during_sync_run(recv_splice):
     with cluster(64) as c:
         a, b = c.nodes
         # Random data on the source, written through its page cache (so it is cached:
@@ -317,7 +341,7 @@ def test_zero_copy_writes_during_sync():
                     # The blocks just requested or about to be, and random ones.
                     off = front + random.randrange(0, 4 * MIB // 4096) * 4096 \
                         if random.random() < 0.7 else random.randrange(0, size // 4096) * 4096
-                    n = 4096 * random.choice((1, 3, 64))
+                    n = 4096 * random.choice((1, 3, 64, 256))
                     h.pwrite(os.urandom(n), max(0, min(off, size - n)))
                     writes += 1
             h.flush()
@@ -335,6 +359,15 @@ def test_zero_copy_writes_during_sync():
         else:
             print("this kernel has no cachestat(2) (Linux 6.5+): every block was read and "
                   "sent, zero-copy not checked", flush=True)
+        spliced = re.findall(r"resync done as SyncTarget: (\d+) KiB .* (\d+) KiB spliced",
+                             b.log_text())
+        print(f"SyncTarget: {spliced}", flush=True)
+        check(len(spliced) == 2, "two resyncs done as SyncTarget")
+        if recv_splice:
+            check(all(int(sp) * 2 > int(kib) for kib, sp in spliced),
+                  "most of each resync was spliced from the socket into the disk")
+        else:
+            check(all(int(sp) == 0 for kib, sp in spliced), "nothing spliced with the switch off")
 
 
 def kernel_has_cachestat():
@@ -406,7 +439,7 @@ def test_unaligned_writes():
 
 
 TESTS = [test_rate_and_pause, test_verify, test_csums, test_zero_copy_writes_during_sync,
-         test_unaligned_writes]
+         test_recv_splice_off, test_unaligned_writes]
 
 if __name__ == "__main__":
     sys.exit(run_tests(TESTS))

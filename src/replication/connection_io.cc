@@ -191,7 +191,10 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
     // a disk all in the page cache. Otherwise it is received into memory first.
     std::shared_ptr<storage::SplicePipe> pipe;
     if (r->block_pending != 0) {
-      constexpr uint32_t kNotPlain = p::kDpFua | p::kDpFlush | p::kDpDiscard | p::kDpZeroes;
+      // Protocol B's RecvAck (sent below, before WaitRoom) promises the block is here,
+      // so such a write is received into memory first.
+      constexpr uint32_t kNotPlain =
+          p::kDpFua | p::kDpFlush | p::kDpDiscard | p::kDpZeroes | p::kDpSendRecvAck;
       if (alg.empty() && !(d->dp_flags & kNotPlain) && r->block_pending == len && dev &&
           dev->peer_splice_writes()) {
         auto made = s->data->TakePipe();
@@ -273,19 +276,22 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
       // After WaitRoom, like the receive into memory it replaces: the write is handed
       // to the disk once the whole block is here, in the order the writes came.
       bool in_pipe = false;
-      Status st = co_await s->data->RecvBlockToPipe(*keep, *pipe, &in_pipe);
-      if (!st.ok()) {
+      auto give_up = [&](Status st) {
         s->inflight.erase(key);
         PeerWriteDone(s);
         resource_->engine().UpdateStats(
             [&](ResourceState& rs) { rs.connections[peer_id_].peer_devices[vol].stats.unacked--; });
-        co_return st;
-      }
+        return st;
+      };
+      Status st = co_await s->data->RecvBlockToPipe(*keep, *pipe, &in_pipe);
+      if (!st.ok()) co_return give_up(std::move(st));
+      // The session may have ended during the receive: nothing of it reaches the disk.
+      if (!Alive(s)) co_return give_up(Status::Ok());
       if (in_pipe && dev && dev->attached() && !dev->peer_splice_writes()) {
         // The disk changed while the block arrived: write it from memory.
         keep->block = storage::AlignedBuffer(len);
         st = pipe->Drain(keep->block.span().first(len));
-        if (!st.ok()) co_return st;
+        if (!st.ok()) co_return give_up(std::move(st));
         PacketSocket::SetBlockView(*keep, keep->block.span().first(len));
         in_pipe = false;
       }

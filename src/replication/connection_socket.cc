@@ -223,7 +223,9 @@ asio::awaitable<Status> PacketSocket::RecvBlockToPipe(Received& r, storage::Spli
   }
   if (!block_head_.empty()) {
     ssize_t n = pipe.Put(block_head_);
-    if (n < 0) co_return co_await RecvBlockRest(r, nullptr);  // pipe.held() is 0 then
+    // The head may be partly in the pipe then: the block is received from block_head_
+    // again, and the pool closes a pipe that is not empty instead of reusing it.
+    if (n < 0) co_return co_await RecvBlockRest(r, nullptr);
     block_head_.clear();
   }
   std::error_code ec;
@@ -247,6 +249,9 @@ asio::awaitable<Status> PacketSocket::RecvBlockToPipe(Received& r, storage::Spli
     if (n == -EAGAIN) {
       auto [wec] =
           co_await socket_.async_wait(asio::socket_base::wait_read, as_tuple(asio::use_awaitable));
+      // Closed while the wait's completion was queued: its fd may already belong to a
+      // new connection's socket.
+      if (!wec && (failed_ || !socket_.is_open())) wec = asio::error::operation_aborted;
       if (!wec) continue;
       n = -wec.value();
     }

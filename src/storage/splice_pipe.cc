@@ -127,6 +127,9 @@ void SplicePipe::Consumed(size_t n) {
 }
 
 Result<std::shared_ptr<SplicePipe>> SplicePipePool::Get() {
+  if (state_->out >= state_->max_out) {
+    return Error(Errc::kBusy, "splice pipes: {} in use (the limit)", state_->out);
+  }
   std::unique_ptr<SplicePipe> pipe;
   if (!state_->spare.empty()) {
     pipe = std::move(state_->spare.back());
@@ -135,11 +138,14 @@ Result<std::shared_ptr<SplicePipe>> SplicePipePool::Get() {
     BSR_ASSIGN_OR_RETURN(pipe, SplicePipe::Make(state_->capacity));
   }
   std::weak_ptr<State> pool = state_;
+  ++state_->out;
   return std::shared_ptr<SplicePipe>(pipe.release(), [pool](SplicePipe* p) {
     std::unique_ptr<SplicePipe> owned(p);
     auto st = pool.lock();
+    if (!st) return;
+    --st->out;
     // A pipe that still holds bytes (a failed write) is closed, not reused.
-    if (st && p->held() == 0 && st->spare.size() < st->max_spare) {
+    if (p->held() == 0 && st->spare.size() < st->max_spare) {
       st->spare.push_back(std::move(owned));
     }
   });

@@ -64,18 +64,24 @@ class SplicePipe {
 };
 
 // Spare pipes, so a resync does not make new ones per block. Get() hands out a pipe
-// whose owner returns it here when done (if empty and the pool still exists).
+// whose owner returns it here when done (if empty and the pool still exists). At most
+// `max_out` pipes are out at once (each holds up to 2 * kMaxPipes descriptors): past
+// that Get() refuses and the caller receives into memory, so a deep queue of large
+// blocks cannot use up the process's file descriptors (sockets, accepts, disk opens).
 class SplicePipePool {
  public:
-  explicit SplicePipePool(size_t capacity, size_t max_spare = 16)
-      : state_(std::make_shared<State>(State{capacity, max_spare, {}})) {}
+  explicit SplicePipePool(size_t capacity, size_t max_spare = 16, size_t max_out = 32)
+      : state_(std::make_shared<State>(State{capacity, max_spare, max_out, 0, {}})) {}
   Result<std::shared_ptr<SplicePipe>> Get();
   size_t spare() const { return state_->spare.size(); }
+  size_t out() const { return state_->out; }
 
  private:
   struct State {
     size_t capacity;
     size_t max_spare;
+    size_t max_out;
+    size_t out;  // handed out and not yet returned
     std::vector<std::unique_ptr<SplicePipe>> spare;
   };
   std::shared_ptr<State> state_;

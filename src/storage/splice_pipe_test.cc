@@ -174,5 +174,24 @@ TEST_F(SplicePipeTest, RefusedWithoutTheBytesOrOnODirect) {
   }
 }
 
+// The pool hands out at most max_out pipes at once; a returned one can be taken again.
+TEST(SplicePipePoolTest, RefusesPastItsLimitUntilOneComesBack) {
+  SplicePipePool pool(1 << 20, /*max_spare=*/4, /*max_out=*/2);
+  auto a = pool.Get();
+  auto b = pool.Get();
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(pool.out(), 2u);
+  auto c = pool.Get();
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), Errc::kBusy);
+  a->reset();
+  EXPECT_EQ(pool.out(), 1u);
+  EXPECT_EQ(pool.spare(), 1u);
+  auto d = pool.Get();
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(pool.spare(), 0u);
+  EXPECT_EQ(pool.out(), 2u);
+}
+
 }  // namespace
 }  // namespace bsr::storage

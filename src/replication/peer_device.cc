@@ -12,6 +12,18 @@
 
 namespace bsr::replication {
 
+namespace {
+
+// A peer's request that finds no usable disk here (detached, or failing after an error).
+storage::IoResult NoDisk(const char* why) {
+  storage::IoResult r;
+  r.err = EIO;
+  r.status = Status(Errc::kIo, why);
+  return r;
+}
+
+}  // namespace
+
 Device::UuidInfo Device::GetUuids() const {
   UuidInfo info;
   if (!md_) return info;
@@ -127,12 +139,7 @@ void Device::UpdatePeerOosStats() {
 
 void Device::ApplyPeerWrite(uint64_t offset, std::span<const uint8_t> data, uint64_t length,
                             uint32_t dp_flags, storage::IoCallback done) {
-  if (!disk_ || failing_) {
-    storage::IoResult r;
-    r.err = EIO;
-    r.status = Status(Errc::kIo, "no local disk attached");
-    return done(std::move(r));
-  }
+  if (!disk_ || failing_) return done(NoDisk("no local disk attached"));
   auto self = shared_from_this();
   bool fua = dp_flags & protocol::kDpFua;
   self->DiskOpStart();
@@ -144,12 +151,7 @@ void Device::ApplyPeerWrite(uint64_t offset, std::span<const uint8_t> data, uint
   };
   auto write = [self, offset, data, length, dp_flags, fua, finish = std::move(finish)]() mutable {
     auto* disk = self->disk_.get();
-    if (!disk) {
-      storage::IoResult r;
-      r.err = EIO;
-      r.status = Status(Errc::kIo, "disk detached");
-      return finish(std::move(r));
-    }
+    if (!disk) return finish(NoDisk("disk detached"));
     if (dp_flags & (protocol::kDpDiscard | protocol::kDpZeroes)) {
       auto then_fua = [disk, fua, finish = std::move(finish)](storage::IoResult r) mutable {
         if (!r.ok() || !fua) return finish(std::move(r));
@@ -184,12 +186,7 @@ void Device::ApplyPeerWrite(uint64_t offset, std::span<const uint8_t> data, uint
 void Device::ApplyPeerWriteFromPipe(uint64_t offset, uint64_t length,
                                     std::shared_ptr<storage::SplicePipe> pipe,
                                     storage::IoCallback done) {
-  if (!disk_ || failing_) {
-    storage::IoResult r;
-    r.err = EIO;
-    r.status = Status(Errc::kIo, "no local disk attached");
-    return done(std::move(r));
-  }
+  if (!disk_ || failing_) return done(NoDisk("no local disk attached"));
   auto self = shared_from_this();
   DiskOpStart();
   storage::SplicePipe& p = *pipe;
@@ -219,12 +216,7 @@ void Device::ReadForPeer(
     uint64_t offset, uint32_t length,
     std::function<void(storage::IoResult, std::shared_ptr<storage::AlignedBuffer>)> done) {
   auto buf = std::make_shared<storage::AlignedBuffer>(length);
-  if (!disk_ || failing_) {
-    storage::IoResult r;
-    r.err = EIO;
-    r.status = Status(Errc::kIo, "no local disk attached");
-    return done(std::move(r), buf);
-  }
+  if (!disk_ || failing_) return done(NoDisk("no local disk attached"), buf);
   auto self = shared_from_this();
   DiskOpStart();
   disk_->Read(offset, buf->span().first(length),

@@ -289,10 +289,8 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
       if (!Alive(s)) co_return give_up(Status::Ok());
       if (in_pipe && dev && dev->attached() && !dev->peer_splice_writes()) {
         // The disk changed while the block arrived: write it from memory.
-        keep->block = storage::AlignedBuffer(len);
-        st = pipe->Drain(keep->block.span().first(len));
+        st = PacketSocket::TakeBlockFromPipe(*keep, *pipe);
         if (!st.ok()) co_return give_up(std::move(st));
-        PacketSocket::SetBlockView(*keep, keep->block.span().first(len));
         in_pipe = false;
       }
       if (in_pipe && dev && dev->attached()) {

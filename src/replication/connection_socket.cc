@@ -167,6 +167,15 @@ void PacketSocket::SetBlockView(Received& r, std::span<const uint8_t> block) {
   if (auto* d = std::get_if<protocol::RsDataReply>(&r.packet)) d->data = block;
 }
 
+Status PacketSocket::TakeBlockFromPipe(Received& r, storage::SplicePipe& pipe) {
+  const size_t length = pipe.held();
+  r.block = storage::AlignedBuffer(length);
+  auto block = r.block.span().first(length);
+  BSR_RETURN_IF_ERROR(pipe.Drain(block));
+  SetBlockView(r, block);
+  return Status::Ok();
+}
+
 asio::awaitable<Status> PacketSocket::RecvBlock(Received& r) {
   return RecvBlockRest(r, nullptr);
 }

@@ -82,6 +82,9 @@ class PacketSocket : public std::enable_shared_from_this<PacketSocket> {
   asio::awaitable<Status> RecvBlockToPipe(Received& r, storage::SplicePipe& pipe, bool* in_pipe);
   // The data view of r's packet (Data or RsDataReply) now points at `block`.
   static void SetBlockView(Received& r, std::span<const uint8_t> block);
+  // A block RecvBlockToPipe put in `pipe`, taken out into r.block (for a disk that can
+  // no longer take a splice); the packet's data view then points at it.
+  static Status TakeBlockFromPipe(Received& r, storage::SplicePipe& pipe);
   // An empty pipe for RecvBlockToPipe, from this socket's pool.
   Result<std::shared_ptr<storage::SplicePipe>> TakePipe() { return pipes_.Get(); }
 

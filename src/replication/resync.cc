@@ -430,11 +430,8 @@ asio::awaitable<Status> Connection::OnResyncReplyBlock(std::shared_ptr<Session> 
   if (!Alive(s)) co_return Status::Ok();
   if (in_pipe && !(dev && dev->peer_splice_writes())) {
     // The disk changed while the block arrived: take it from the pipe into memory.
-    const size_t len = pipe->held();
-    r->block = storage::AlignedBuffer(len);
-    st = pipe->Drain(r->block.span().first(len));
+    st = PacketSocket::TakeBlockFromPipe(*r, *pipe);
     if (!st.ok()) co_return st;
-    PacketSocket::SetBlockView(*r, r->block.span().first(len));
     in_pipe = false;
   }
   WriteResyncReply(s, volume, std::shared_ptr<Received>(std::move(r)),

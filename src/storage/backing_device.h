@@ -149,10 +149,11 @@ class BackingDevice {
   // page cache (no O_DIRECT descriptor), so a spliced write is coherent with the rest.
   bool splice_writes() const { return fd_.valid() && !direct_fd_.valid() && !read_only_; }
   // Writes the `length` bytes waiting in `pipe` to [offset, offset+length) with an
-  // io_uring splice: an io-wq worker moves them into the page cache, in submission
-  // order with this file's other ring writes (io_uring serializes buffered writes to
-  // one file), so it orders like Write(). `pipe` must stay alive until `done` runs.
-  // EINVAL on a device without splice_writes().
+  // io_uring splice: an io-wq worker moves them into the page cache (one segment per
+  // submission). Like a ring Write(), it is not ordered against other ring writes to
+  // the same range: callers keep overlapping writes apart (an inline write already
+  // waits for an overlapping one pending here). `pipe` must stay alive until `done`
+  // runs. EINVAL on a device without splice_writes().
   void WriteFromPipe(uint64_t offset, uint64_t length, SplicePipe& pipe, IoCallback done);
 
  private:

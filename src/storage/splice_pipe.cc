@@ -101,21 +101,23 @@ Status SplicePipe::Drain(std::span<uint8_t> out) {
   return Status::Ok();
 }
 
-int SplicePipe::front_fd() const {
+size_t SplicePipe::FirstHolding() const {
   size_t at = front_;
   while (at + 1 < segments_.size() && segments_[at].held == 0) ++at;
-  return segments_[at].read.get();
+  return at;
+}
+
+int SplicePipe::front_fd() const {
+  return segments_[FirstHolding()].read.get();
 }
 
 size_t SplicePipe::front_held() const {
-  size_t at = front_;
-  while (at + 1 < segments_.size() && segments_[at].held == 0) ++at;
-  return segments_[at].held;
+  return segments_[FirstHolding()].held;
 }
 
 void SplicePipe::Consumed(size_t n) {
   while (n > 0) {
-    while (front_ + 1 < segments_.size() && segments_[front_].held == 0) ++front_;
+    front_ = FirstHolding();
     Segment& seg = segments_[front_];
     size_t take = n < seg.held ? n : seg.held;
     if (take == 0) break;

@@ -54,6 +54,8 @@ class SplicePipe {
     size_t held = 0;
   };
   static Result<Segment> MakeSegment(size_t capacity, size_t* got);
+  // The first segment from front_ that holds bytes (the last one when none does).
+  size_t FirstHolding() const;
   explicit SplicePipe(size_t pipe_size) : pipe_size_(pipe_size) {}
 
   size_t pipe_size_;

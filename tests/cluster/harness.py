@@ -254,14 +254,14 @@ class Cluster:
             self.close()
             raise
 
-    def start_mesh(self, net_opts=(), peer_device_opts=(), connect=True, timeout=30):
-        """Starts every node's bsrd and sets up r0 with a connection to every other node
-        (`net_opts` on each, `peer_device_opts` as its peer-device-options); unless
-        connect=False, connects them all and waits until the full mesh is Connected.
-        Returns the nodes."""
+    def start_mesh(self, net_opts=(), peer_device_opts=(), connect=True, timeout=30, env=None):
+        """Starts every node's bsrd (`env` added to each one's environment) and sets up r0
+        with a connection to every other node (`net_opts` on each, `peer_device_opts` as
+        its peer-device-options); unless connect=False, connects them all and waits until
+        the full mesh is Connected. Returns the nodes."""
         nodes = self.nodes
         for n in nodes:
-            n.start()
+            n.start(env=env)
         for n in nodes:
             peers = [p for p in nodes if p is not n]
             n.up_many(peers, list(net_opts))

@@ -304,18 +304,6 @@ def test_recv_splice_off():
 
 
 def writes_during_sync(recv_splice):
-    saved = os.environ.get("BSR_RECV_SPLICE")
-    os.environ["BSR_RECV_SPLICE"] = "1" if recv_splice else "0"
-    try:
-        writes_during_sync_run(recv_splice)
-    finally:
-        if saved is None:
-            os.environ.pop("BSR_RECV_SPLICE", None)
-        else:
-            os.environ["BSR_RECV_SPLICE"] = saved
-
-
-def writes_during_sync_run(recv_splice):
     with cluster(64) as c:
         a, b = c.nodes
         # Random data on the source, written through its page cache (so it is cached:
@@ -324,7 +312,8 @@ def writes_during_sync_run(recv_splice):
             for i in range(56):
                 f.write(os.urandom(MIB))
         c.start_mesh(["--protocol=C"], peer_device_opts=[
-            "--c-plan-ahead=0", "--resync-rate=24M", "--c-min-rate=0"])
+            "--c-plan-ahead=0", "--resync-rate=24M", "--c-min-rate=0"],
+            env={"BSR_RECV_SPLICE": "1" if recv_splice else "0"})
         size = data_size(a)
         h = None
         for rnd, cmd in enumerate((("primary", "r0", "--force"),

@@ -67,8 +67,8 @@ class Node:
              os.path.join(self.dir, "state"), "--log-level", "debug"],
             stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         logf.close()
-        deadline = time.time() + 10
-        while time.time() < deadline:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
             if os.path.exists(self.sock) and self.setup("status", check_rc=False).returncode == 0:
                 return
             if self.proc.poll() is not None:
@@ -326,6 +326,16 @@ class Cluster:
         self.close(keep_logs_on_failure=exc_type is not None)
         return False
 
+    def print_diagnostics(self, log_lines=60):
+        """After a failure: each node's verbose status and the end of its log (info and
+        above), so that a CI run, whose logs are gone afterwards, shows what went wrong."""
+        for node in self.nodes:
+            p = node.setup("status", "--verbose", "--statistics", check_rc=False)
+            print(f"--- node{node.index} status (rc {p.returncode}):\n{p.stdout}{p.stderr}")
+            lines = [ln for ln in node.log_text().splitlines() if "] debug: " not in ln]
+            print(f"--- node{node.index} log, last {log_lines} lines without debug:")
+            print("\n".join(lines[-log_lines:]), flush=True)
+
     def close(self, keep_logs_on_failure=False):
         for h in self.handles:
             try:
@@ -333,6 +343,8 @@ class Cluster:
             except Exception:  # already shut down, or its bsrd is gone
                 pass
         self.handles = []
+        if keep_logs_on_failure:
+            self.print_diagnostics()
         reports = []
         for node in self.nodes:
             try:
@@ -358,9 +370,9 @@ class Cluster:
 
 
 def wait_for(what, fn, timeout=30.0, interval=0.1):
-    deadline = time.time() + timeout
+    deadline = time.monotonic() + timeout
     last = None
-    while time.time() < deadline:
+    while time.monotonic() < deadline:
         last = fn()
         if last:
             return last
@@ -440,12 +452,12 @@ def run_tests(tests, by_name_only=(), needs_netns=(), argv=None):
             print(f"== {t.__name__}: SKIP (needs root for network namespaces)", flush=True)
             continue
         print(f"== {t.__name__}", flush=True)
-        start = time.time()
+        start = time.monotonic()
         try:
             t()
         except TestFailure as e:
             print(f"FAIL: {t.__name__}: {e}", flush=True)
             return 1
-        print(f"   {t.__name__}: {time.time() - start:.1f} s", flush=True)
+        print(f"   {t.__name__}: {time.monotonic() - start:.1f} s", flush=True)
     print("PASS", flush=True)
     return 0

@@ -73,8 +73,8 @@ class Node:
 
 
 def wait(what, fn, timeout=120):
-    end = time.time() + timeout
-    while time.time() < end:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
         if fn():
             return
         time.sleep(0.2)

@@ -123,11 +123,11 @@ def run_writer(sock, journal_path, blocks, first_seq, qd=16, seconds=30.0, hot=2
     inflight = {}  # cookie -> (seq, first, n, buffer)
     seq = first_seq
     n_issued = n_acked = n_failed = 0
-    deadline = time.time() + seconds
+    deadline = time.monotonic() + seconds
     alive = True
     try:
-        while alive and (inflight or time.time() < deadline):
-            while alive and len(inflight) < qd and time.time() < deadline:
+        while alive and (inflight or time.monotonic() < deadline):
+            while alive and len(inflight) < qd and time.monotonic() < deadline:
                 n = rng.choice((1, 1, 1, 1, 2, 4, 16))
                 area = hot if rng.random() < 0.5 else blocks
                 first = rng.randrange(0, min(area, blocks) - n + 1)

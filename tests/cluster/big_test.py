@@ -95,14 +95,14 @@ def test_sync_and_resync_1g():
         c.start_mesh(NET_OPTS)
         size = data_size(a)
         w0 = wire(a)
-        t0 = time.time()
+        t0 = time.monotonic()
         a.setup("primary", "r0", "--force")
         h = a.nbd()
         # Some distinct data across the volume, written while the sync runs.
         write_blocks(h, [random.randrange(0, size // MIB) * MIB for _ in range(32)],
                      lambda: os.urandom(MIB))
         wait_for("initial sync of 1 GiB", lambda: synced(a, b), timeout=240, interval=0.2)
-        secs = time.time() - t0
+        secs = time.monotonic() - t0
         raw, frames, payload = wire_delta(w0, wire(a))
         print(f"initial sync of {size / MIB:.0f} MiB: {secs:.1f} s "
               f"({size / MIB / secs:.0f} MiB/s); link bytes {raw / MIB:.1f} MiB in {frames} "
@@ -123,11 +123,11 @@ def test_sync_and_resync_1g():
         check(oos * 1024 == changed, f"{nblocks} blocks ({changed} bytes) marked out of sync")
         recv0 = peer_dev(b, a)["received"]
         w1 = wire(a)
-        t1 = time.time()
+        t1 = time.monotonic()
         a.setup("connect", "r0", "1")
         wait_for("resync of 1%", lambda: synced(a, b) and peer_dev(a, b)["out-of-sync"] == 0,
                  timeout=120, interval=0.1)
-        secs = time.time() - t1
+        secs = time.monotonic() - t1
         raw, frames, payload = wire_delta(w1, wire(a))
         recv = (peer_dev(b, a)["received"] - recv0) * 1024
         m = re.findall(r"resync started as SyncTarget: (\d+) KiB", b.log_text())
@@ -150,11 +150,11 @@ def test_three_nodes_1g():
         c.start_mesh(NET_OPTS)
         a, b, d = nodes
         size = data_size(a)
-        t0 = time.time()
+        t0 = time.monotonic()
         a.setup("primary", "r0", "--force")
         wait_for("both Secondaries synced", lambda: synced(a, b) and synced(a, d),
                  timeout=300, interval=0.2)
-        secs = time.time() - t0
+        secs = time.monotonic() - t0
         print(f"1:2 initial sync of {size / MIB:.0f} MiB: {secs:.1f} s "
               f"({2 * size / MIB / secs:.0f} MiB/s leaving the Primary)", flush=True)
         h = a.nbd()

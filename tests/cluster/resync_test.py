@@ -46,7 +46,7 @@ def test_rate_and_pause():
         a, b = c.nodes
         c.start_mesh(peer_device_opts=["--c-plan-ahead=0", "--resync-rate=4M"])
         size = data_size(a)
-        t0 = time.time()
+        t0 = time.monotonic()
         a.setup("primary", "r0", "--force")
         wait_for("SyncTarget", lambda: peer_dev(b, a)["replication-state"] == "SyncTarget",
                  timeout=10, interval=0.02)
@@ -67,7 +67,7 @@ def test_rate_and_pause():
 
         # Pause on the target: no progress, PausedSyncT with resync-suspended:user.
         b.setup("pause-sync", "r0", "0", "0")
-        pause0 = time.time()
+        pause0 = time.monotonic()
         st = text_status(b)
         check("replication:PausedSyncT" in st and "resync-suspended:user" in st,
               "target status: PausedSyncT resync-suspended:user: " + st.replace("\n", " | "))
@@ -82,14 +82,14 @@ def test_rate_and_pause():
         check(oos_kib(b, a) == left and left > 0,
               f"no progress while paused ({left} KiB out of sync stays)")
         b.setup("resume-sync", "r0", "0", "0")
-        paused = time.time() - pause0
+        paused = time.monotonic() - pause0
         wait_for("resync runs again", lambda: oos_kib(b, a) < left, timeout=5, interval=0.05)
         check("resync-suspended" not in text_status(b),
               "resume-sync: the target is no longer suspended")
 
         # Pause on the source: the target stops requesting.
         a.setup("pause-sync", "r0", "1", "0")
-        pause1 = time.time()
+        pause1 = time.monotonic()
         st = text_status(a)
         check("replication:PausedSyncS" in st and "resync-suspended:user" in st,
               "source status: PausedSyncS resync-suspended:user")
@@ -100,9 +100,9 @@ def test_rate_and_pause():
         time.sleep(1.0)
         check(oos_kib(b, a) == left, "pause on the source stops the resync")
         a.setup("resume-sync", "r0", "1", "0")
-        paused += time.time() - pause1
+        paused += time.monotonic() - pause1
         wait_for("sync done", lambda: synced(a, b), timeout=30)
-        elapsed = time.time() - t0 - paused
+        elapsed = time.monotonic() - t0 - paused
         rate = size / MIB / elapsed
         print(f"initial sync of {size / MIB:.1f} MiB: {elapsed:.2f} s without pauses "
               f"({rate:.2f} MiB/s at resync-rate 4M)", flush=True)
@@ -119,10 +119,10 @@ def test_rate_and_pause():
         for n, p in ((a, b), (b, a)):
             n.setup("peer-device-options", "r0", str(p.node_id), "0", "--c-plan-ahead=10",
                     "--c-max-rate=3M", "--c-delay-target=10", "--resync-rate=1M")
-        t1 = time.time()
+        t1 = time.monotonic()
         connect(a, b)
         wait_for("bitmap resync done", lambda: synced(a, b), timeout=30)
-        took = time.time() - t1
+        took = time.monotonic() - t1
         print(f"bitmap resync of 6 MiB with c-max-rate 3M: {took:.2f} s", flush=True)
         check(took > 6 / 3 * 0.8, f"c-max-rate bounds the dynamic controller ({took:.2f} s)")
         check("resync rate control: dynamic" in b.log_text(), "the target ran the controller")
@@ -140,9 +140,9 @@ def test_rate_and_pause():
         wait_for("SyncTarget", lambda: peer_dev(b, a)["replication-state"] == "SyncTarget",
                  timeout=10, interval=0.02)
         left0 = oos_kib(b, a)
-        t2 = time.time()
+        t2 = time.monotonic()
         writes = 0
-        while time.time() - t2 < 2.0:  # application writes outside the resync range
+        while time.monotonic() - t2 < 2.0:  # application writes outside the resync range
             h.pwrite(os.urandom(16384), 12 * MIB + (writes % 256) * 16384)
             writes += 1
         moved = (left0 - oos_kib(b, a)) / 1024
@@ -269,10 +269,10 @@ def test_csums():
               "verify without verify-alg is refused: " + (r.stdout + r.stderr).strip())
         size = data_size(a)
         tx0 = a.link_bytes()[0]
-        t0 = time.time()
+        t0 = time.monotonic()
         a.setup("primary", "r0", "--force")
         wait_for("csums sync done", lambda: synced(a, b), timeout=60)
-        took = time.time() - t0
+        took = time.monotonic() - t0
         sent = a.link_bytes()[0] - tx0
         print(f"full sync of {size / MIB:.1f} MiB with csums-alg: {sent} bytes from the "
               f"source in {took:.2f} s", flush=True)

@@ -353,11 +353,11 @@ def run_tests(tests, make_node, prefix, name, needs):
     for t in chosen:
         root = tempfile.mkdtemp(prefix=prefix)
         node = make_node(root)
-        t0 = time.time()
+        t0 = time.monotonic()
         try:
             node.start()
             t(node)
-            print(f"PASS {t.__name__} ({time.time() - t0:.1f}s)", flush=True)
+            print(f"PASS {t.__name__} ({time.monotonic() - t0:.1f}s)", flush=True)
         except Exception as e:  # noqa: BLE001 - report every failure, keep going
             failed += 1
             print(f"FAIL {t.__name__}: {e}", flush=True)

@@ -30,7 +30,12 @@ namespace across the same veth (every write completes when both copies did):
           per "write" and no forwarding between them, but fio submits two I/Os per write, so
           it is a reference, not a bound (bsr beats it at QD32). No latency rows (two jobs
           in one fio time differently).
-BENCH_QEMU_AIO (threads) picks the aio= of qemu's local file (threads, native, io_uring)."""
+BENCH_QEMU_AIO (threads) picks the aio= of qemu's local file (threads, native, io_uring).
+BENCH_PIN=hosts models two hosts of one CPU each on a 2-CPU machine: node0, fio, nbdcopy and
+every server that stands for node0's side (the local nbdkit, qemu-storage-daemon, nbdcopy's
+source) run on CPU 0, node1 and every server in node1's namespace on CPU 1 (taskset). So the
+Secondary's work no longer competes with the Primary and fio, as on two machines, while the
+local nbdkit reference gets one CPU like node0. Unpinned (default), all of it shares both CPUs."""
 
 import json
 import os
@@ -66,6 +71,16 @@ REF_KINDS = (*QEMU_KINDS, "tcp", "pair")
 REFS = [k for k in REF_KINDS if k in REF_SPEC.split(",")
         or (k in QEMU_KINDS and "qemu" in REF_SPEC.split(","))]
 QEMU_AIO = os.environ.get("BENCH_QEMU_AIO", "threads")
+PIN = os.environ.get("BENCH_PIN", "")
+if PIN not in ("", "hosts"):
+    sys.exit(f"BENCH_PIN={PIN}: only 'hosts' (or empty) is known")
+if PIN and not {0, 1} <= os.sched_getaffinity(0):
+    sys.exit("BENCH_PIN=hosts needs CPUs 0 and 1")
+
+
+def on_host(host, cmd):
+    """cmd pinned to host `host`'s CPU under BENCH_PIN=hosts (taskset execs: same pid)."""
+    return ["taskset", "-c", str(host), *cmd] if PIN else list(cmd)
 
 
 def fill_random(path, size):
@@ -93,9 +108,10 @@ def quiet_start(node):
     """Node.start with a lower log level: debug logging is not what we measure."""
     logf = open(node.log, "ab")
     node.proc = subprocess.Popen(
-        ["ip", "netns", "exec", node.ns, os.path.join(os.environ["BSR_BIN"], "bsrd"),
-         "--run-dir", node.run_dir, "--socket", node.sock, "--no-kernel-device",
-         "--state-dir", os.path.join(node.dir, "state"), "--log-level", LOG_LEVEL],
+        on_host(node.index,
+                ["ip", "netns", "exec", node.ns, os.path.join(os.environ["BSR_BIN"], "bsrd"),
+                 "--run-dir", node.run_dir, "--socket", node.sock, "--no-kernel-device",
+                 "--state-dir", os.path.join(node.dir, "state"), "--log-level", LOG_LEVEL]),
         stdout=logf, stderr=subprocess.STDOUT)
     logf.close()
     wait_for(f"bsrd on node{node.index}",
@@ -164,9 +180,9 @@ def fio(work, name, uri, *args, netns=None):
     jobs = []
     for i, u in enumerate(uris):
         jobs += [f"--name={name}-{i}", f"--uri={u}", *args]
-    p = run([*where, "fio", "--ioengine=nbd", f"--size={VOLUME_MIB}M", "--time_based",
+    p = run(on_host(0, [*where, "fio", "--ioengine=nbd", f"--size={VOLUME_MIB}M", "--time_based",
              f"--runtime={SECS}", "--ramp_time=1", "--randrepeat=0", "--norandommap",
-             "--output-format=json", f"--output={out}", *jobs])
+             "--output-format=json", f"--output={out}", *jobs]))
     if p.returncode != 0:
         raise TestFailure(f"fio {name}: {p.stdout}{p.stderr}")
     with open(out) as f:
@@ -305,7 +321,7 @@ def qemu_start(c, a, b, kind, port, size, procs, results):
             "--export", f"type=nbd,id=e0,node-name={export},name=r0,writable=on",
             "--chardev", f"socket,id=qmp,path={qmp_path},server=on,wait=off",
             "--monitor", "chardev=qmp"]
-    qsd = start_bg(cmd, os.path.join(c.work, f"qsd-{kind}.log"))
+    qsd = start_bg(on_host(0, cmd), os.path.join(c.work, f"qsd-{kind}.log"))
     procs.append(qsd)
     wait_path(sock, f"qemu-storage-daemon ({kind}) socket")
     wait_path(qmp_path, f"qemu-storage-daemon ({kind}) QMP socket")
@@ -331,8 +347,9 @@ def qemu_start(c, a, b, kind, port, size, procs, results):
 
 
 def remote_nbdkit(c, a, b, kind, port, path, procs):
-    kit = start_bg(["ip", "netns", "exec", b.ns, "nbdkit", "--foreground", "--exit-with-parent",
-                    "-i", b.addr, "-p", str(port), "file", f"file={path}"],
+    kit = start_bg(on_host(1, ["ip", "netns", "exec", b.ns, "nbdkit", "--foreground",
+                               "--exit-with-parent", "-i", b.addr, "-p", str(port), "file",
+                               f"file={path}"]),
                    os.path.join(c.work, f"nbdkit-{kind}.log"))
     procs.append(kit)
     wait_for(f"nbdkit for the {kind} listening in node1's namespace",
@@ -446,13 +463,15 @@ def sync_reference(c, a, b, size, procs, results):
     dst = os.path.join(c.work, "nbdcopy-dst.img")
     preallocate(dst, size)
     src_sock = os.path.join(c.work, "src.sock")
-    procs.append(start_bg(["ip", "netns", "exec", a.ns, "nbdkit", "--foreground",
-                           "--exit-with-parent", "-r", "-U", src_sock,
-                           "--filter=truncate", "file", f"file={a.disk}",
-                           f"truncate={size}"], os.path.join(c.work, "nbdkit-src.log")))
-    procs.append(start_bg(["ip", "netns", "exec", b.ns, "nbdkit", "--foreground",
-                           "--exit-with-parent", "-i", b.addr, "-p", str(NBD_PORT), "file",
-                           f"file={dst}"], os.path.join(c.work, "nbdkit-dst.log")))
+    procs.append(start_bg(on_host(0, ["ip", "netns", "exec", a.ns, "nbdkit", "--foreground",
+                                      "--exit-with-parent", "-r", "-U", src_sock,
+                                      "--filter=truncate", "file", f"file={a.disk}",
+                                      f"truncate={size}"]),
+                          os.path.join(c.work, "nbdkit-src.log")))
+    procs.append(start_bg(on_host(1, ["ip", "netns", "exec", b.ns, "nbdkit", "--foreground",
+                                      "--exit-with-parent", "-i", b.addr, "-p", str(NBD_PORT),
+                                      "file", f"file={dst}"]),
+                          os.path.join(c.work, "nbdkit-dst.log")))
     wait_path(src_sock, "nbdkit source socket")
     wait_for("nbdkit listening in node1's namespace",
              lambda: run(["ip", "netns", "exec", a.ns, "nbdinfo", "--size",
@@ -465,8 +484,8 @@ def sync_reference(c, a, b, size, procs, results):
         cpu0 = sum(cpu_secs(pid) for pid in kits)
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
-        p = run(["ip", "netns", "exec", a.ns, "nbdcopy", f"nbd+unix:///?socket={src_sock}",
-                 f"nbd://{b.addr}:{NBD_PORT}/"])
+        p = run(on_host(0, ["ip", "netns", "exec", a.ns, "nbdcopy",
+                            f"nbd+unix:///?socket={src_sock}", f"nbd://{b.addr}:{NBD_PORT}/"]))
         results[key] = time.monotonic() - t0
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         results[key + "_cpu"] = (sum(cpu_secs(pid) for pid in kits) - cpu0 + ru1.ru_utime -
@@ -514,8 +533,9 @@ def fio_part(c, a, b, size, procs, results):
         for _ in range(size // len(zero)):
             f.write(zero)
     kit_sock = os.path.join(c.work, "kit.sock")
-    procs.append(start_bg(["nbdkit", "--foreground", "--exit-with-parent", "-U", kit_sock,
-                           "file", f"file={kit_img}"], os.path.join(c.work, "nbdkit.log")))
+    procs.append(start_bg(on_host(0, ["nbdkit", "--foreground", "--exit-with-parent", "-U",
+                                      kit_sock, "file", f"file={kit_img}"]),
+                          os.path.join(c.work, "nbdkit.log")))
     wait_path(kit_sock, "nbdkit socket")
     uris = {"bsr": f"nbd+unix:///r0/0?socket={a.nbd_path()}",
             "nbdkit": f"nbd+unix:///?socket={kit_sock}"}
@@ -637,6 +657,9 @@ def report(results, size, load_before, load_after):
         rows.append(("full sync CPU seconds", results["sync_bsr_cpu"], 0, "", "", sync_cpu_refs))
     print(f"\nbsr protocol C, 2 nodes over veth (volume {size / MIB:.1f} MiB, {SECS} s per fio "
           f"job); load before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+    if PIN:
+        print("(BENCH_PIN=hosts: node0, fio, nbdcopy and the local nbdkit on CPU 0; node1 and "
+              "the servers in its namespace on CPU 1)")
     extra_head = "".join(f" {('qemu ' if k in QEMU_KINDS else '') + k:>12} {'bsr/' + k[0]:>8}"
                          for k in refs)
     print(f"{'metric':28} {'bsr':>10} {'reference':>10} {'ratio':>8}{extra_head}  {'':12} goal")

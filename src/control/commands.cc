@@ -145,6 +145,14 @@ const CommandSpec* FindCommand(std::string_view name) {
 
 Status ValidateRequest(const Request& r) {
   const CommandSpec* spec = FindCommand(r.cmd);
+  if (!spec && (r.cmd == "resize" || r.cmd == "check-resize")) {
+    // bsradm plans these as drbdadm does (its dry run matches drbdadm's), so say plainly
+    // why they fail instead of calling a drbdsetup command unknown.
+    return Error(Errc::kUnsupported,
+                 "'{}': online resize is not built in bsr yet; the volume keeps the size it "
+                 "was attached with",
+                 r.cmd);
+  }
   if (!spec) {
     std::vector<std::string_view> names;
     for (const auto& c : Commands()) names.push_back(c.name);

@@ -6,6 +6,7 @@
 
 #include "common/temp_dir.h"
 #include "control/client.h"
+#include "control/commands.h"
 #include "control/server.h"
 
 namespace bsr::control {
@@ -20,6 +21,19 @@ TEST(Message, RequestRoundTrip) {
   EXPECT_EQ(back->opts.at("al-extents"), "3389");
   EXPECT_FALSE(RequestFromJson(nlohmann::json{{"args", {1}}}).ok());
   EXPECT_FALSE(RequestFromJson(nlohmann::json{{"cmd", "x"}, {"args", {1}}}).ok());
+}
+
+TEST(Commands, ResizeIsRefusedAsNotBuiltNotUnknown) {
+  Request r;
+  r.cmd = "resize";
+  r.args = {"0"};
+  Status s = ValidateRequest(r);
+  EXPECT_EQ(s.code(), Errc::kUnsupported);
+  EXPECT_NE(s.message().find("online resize is not built"), std::string::npos) << s.message();
+  r.cmd = "resizee";
+  s = ValidateRequest(r);
+  EXPECT_EQ(s.code(), Errc::kInvalidArgument);
+  EXPECT_NE(s.message().find("unknown command 'resizee'"), std::string::npos) << s.message();
 }
 
 TEST(Message, FrameDecoderHandlesSplitsAndRejectsGarbage) {

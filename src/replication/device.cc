@@ -408,7 +408,9 @@ void Device::SubmitWrite(uint64_t offset, uint64_t length, LocalIo io, Replica r
   UpdateIoStats(0, 0, +1);
   ++inflight_;
   // Peers that take this write get it now; the others get its bits in their slot.
-  // The wire carries whole sectors only: an unaligned write is resynced instead.
+  // The wire carries whole sectors only. Unaligned writes reach this point widened to
+  // whole sectors by the read-modify-write (device_unaligned.cc); should one still be
+  // unaligned, its bits are marked for the peers instead of sending it.
   bool aligned = offset % 512 == 0 && length % 512 == 0;
   // Walks the resource's peer map in place: a copy of the ids cost a heap allocation
   // per write (docs/benchmarks.md, issue 6 session 5).

@@ -90,6 +90,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool SendTwoPcDecision(bool commit, const protocol::TwoPcDecisionFields& d);
   // Sends our state of every volume again (a committed change that failed locally).
   void ResendState();
+  // Our generation UUIDs again, after they changed while connected (a new current UUID).
+  void ResendUuids(int volume);
   // net-options at runtime: `opts` is the whole new option set. Live options (ping-int,
   // ping-timeout, timeout, ko-count, max-buffers, max-epoch-size, sndbuf/rcvbuf-size,
   // tcp-cork, congestion, ...) apply at once; those the handshake agreed on are refused
@@ -262,6 +264,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // ending this session to retry the sync decision once that resync is over.
   int SyncTargetOfPrimary(int volume) const;
   void RetryAfterOtherResync(const std::shared_ptr<Session>& s);
+  void EndResyncsWithSecondaries(int volume);
 
   PeerDevice& pd(int volume);
   std::shared_ptr<Device> device(int volume) const;

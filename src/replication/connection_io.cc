@@ -747,6 +747,12 @@ bool Connection::SendTwoPcDecision(bool commit, const p::TwoPcDecisionFields& d)
   return true;
 }
 
+void Connection::ResendUuids(int volume) {
+  auto s = session_;
+  if (!s || !s->established || s->closed || !device(volume)) return;
+  SendUuids(s, volume);
+}
+
 void Connection::ResendState() {
   auto s = session_;
   if (!s || !s->established || s->closed) return;

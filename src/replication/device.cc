@@ -329,16 +329,24 @@ void Device::OnPeerLost(int peer_node_id) {
   if (!md_) return;
   uint64_t uuid = NewUuid();
   std::string tag = fmt::format("{}/{}", resource_->name(), volume_);
+  auto changed = std::make_shared<bool>(false);
   RunMeta(
-      [peer_node_id, uuid](meta::Metadata& m) -> Status {
+      [peer_node_id, uuid, changed](meta::Metadata& m) -> Status {
         int slot = m.FindPeerSlot(peer_node_id);
         if (slot < 0 || m.peer(slot).bitmap_uuid != 0) return Status::Ok();
         std::vector<int> slots{slot};
+        *changed = true;
         return m.NewCurrentUuid(uuid | 1, slots);
       },
-      [tag](Status s) {
-        if (!s.ok())
+      [self = shared_from_this(), tag, changed](Status s) {
+        if (!s.ok()) {
           spdlog::error("{}: new current UUID after losing a peer: {}", tag, s.message());
+        } else if (*changed) {
+          // The peers still connected take part in the new generation (they get every
+          // write from now on): they adopt it (Connection::OnPeerUuids), so that a later
+          // disconnect from them gives a bitmap-based resync, not a split brain.
+          self->resource_->SendUuidsToPeers(self->volume_);
+        }
       });
 }
 

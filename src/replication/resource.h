@@ -107,6 +107,8 @@ class Resource {
   Status ResumeIo();
   // new-current-uuid [--clear-bitmap] (see Device::NewCurrentUuid).
   Status NewCurrentUuid(int volume, bool clear_bitmap);
+  // Tells every connected peer our generation UUIDs of `volume` (after a new current one).
+  void SendUuidsToPeers(int volume);
   // get-gi / show-gi of a running volume: the generation identifiers for a peer.
   Result<std::string> GenerationIds(int peer_node_id, int volume, bool verbose) const;
 

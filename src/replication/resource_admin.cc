@@ -65,6 +65,10 @@ Status Resource::ResumeIo() {
   return Status::Ok();
 }
 
+void Resource::SendUuidsToPeers(int volume) {
+  for (const auto& [id, c] : connections_) c->ResendUuids(volume);
+}
+
 Status Resource::NewCurrentUuid(int volume, bool clear_bitmap) {
   auto dev = device(volume);
   if (!dev) return Error(Errc::kNotFound, "resource {} has no volume {}", name_, volume);
@@ -85,6 +89,7 @@ Status Resource::NewCurrentUuid(int volume, bool clear_bitmap) {
   }
   bool up_to_date = false;
   BSR_RETURN_IF_ERROR(dev->NewCurrentUuid(clear_bitmap, &up_to_date));
+  SendUuidsToPeers(volume);
   if (!up_to_date) return Status::Ok();
   Status s = engine_.Change(
       "new-current-uuid",

@@ -454,6 +454,10 @@ def test_secondary_resync_yields_to_primary():
         h.flush()
         connect(b, n2)
         wait_for("node2 resynced from node1", lambda: synced(b, n2), timeout=30)
+        # node2 took the generation node1 started when node0 left (Uuids on a new current
+        # UUID), so node1's solo writes are a bitmap-based resync for it, not a split brain.
+        check("split-brain" not in b.log_text() and "bitmap-based sync as SyncTarget" in
+              n2.log_text(), "node2 followed the Primary's new generation: bitmap-based resync")
         # Slow enough that node0's resync from node2 still runs when node1 connects.
         for x, y in ((a, n2), (n2, a)):
             x.setup("peer-device-options", "r0", str(y.node_id), "0", "--c-plan-ahead=0",

@@ -92,6 +92,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void ResendState();
   // Our generation UUIDs again, after they changed while connected (a new current UUID).
   void ResendUuids(int volume);
+  // A received write of some connection finished: writes of this one waiting for room
+  // look again (Resource::RemoveReceivedWrite).
+  void WakeReceivers();
+  // Resync requests of ours for that range get stale (Resource::MarkResyncStale).
+  void MarkResyncStale(int volume, uint64_t offset, uint64_t length);
   // net-options at runtime: `opts` is the whole new option set. Live options (ping-int,
   // ping-timeout, timeout, ko-count, max-buffers, max-epoch-size, sndbuf/rcvbuf-size,
   // tcp-cork, congestion, ...) apply at once; those the handshake agreed on are refused
@@ -146,10 +151,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<Status> OnDataPacket(std::shared_ptr<Session> s, std::unique_ptr<Received> r);
   Status OnMetaPacket(const std::shared_ptr<Session>& s, const Received& r);
   asio::awaitable<void> WaitWritesBelow(std::shared_ptr<Session> s, int limit);
-  // Receiver back-pressure: overlap order, max-buffers (`mem` bytes of this write).
-  asio::awaitable<void> WaitRoom(std::shared_ptr<Session> s, uint64_t off, uint64_t len,
+  // Receiver back-pressure: overlap order (with the received writes of every
+  // connection), max-buffers (`mem` bytes of this write).
+  asio::awaitable<void> WaitRoom(std::shared_ptr<Session> s, int volume, uint64_t off, uint64_t len,
                                  uint64_t mem);
-  void PeerWriteDone(const std::shared_ptr<Session>& s);
+  // A received write is at the disk now / is done (Resource's registry and ours).
+  void ReceivedWriteStarted(const std::shared_ptr<Session>& s, uint64_t key, int volume,
+                            uint64_t off, uint64_t len);
+  void ReceivedWriteDone(const std::shared_ptr<Session>& s, uint64_t key);
   // Closes the epoch: Barrier{n}; `done` (may be empty) when the peer acked it.
   void SendBarrier(const std::shared_ptr<Session>& s, int volume, AckCallback done);
   void SendState(const std::shared_ptr<Session>& s, int volume);

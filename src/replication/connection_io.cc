@@ -27,10 +27,6 @@ ConnState FailureState(const Status& s) {
   return s.code() == Errc::kProtocol ? ConnState::kProtocolError : ConnState::kBrokenPipe;
 }
 
-bool Overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen) {
-  return a < b + blen && b < a + alen;
-}
-
 }  // namespace
 
 // ---- Receivers -------------------------------------------------------------------
@@ -148,17 +144,14 @@ asio::awaitable<void> Connection::WaitWritesBelow(std::shared_ptr<Session> s, in
 // blocks land in the order sent), fewer than 256 writes and at most max-buffers pages
 // of data in flight (one write always fits). Waiting here stops the receiver reading,
 // so TCP pushes back on the sender.
-asio::awaitable<void> Connection::WaitRoom(std::shared_ptr<Session> s, uint64_t off, uint64_t len,
-                                           uint64_t mem) {
+asio::awaitable<void> Connection::WaitRoom(std::shared_ptr<Session> s, int volume, uint64_t off,
+                                           uint64_t len, uint64_t mem) {
   const uint64_t max_bytes = cfg_.max_buffers * 4096;
   while (Alive(s)) {
-    bool overlap = false;
     uint64_t bytes = 0;
-    for (auto& [id, rg] : s->inflight) {
-      overlap |= Overlaps(off, len, rg.offset, rg.length);
-      bytes += rg.length;
-    }
-    if (!overlap && s->inflight.size() < 256 && (s->inflight.empty() || bytes + mem <= max_bytes)) {
+    for (auto& [id, rg] : s->inflight) bytes += rg.length;
+    if (s->inflight.size() < 256 && (s->inflight.empty() || bytes + mem <= max_bytes) &&
+        !resource_->ReceivedWriteOverlaps(volume, off, len)) {
       co_return;
     }
     s->drain_timer.expires_at(asio::steady_timer::time_point::max());
@@ -166,8 +159,25 @@ asio::awaitable<void> Connection::WaitRoom(std::shared_ptr<Session> s, uint64_t 
   }
 }
 
-void Connection::PeerWriteDone(const std::shared_ptr<Session>& s) {
-  s->drain_timer.cancel();
+void Connection::ReceivedWriteStarted(const std::shared_ptr<Session>& s, uint64_t key, int volume,
+                                      uint64_t off, uint64_t len) {
+  s->inflight[key] = {off, len};
+  resource_->AddReceivedWrite(s.get(), key, {volume, off, len});
+}
+
+void Connection::ReceivedWriteDone(const std::shared_ptr<Session>& s, uint64_t key) {
+  s->inflight.erase(key);
+  s->drain_timer.cancel();  // a session that ended is no longer the connection's
+  resource_->RemoveReceivedWrite(s.get(), key);
+}
+
+void Connection::WakeReceivers() {
+  if (session_) session_->drain_timer.cancel();
+}
+
+void Connection::MarkResyncStale(int volume, uint64_t offset, uint64_t length) {
+  auto it = peer_devices_.find(volume);
+  if (it != peer_devices_.end()) MarkStaleResync(*it->second, offset, length);
 }
 
 asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
@@ -233,11 +243,11 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
     }
     // Writes of the same range land in the order they were sent; bounded in flight.
     bool no_data = d->dp_flags & (p::kDpDiscard | p::kDpZeroes);
-    co_await WaitRoom(s, off, len, no_data ? 0 : len);
+    co_await WaitRoom(s, vol, off, len, no_data ? 0 : len);
     if (!Alive(s)) co_return Status::Ok();
-    MarkStaleResync(pd(vol), off, len);
+    resource_->MarkResyncStale(vol, off, len);
     uint64_t key = s->next_inflight++;
-    s->inflight[key] = {off, len};
+    ReceivedWriteStarted(s, key, vol, off, len);
     std::shared_ptr<Received> keep(std::move(r));
     auto* dp = std::get_if<p::DataPacket>(&keep->packet);
     resource_->engine().UpdateStats([&](ResourceState& st) {
@@ -246,8 +256,7 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
       pdst.stats.received_sectors += len / 512;
     });
     auto finish = [this, self, s, key, vol, keep, dp, off, len](storage::IoResult res) {
-      s->inflight.erase(key);
-      PeerWriteDone(s);
+      ReceivedWriteDone(s, key);
       if (!Alive(s)) return;
       resource_->engine().UpdateStats(
           [&](ResourceState& st) { st.connections[peer_id_].peer_devices[vol].stats.unacked--; });
@@ -277,8 +286,7 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
       // to the disk once the whole block is here, in the order the writes came.
       bool in_pipe = false;
       auto give_up = [&](Status st) {
-        s->inflight.erase(key);
-        PeerWriteDone(s);
+        ReceivedWriteDone(s, key);
         resource_->engine().UpdateStats(
             [&](ResourceState& rs) { rs.connections[peer_id_].peer_devices[vol].stats.unacked--; });
         return st;
@@ -318,7 +326,7 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
   }
   if (auto* rd = std::get_if<p::RsDataReply>(&pkt)) {
     uint64_t off = rd->sector * p::kSectorSize;
-    co_await WaitRoom(s, off, rd->size, rd->size);
+    co_await WaitRoom(s, vol, off, rd->size, rd->size);
     if (!Alive(s)) co_return Status::Ok();
     if (r->block_pending != 0) co_return co_await OnResyncReplyBlock(s, vol, std::move(r));
     OnResyncReply(s, vol, std::shared_ptr<Received>(std::move(r)));

@@ -109,6 +109,24 @@ class Resource {
   Status NewCurrentUuid(int volume, bool clear_bitmap);
   // Tells every connected peer our generation UUIDs of `volume` (after a new current one).
   void SendUuidsToPeers(int volume);
+
+  // Writes received from peers (Data, resync replies) while the disk writes them, of
+  // every connection, also of sessions that ended meanwhile: a received write waits for
+  // overlapping ones of any connection (Connection::WaitRoom), so writes of one range
+  // from two connections land in the order they arrived. Keyed by (session, its key).
+  struct ReceivedWrite {
+    int volume;
+    uint64_t offset, length;
+  };
+  using ReceivedWrites = std::map<std::pair<const void*, uint64_t>, ReceivedWrite>;
+  void AddReceivedWrite(const void* session, uint64_t key, ReceivedWrite w);
+  // Also wakes every connection's writes waiting for room (Connection::WakeReceivers).
+  void RemoveReceivedWrite(const void* session, uint64_t key);
+  bool ReceivedWriteOverlaps(int volume, uint64_t offset, uint64_t length) const;
+  const ReceivedWrites& received_writes() const { return received_writes_; }
+  // A write from a peer arrived: every connection's resync request for that range is
+  // stale (its reply may be older than the write).
+  void MarkResyncStale(int volume, uint64_t offset, uint64_t length);
   // get-gi / show-gi of a running volume: the generation identifiers for a peer.
   Result<std::string> GenerationIds(int peer_node_id, int volume, bool verbose) const;
 
@@ -123,6 +141,7 @@ class Resource {
   std::map<int, std::shared_ptr<Device>> devices_;
   std::map<int, PeerSpec> peers_;
   std::map<int, std::shared_ptr<Connection>> connections_;
+  ReceivedWrites received_writes_;
   std::shared_ptr<TwoPc> twopc_;               // created on first use
   std::shared_ptr<PeerAckTracker> peer_acks_;  // created on first use
 };

@@ -69,6 +69,28 @@ void Resource::SendUuidsToPeers(int volume) {
   for (const auto& [id, c] : connections_) c->ResendUuids(volume);
 }
 
+void Resource::AddReceivedWrite(const void* session, uint64_t key, ReceivedWrite w) {
+  received_writes_[{session, key}] = w;
+}
+
+void Resource::RemoveReceivedWrite(const void* session, uint64_t key) {
+  received_writes_.erase({session, key});
+  for (const auto& [id, c] : connections_) c->WakeReceivers();
+}
+
+bool Resource::ReceivedWriteOverlaps(int volume, uint64_t offset, uint64_t length) const {
+  for (const auto& [k, w] : received_writes_) {
+    if (w.volume == volume && offset < w.offset + w.length && w.offset < offset + length) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void Resource::MarkResyncStale(int volume, uint64_t offset, uint64_t length) {
+  for (const auto& [id, c] : connections_) c->MarkResyncStale(volume, offset, length);
+}
+
 Status Resource::NewCurrentUuid(int volume, bool clear_bitmap) {
   auto dev = device(volume);
   if (!dev) return Error(Errc::kNotFound, "resource {} has no volume {}", name_, volume);

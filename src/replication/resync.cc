@@ -114,12 +114,13 @@ void Connection::PumpResync(const std::shared_ptr<Session>& s, int volume) {
     }
     uint64_t end = dev->NextPeerInSync(peer_id_, bit);
     end = std::min({end, bit + limit, pdv.total_bits});
-    // Blocks a received write is writing now are not requested: that write clears their
-    // bits when it is done, and a reply asked for now could carry older data than it
-    // (the source may read them before its own write of them lands there). A later pass
-    // takes any of them still marked then (a failed write).
+    // Blocks a received write (of any connection) is writing now are not requested: that
+    // write clears their bits when it is done, and a reply asked for now could carry
+    // older data than it (the source may read them before its own write of them lands
+    // there). A later pass takes any of them still marked then (a failed write).
     uint64_t skip_to = 0;
-    for (const auto& [key, w] : s->inflight) {
+    for (const auto& [key, w] : resource_->received_writes()) {
+      if (w.volume != volume) continue;
       uint64_t first = w.offset / 4096, last = (w.offset + w.length + 4095) / 4096;
       if (first <= bit && bit < last) {
         skip_to = std::max(skip_to, last);
@@ -469,11 +470,10 @@ void Connection::WriteResyncReply(const std::shared_ptr<Session>& s, int volume,
     return;
   }
   uint64_t key = s->next_inflight++;
-  s->inflight[key] = {rq.offset, rq.length};
+  ReceivedWriteStarted(s, key, volume, rq.offset, rq.length);
   auto self = shared_from_this();
   auto written = [this, self, s, volume, r, rq, key](storage::IoResult res) {
-    s->inflight.erase(key);
-    PeerWriteDone(s);
+    ReceivedWriteDone(s, key);
     if (!Alive(s)) return;
     auto* d = std::get_if<p::RsDataReply>(&r->packet);
     p::BlockAckFields a;

@@ -98,6 +98,11 @@ class Events:
         self.f = open(self.out, "w")
         self.p = subprocess.Popen([f"{BIN}/bsrsetup", "events2", "r0"], env=node.env,
                                   stdout=self.f, stderr=subprocess.STDOUT)
+        # Subscribed once the initial state is out ("exists -"): a change made before
+        # that would show only as an "exists" line, and a wait for its "change" fails.
+        if not self.wait_for(r"^exists -$"):
+            self.stop()
+            raise Fail(f"events2 printed no initial state:\n{self.text()}")
 
     def text(self):
         with open(self.out) as f:

@@ -349,7 +349,7 @@ void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
     for (auto& cb : cbs) cb(false);
   }
   if (stopped_) return;
-  // Protocol A writes the peer may not have: resync them.
+  // Protocol A and B writes the peer may not have written (no BarrierAck yet): resync them.
   for (auto& w : tl) {
     if (auto dev = device(w.volume)) dev->SetPeerOutOfSync(peer_id_, w.offset, w.length);
   }

@@ -124,7 +124,7 @@ asio::awaitable<void> Connection::PingLoop(std::shared_ptr<Session> s) {
     }
     if (!s->ping_outstanding && now - s->last_ping >= cfg_.ping_int) send_ping(now);
     CheckAheadDrained(s);
-    // Protocol A: once the writer paused for a second, close the open epoch so its
+    // Protocols A and B: once the writer paused for a second, close the open epoch so its
     // writes leave the transfer log (busy writers close epochs by max-epoch-size).
     if (Alive(s) && !s->tl.empty() && s->tl.back().barrier > s->barrier_nr &&
         now - s->tl.back().sent >= std::chrono::seconds(1)) {
@@ -591,7 +591,10 @@ void Connection::SendWrite(int volume, uint64_t offset, std::span<const uint8_t>
     pst.sent_sectors += length / 512;
     pst.pending += parts;
   });
-  if (!ack_flag) {
+  if (ack_flag != p::kDpSendWriteAck) {
+    // Protocols A and B: until the epoch's BarrierAck, which the peer sends once the
+    // epoch's writes are on its disk; a RecvAck (B) only says the block arrived. A
+    // connection lost before that marks them out of sync (EndSession).
     s->tl.push_back({volume, offset, length, s->barrier_nr + 1, std::chrono::steady_clock::now()});
   }
   if (!ack_flag) {

@@ -16,6 +16,8 @@
 - test_kill_sync_source: kill -9 of the source during the initial sync; the Inconsistent
   target refuses promotion; the restarted source finishes.
 - test_ack_cycles_protocol_b: the checker with protocol B.
+- test_protocol_b_secondary_crash: protocol B, a slow Secondary disk, kill -9 of the
+  Secondary: writes it had only received are resynced (transfer log until BarrierAck).
 - test_checker_detects: the verifier flags lost, torn and misdirected blocks.
 - test_three_node_failover: the checker on three nodes (1:2 failover, rotating Primary):
   the survivors end identical (peer acks), the old Primary rejoins early or late.
@@ -453,9 +455,9 @@ def test_kill_sync_source():
         wait_for("the restarted source finishes the sync", lambda: in_sync(a, b), timeout=90)
         sizes = resync_sizes(b)
         print(f"resync sizes on the target: {sizes} KiB", flush=True)
-        # DRBD resumes an interrupted initial sync from the bitmap; bsrd restarts it as a
-        # full sync today (the target still has its just-created UUID). Correct, slower:
-        # reported, not failed (see notes/findings).
+        # Resuming from the bitmap (the sync UUID, docs/replication.md "Resumable initial
+        # sync") is checked by split_brain_test.py test_interrupted_full_sync_resumes; here
+        # either outcome passes, only the data must end identical.
         check(len(sizes) >= 2, f"the sync restarted after the source came back "
               f"({'resumed' if sizes[-1] < sizes[0] else 'from the start'})")
         check(same_data(a, b, size), "identical after the interrupted initial sync")
@@ -557,13 +559,13 @@ def test_three_node_failover(cycles=None):
             stop_writer(w)
 
 
-def test_protocol_b_secondary_crash(rounds=6):
+def test_protocol_b_secondary_crash(rounds=4):
     """Protocol B with a slow Secondary disk (nbdkit file + delay filter behind nbdfuse):
     the Secondary's RecvAck runs ahead of its writes. kill -9 of its bsrd during writes,
     restart, resync: the data areas must be identical, so the Primary must resync the
     writes the dead Secondary had only received (DRBD keeps them in the transfer log until
-    the epoch's BarrierAck and marks them out of sync when the connection is lost). Fails
-    today (bsrd keeps only protocol A writes there): not in TESTS, run it by name."""
+    the epoch's BarrierAck and marks them out of sync when the connection is lost; bsrd
+    does the same since the soak found 1 divergence in 98 such kills)."""
     import nbd
     opts = ["--protocol=B", "--ping-timeout=20"]
     with Cluster(2, size_mib=64, prefix=PREFIX, net=NET) as c:
@@ -622,9 +624,9 @@ def test_protocol_b_secondary_crash(rounds=6):
 
 
 TESTS = [test_checker_detects, test_link_cut, test_resync_interrupted, test_kill_sync_source,
-         test_ack_cycles, test_ack_cycles_protocol_b, test_three_node_failover]
+         test_ack_cycles, test_ack_cycles_protocol_b, test_protocol_b_secondary_crash,
+         test_three_node_failover]
 
 
 if __name__ == "__main__":
-    sys.exit(run_tests(TESTS, by_name_only=[test_protocol_b_secondary_crash],
-                       needs_netns=[test_link_cut, test_resync_interrupted]))
+    sys.exit(run_tests(TESTS, needs_netns=[test_link_cut, test_resync_interrupted]))

@@ -273,7 +273,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // ending this session to retry the sync decision once that resync is over.
   int SyncTargetOfPrimary(int volume) const;
   void RetryAfterOtherResync(const std::shared_ptr<Session>& s);
-  void EndResyncsWithSecondaries(int volume);
 
   PeerDevice& pd(int volume);
   std::shared_ptr<Device> device(int volume) const;

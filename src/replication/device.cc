@@ -341,7 +341,7 @@ void Device::OnPeerLost(int peer_node_id) {
       [self = shared_from_this(), tag, changed](Status s) {
         if (!s.ok()) {
           spdlog::error("{}: new current UUID after losing a peer: {}", tag, s.message());
-        } else if (*changed) {
+        } else if (*changed && self->attached()) {  // after `down`, resource_ may be gone
           // The peers still connected take part in the new generation (they get every
           // write from now on): they adopt it (Connection::OnPeerUuids), so that a later
           // disconnect from them gives a bitmap-based resync, not a split brain.

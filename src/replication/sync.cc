@@ -166,27 +166,6 @@ void Connection::RetryAfterOtherResync(const std::shared_ptr<Session>& s) {
                           "waiting for the resync from the Primary to finish", true);
 }
 
-// The other half of the rule in DecideAndStartSync: a resync with a Secondary that runs
-// when a Primary starts resyncing us ends now (and waits, as a new one would, until the
-// Primary's is over). Both at once would write the same blocks from two connections,
-// which nothing orders: the Secondary's reply may carry a block read before the
-// Primary's newer write of it reached that Secondary.
-void Connection::EndResyncsWithSecondaries(int volume) {
-  for (const auto& [id, c] : resource_->state().connections) {
-    if (id == peer_id_ || c.peer_role == Role::kPrimary) continue;
-    auto other = resource_->connection(id);
-    if (!other || !other->session_ || !other->Alive(other->session_)) continue;
-    auto it = other->peer_devices_.find(volume);
-    if (it == other->peer_devices_.end() || it->second->sync == PeerDevice::Sync::kNone) continue;
-    spdlog::info(
-        "{}/{}: ending the resync with this Secondary: the Primary node-id {} resyncs "
-        "us now; reconnecting",
-        other->Tag(), volume, peer_id_);
-    other->EndSession(other->session_, ConnState::kNetworkFailure,
-                      "waiting for the resync from the Primary to finish", true);
-  }
-}
-
 void Connection::ResyncMarkedAfterPromotion(const std::shared_ptr<Session>& s, int volume) {
   auto dev = device(volume);
   if (!Alive(s) || !s->established || !dev || !dev->attached()) return;
@@ -349,7 +328,6 @@ void Connection::BeginSync(const std::shared_ptr<Session>& s, int volume, bool s
   auto dev = device(volume);
   auto& pdv = pd(volume);
   if (!dev || !dev->attached() || pdv.sync != PeerDevice::Sync::kNone) return;
-  if (!source && pdv.state.role == p::Role::kPrimary) EndResyncsWithSecondaries(volume);
   pdv.ResetSync();
   pdv.sync = source ? PeerDevice::Sync::kSource : PeerDevice::Sync::kTarget;
   pdv.full = full;

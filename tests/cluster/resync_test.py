@@ -430,12 +430,13 @@ def test_unaligned_writes():
             check(same_data(a, b, size), f"identical after unaligned writes (round {rnd})")
 
 
-def test_secondary_resync_yields_to_primary():
-    """Three nodes. node0 is away while node1 is Primary and writes; node0 comes back to
-    node2 (a Secondary) first and is its SyncTarget; when the Primary node1 connects and
-    starts resyncing node0, node0 ends the resync with node2 (both at once would write the
-    same blocks from two connections, unordered) and takes the Primary's data; all three
-    end identical."""
+def test_three_node_resync_from_both():
+    """Three nodes. node0 is away while node1 writes as Primary: first alone (a new data
+    generation, which node2 then takes from node1), so node0 is a generation behind both.
+    node0 comes back to node2 first and is its SyncTarget; node1 (the Primary) connects
+    meanwhile and resyncs node0 too, writing on. Both resyncs run into node0 at once, their
+    writes ordered across the connections (Resource's received writes); all three end
+    identical with nothing out of sync."""
     with Cluster(3, size_mib=24, prefix=PREFIX, net=NET) as c:
         a, b, n2 = c.nodes
         c.start_mesh()
@@ -445,8 +446,6 @@ def test_secondary_resync_yields_to_primary():
         for p in (b, n2):
             a.setup("disconnect", "r0", str(p.node_id))
             p.setup("disconnect", "r0", str(a.node_id))
-        # node1 writes alone (a new data generation), node2 then takes it from node1: node0
-        # is a generation behind both.
         b.setup("disconnect", "r0", str(n2.node_id))
         n2.setup("disconnect", "r0", str(b.node_id))
         h = b.nbd()
@@ -461,28 +460,28 @@ def test_secondary_resync_yields_to_primary():
         # Slow enough that node0's resync from node2 still runs when node1 connects.
         for x, y in ((a, n2), (n2, a)):
             x.setup("peer-device-options", "r0", str(y.node_id), "0", "--c-plan-ahead=0",
-                    "--resync-rate=2M")
-        mark = len(a.log_text())
+                    "--resync-rate=4M")
         connect(a, n2)
         wait_for("node0 SyncTarget of the Secondary node2",
                  lambda: peer_dev(a, n2)["replication-state"] == "SyncTarget", timeout=10,
                  interval=0.05)
         connect(a, b)
-        wait_for("node0 ends the resync with node2",
-                 lambda: "ending the resync with this Secondary" in a.log_text()[mark:],
-                 timeout=10)
-        check(True, "node0 ended the resync with the Secondary when the Primary began one")
-        wait_for("node0 in sync with the Primary", lambda: synced(b, a), timeout=30)
-        h.pwrite(os.urandom(MIB), 0)  # the three replicate again
+        for i in range(64):  # the Primary writes while both resyncs run
+            h.pwrite(os.urandom(64 * 1024), random.randrange(0, size // 65536) * 65536)
         h.flush()
-        wait_for("full mesh", lambda: all(synced(x, y) for x, y in ((b, a), (b, n2), (a, n2))),
-                 timeout=30)
+        pairs = ((b, a), (b, n2), (a, n2))
+        wait_for("all in sync, nothing out of sync",
+                 lambda: all(synced(x, y) and peer_dev(x, y)["out-of-sync"] == 0
+                             and peer_dev(y, x)["out-of-sync"] == 0 for x, y in pairs),
+                 timeout=60)
         check(same_data(b, a, size) and same_data(b, n2, size), "all three nodes identical")
         h.shutdown()
+        check("another peer's resync runs" in a.log_text(),
+              "node0 was SyncTarget of node1 and node2 at once")
 
 
 TESTS = [test_rate_and_pause, test_verify, test_csums, test_zero_copy_writes_during_sync,
-         test_recv_splice_off, test_unaligned_writes, test_secondary_resync_yields_to_primary]
+         test_recv_splice_off, test_unaligned_writes, test_three_node_resync_from_both]
 
 if __name__ == "__main__":
     sys.exit(run_tests(TESTS))

@@ -168,7 +168,8 @@ void Connection::ReceivedWriteStarted(const std::shared_ptr<Session>& s, uint64_
 void Connection::ReceivedWriteDone(const std::shared_ptr<Session>& s, uint64_t key) {
   s->inflight.erase(key);
   s->drain_timer.cancel();  // a session that ended is no longer the connection's
-  resource_->RemoveReceivedWrite(s.get(), key);
+  // Stopped: the Resource is being removed (~Resource stops its connections first).
+  if (!stopped_) resource_->RemoveReceivedWrite(s.get(), key);
 }
 
 void Connection::WakeReceivers() {

@@ -123,6 +123,8 @@ class Resource {
   // Also wakes every connection's writes waiting for room (Connection::WakeReceivers).
   void RemoveReceivedWrite(const void* session, uint64_t key);
   bool ReceivedWriteOverlaps(int volume, uint64_t offset, uint64_t length) const;
+  // After a detach: the disk dropped the writes still at it, and their completions.
+  void ForgetReceivedWrites(int volume);
   const ReceivedWrites& received_writes() const { return received_writes_; }
   // A write from a peer arrived: every connection's resync request for that range is
   // stale (its reply may be older than the write).

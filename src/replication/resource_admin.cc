@@ -78,6 +78,11 @@ void Resource::RemoveReceivedWrite(const void* session, uint64_t key) {
   for (const auto& [id, c] : connections_) c->WakeReceivers();
 }
 
+void Resource::ForgetReceivedWrites(int volume) {
+  std::erase_if(received_writes_, [volume](const auto& e) { return e.second.volume == volume; });
+  for (const auto& [id, c] : connections_) c->WakeReceivers();
+}
+
 bool Resource::ReceivedWriteOverlaps(int volume, uint64_t offset, uint64_t length) const {
   for (const auto& [k, w] : received_writes_) {
     if (w.volume == volume && offset < w.offset + w.length && w.offset < offset + length) {

@@ -6,6 +6,7 @@
 
 #include <asio/experimental/as_tuple.hpp>
 #include <cstdlib>
+#include <set>
 
 #include "protocol/auth.h"
 #include "replication/connection_internal.h"
@@ -349,9 +350,17 @@ void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
     for (auto& cb : cbs) cb(false);
   }
   if (stopped_) return;
-  // Protocol A and B writes the peer may not have written (no BarrierAck yet): resync them.
+  // Writes the peer may not have on stable storage (no BarrierAck yet): resync them.
+  std::set<int> marked;
   for (auto& w : tl) {
-    if (auto dev = device(w.volume)) dev->SetPeerOutOfSync(peer_id_, w.offset, w.length);
+    if (auto dev = device(w.volume)) {
+      dev->SetPeerOutOfSync(peer_id_, w.offset, w.length);
+      marked.insert(w.volume);
+    }
+  }
+  // Status shows them now, not only after the next application write.
+  for (int vol : marked) {
+    if (auto dev = device(vol)) dev->UpdatePeerOosStats();
   }
   if (was_established) resource_->twopc().OnPeerLost(peer_id_);
   for (auto& [vol, p] : peer_devices_) {

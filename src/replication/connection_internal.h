@@ -73,8 +73,8 @@ struct Connection::Session {
   std::chrono::steady_clock::time_point last_ping;
   std::map<uint32_t, std::chrono::steady_clock::time_point> barrier_sent;  // by barrier nr
   uint64_t unacked_bytes = 0;  // sent writes not acknowledged yet (protocol B/C)
-  // Protocol A's transfer log: writes completed at send time whose epoch the peer has
-  // not acknowledged (BarrierAck) yet; if the session ends they are marked out of sync.
+  // The transfer log: sent writes (every protocol) whose epoch the peer has not
+  // acknowledged (BarrierAck) yet; if the session ends they are marked out of sync.
   struct SentWrite {
     int volume = 0;
     uint64_t offset = 0, length = 0;

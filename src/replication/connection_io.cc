@@ -124,8 +124,8 @@ asio::awaitable<void> Connection::PingLoop(std::shared_ptr<Session> s) {
     }
     if (!s->ping_outstanding && now - s->last_ping >= cfg_.ping_int) send_ping(now);
     CheckAheadDrained(s);
-    // Protocols A and B: once the writer paused for a second, close the open epoch so its
-    // writes leave the transfer log (busy writers close epochs by max-epoch-size).
+    // Once the writer paused for a second, close the open epoch so its writes leave the
+    // transfer log (busy writers close epochs by max-epoch-size, clients by flushes).
     if (Alive(s) && !s->tl.empty() && s->tl.back().barrier > s->barrier_nr &&
         now - s->tl.back().sent >= std::chrono::seconds(1)) {
       SendBarrier(s, s->tl.back().volume, nullptr);
@@ -592,12 +592,11 @@ void Connection::SendWrite(int volume, uint64_t offset, std::span<const uint8_t>
     pst.sent_sectors += length / 512;
     pst.pending += parts;
   });
-  if (ack_flag != p::kDpSendWriteAck) {
-    // Protocols A and B: until the epoch's BarrierAck, which the peer sends once the
-    // epoch's writes are on its disk; a RecvAck (B) only says the block arrived. A
-    // connection lost before that marks them out of sync (EndSession).
-    s->tl.push_back({volume, offset, length, s->barrier_nr + 1, std::chrono::steady_clock::now()});
-  }
+  // Every protocol's write stays in the transfer log until the epoch's BarrierAck, which
+  // the peer sends once it flushed the epoch (disk-flushes); a RecvAck (B) only says the
+  // block arrived, a WriteAck (C) that it is written, maybe only into a volatile cache. A
+  // connection lost before that marks the write out of sync (EndSession), as in DRBD.
+  s->tl.push_back({volume, offset, length, s->barrier_nr + 1, std::chrono::steady_clock::now()});
   if (!ack_flag) {
     // Protocol A: in the send buffer is enough.
     auto cb = std::move(pw->done);

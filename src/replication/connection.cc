@@ -392,7 +392,11 @@ void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
   }
   if (was_established) SetConn(why);
   SetConn(ConnState::kConnecting);
-  if (dial_timer_) dial_timer_->cancel();  // redial now
+  // A connection that broke is redialed at once, and so is a first failed attempt (two
+  // nodes dialing at the same moment); attempts that keep failing wait connect-int
+  // (e.g. a peer that refuses them while it holds this connection, Held()).
+  failed_attempts_ = was_established ? 0 : failed_attempts_ + 1;
+  if (dial_timer_ && !hold_ && failed_attempts_ <= 1) dial_timer_->cancel();  // redial now
 }
 
 // ---- Handshake -------------------------------------------------------------------
@@ -513,6 +517,7 @@ asio::awaitable<Status> Connection::Handshake(std::shared_ptr<Session> s) {
     SendSizes(s, vol);
     SendUuids(s, vol);
     SendState(s, vol);
+    s->sent_current[vol] = CurrentUuid(vol);
   }
   for (size_t i = 0; i < volumes.size() * 3; ++i) {
     auto r = co_await s->data->Recv();
@@ -538,7 +543,25 @@ asio::awaitable<Status> Connection::Handshake(std::shared_ptr<Session> s) {
   co_return Status::Ok();
 }
 
+uint64_t Connection::CurrentUuid(int volume) const {
+  auto dev = device(volume);
+  return dev && dev->attached() ? dev->GetUuids().current : 0;
+}
+
 void Connection::Established(std::shared_ptr<Session> s) {
+  // A new current UUID made while the handshake ran (a Primary that lost another peer,
+  // new-current-uuid) did not reach this peer, which only gets Uuids once Established:
+  // both sides would decide on different generations. Try again at once instead.
+  for (const auto& [vol, sent] : s->sent_current) {
+    if (CurrentUuid(vol) != sent) {
+      spdlog::info("{}/{}: our current UUID changed during the handshake; connecting again", Tag(),
+                   vol);
+      EndSession(s, ConnState::kNetworkFailure,
+                 fmt::format("volume {}: our current UUID changed during the handshake", vol),
+                 true);
+      return;
+    }
+  }
   s->established = true;
   const auto& st0 = resource_->state();
   Status ch =

@@ -272,7 +272,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // sync.cc: the node-id of a Primary peer this volume is SyncTarget of (-1: none), and
   // ending this session to retry the sync decision once that resync is over.
   int SyncTargetOfPrimary(int volume) const;
+  uint64_t CurrentUuid(int volume) const;  // connection.cc: 0 without a disk
   void RetryAfterOtherResync(const std::shared_ptr<Session>& s);
+  // No dial and no accepted attempt from this peer while a volume is SyncTarget of a
+  // Primary (another peer). Held() lifts the hold once none is; the state engine's
+  // listener (OnLocalChange) then dials at once.
+  bool Held();
 
   PeerDevice& pd(int volume);
   std::shared_ptr<Device> device(int volume) const;
@@ -291,6 +296,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<Session> session_;     // handshaking or established
   std::unique_ptr<Attempt> pending_in_;  // incoming sockets waiting for their pair
   uint64_t next_session_id_ = 1;
+  bool hold_ = false;        // see Held()
+  int failed_attempts_ = 0;  // attempts ended before Established since the last session
   int engine_listener_ = 0;
   std::map<int, std::unique_ptr<PeerDevice>> peer_devices_;
   int corrupt_data_ = 0;  // $BSR_TEST_CORRUPT_DATA: Data packets still to damage (tests)

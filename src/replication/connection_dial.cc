@@ -67,7 +67,7 @@ void Connection::RegisterListeners() {
 }
 
 void Connection::OnIncoming(std::shared_ptr<PacketSocket> sock, const protocol::Preamble& pre) {
-  if (!running_ || stopped_) return sock->Close();
+  if (!running_ || stopped_ || Held()) return sock->Close();
   if (pre.sender_node_id > my_id_) {
     // Only the lower node id's dial becomes the connection (both nodes decide alike);
     // a dial from the higher one tells us it is waiting: dial it now.
@@ -119,7 +119,7 @@ asio::awaitable<void> Connection::DialLoop() {
   auto self = shared_from_this();
   while (running_) {
     RegisterListeners();
-    if (!session_) DialAll();
+    if (!session_ && !Held()) DialAll();
     if (!running_) co_return;
     dial_timer_->expires_after(cfg_.connect_int);
     co_await dial_timer_->async_wait(as_tuple(asio::use_awaitable));

@@ -167,7 +167,9 @@ void Connection::ReceivedWriteStarted(const std::shared_ptr<Session>& s, uint64_
 
 void Connection::ReceivedWriteDone(const std::shared_ptr<Session>& s, uint64_t key) {
   s->inflight.erase(key);
-  s->drain_timer.cancel();  // a session that ended is no longer the connection's
+  // This session's waiters: RemoveReceivedWrite wakes only the connections' current
+  // sessions, and is skipped once the connection stopped.
+  s->drain_timer.cancel();
   // Stopped: the Resource is being removed (~Resource stops its connections first).
   if (!stopped_) resource_->RemoveReceivedWrite(s.get(), key);
 }
@@ -722,6 +724,7 @@ void Connection::OnPeerState(const std::shared_ptr<Session>& s, int volume,
 }
 
 void Connection::OnLocalChange(const ResourceState& o, const ResourceState& n) {
+  if (hold_ && !session_ && !Held() && dial_timer_) dial_timer_->cancel();  // dial now
   auto s = session_;
   if (!s || !s->established || s->closed) return;
   bool changed = o.role != n.role;

@@ -340,7 +340,6 @@ Status Resource::Detach(int volume) {
   BSR_RETURN_IF_ERROR(engine_.Change(
       "detach", [&](ResourceState& st) { st.devices[volume].disk = DiskState::kDetaching; }));
   Status s = dev->Detach();
-  if (s.ok()) ForgetReceivedWrites(volume);
   if (!s.ok()) {
     engine_
         .Change("detach", [&](ResourceState& st) { st.devices[volume].disk = before; },
@@ -348,6 +347,7 @@ Status Resource::Detach(int volume) {
         .ok();
     return s;
   }
+  ForgetReceivedWrites(volume);
   return engine_.Change("detach",
                         [&](ResourceState& st) { st.devices[volume].disk = DiskState::kDiskless; },
                         {.internal = true});

@@ -160,10 +160,31 @@ int Connection::SyncTargetOfPrimary(int volume) const {
 }
 
 void Connection::RetryAfterOtherResync(const std::shared_ptr<Session>& s) {
+  // Held until that resync is over: no redial and no accepted attempt meanwhile, so the
+  // two nodes do not reconnect and decide again hundreds of times a second.
+  hold_ = true;
   // At once, before the peer's own decision gets past its before-resync handler (a
   // SyncTarget's disk would become Inconsistent): it sees the session end instead.
   EndSessionAfterDecision(s, ConnState::kNetworkFailure,
                           "waiting for the resync from the Primary to finish", true);
+}
+
+bool Connection::Held() {
+  // Also before any attempt: a peer that is not that Primary would only be held after
+  // its handshake, and by then its decision may have marked blocks toward us.
+  for (const auto& [vol, d] : resource_->state().devices) {
+    if (SyncTargetOfPrimary(vol) >= 0) {
+      if (!hold_) {
+        spdlog::info("{}: not connecting while volume {} is SyncTarget of the Primary", Tag(), vol);
+      }
+      hold_ = true;
+      return true;
+    }
+  }
+  if (!hold_) return false;
+  hold_ = false;
+  spdlog::info("{}: the resync from the Primary is over; connecting again", Tag());
+  return false;
 }
 
 void Connection::ResyncMarkedAfterPromotion(const std::shared_ptr<Session>& s, int volume) {
@@ -309,6 +330,21 @@ void Connection::DecideAndStartSync(const std::shared_ptr<Session>& s, int volum
         spdlog::info("{}/{}: same data generation but {} marked blocks: bitmap-based sync", Tag(),
                      volume, dirty);
         BeginSync(s, volume, primary, false);
+        return;
+      }
+      // Two Secondaries of one generation with blocks marked on one side only: the side
+      // with the bits sends them (both sides decide alike). E.g. we marked the writes the
+      // peer missed while it was away, and it has since caught up through the Primary,
+      // so its current UUID is ours again: without this the bits stayed set for good.
+      bool up_to_date = local.disk == DiskState::kUpToDate && peer.disk == DiskState::kUpToDate;
+      if (have_data && !primary && !peer.primary && up_to_date &&
+          (local.changes > 0) != (peer.changes > 0)) {
+        spdlog::info(
+            "{}/{}: same data generation, {} KiB marked on {} side only: bitmap-based "
+            "sync {} it",
+            Tag(), volume, (local.changes + peer.changes) * 4,
+            local.changes > 0 ? "our" : "the peer's", local.changes > 0 ? "from" : "to");
+        BeginSync(s, volume, local.changes > 0, false);
       }
       return;
     }

@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Cluster, MIB, check, connect, data_size, peer_dev, run_tests,  # noqa: E402
+from harness import (Cluster, MIB, check, connect, connected, data_size, peer_dev, run_tests,  # noqa: E402
                      same_data, synced, wait_for)
 
 PREFIX = os.environ.get("BSR_NETNS_PREFIX", "bsrrs")
@@ -482,8 +482,63 @@ def test_three_node_resync_from_both():
               "node0 was SyncTarget of node1 and node2 at once")
 
 
+def test_secondary_waits_for_primary_resync():
+    """Three nodes; node0 is a generation behind both others. It connects to the Primary
+    node1 first (a slow resync) and then to the Secondary node2, which has the same newer
+    data: node0 does not resync from node2 while the Primary's resync runs. It holds that
+    connection instead of connecting, deciding against and reconnecting at once over and
+    over (before: ~700 times a second), connects to node2 once the Primary's resync is
+    done, and node2 then resyncs the blocks it had marked for node0 (same generation now)
+    instead of keeping them marked; all three end identical."""
+    with Cluster(3, size_mib=24, prefix=PREFIX, net=NET) as c:
+        a, b, n2 = c.nodes
+        c.start_mesh()
+        b.setup("primary", "r0", "--force")
+        wait_for("initial sync", lambda: synced(b, a) and synced(b, n2), timeout=60)
+        size = data_size(b)
+        for p in (b, n2):
+            a.setup("disconnect", "r0", str(p.node_id))
+            p.setup("disconnect", "r0", str(a.node_id))
+        h = b.nbd()
+        h.pwrite(os.urandom(12 * MIB), 4 * MIB)
+        h.flush()
+        for x, y in ((a, b), (b, a)):
+            x.setup("peer-device-options", "r0", str(y.node_id), "0", "--c-plan-ahead=0",
+                    "--resync-rate=4M")
+        connect(a, b)
+        wait_for("node0 SyncTarget of the Primary node1",
+                 lambda: peer_dev(a, b)["replication-state"] == "SyncTarget", timeout=10,
+                 interval=0.05)
+        t0 = time.monotonic()
+        connect(a, n2)
+        wait_for("node0 resynced from the Primary", lambda: synced(b, a), timeout=30)
+        t_done = time.monotonic()
+        wait_for("node0 and node2 connected", lambda: connected(a, n2), timeout=10)
+        t_conn = time.monotonic()
+        held = len(re.findall("not syncing with this peer while the resync from the Primary",
+                              a.log_text()))
+        print(f"node0 waited {t_done - t0:.1f} s for the Primary's resync; {held} attempt(s) "
+              f"to node2 meanwhile; connected to node2 {t_conn - t_done:.1f} s after", flush=True)
+        check("node2(node-id 2): not connecting while volume 0 is SyncTarget of the Primary"
+              in a.log_text(), "node0 held its connection to node2")
+        check(held <= 2 + 2 * (t_done - t0),
+              f"node0 decided against node2 {held} time(s) in {t_done - t0:.1f} s "
+              f"(connect-int 1 s), not in a loop")
+        # node2 marked node1's writes for node0 while node0 was away; node0 has them from
+        # node1 now (same current UUID), and node2 sends its marked blocks once more
+        # instead of keeping the bits set.
+        wait_for("node0 and node2 in sync", lambda: synced(a, n2) and synced(n2, a)
+                 and peer_dev(a, n2)["out-of-sync"] == 0
+                 and peer_dev(n2, a)["out-of-sync"] == 0, timeout=10)
+        check("same data generation, 12288 KiB marked on our side only" in n2.log_text(),
+              "node2 resynced the blocks it had marked for node0")
+        check(same_data(b, a, size) and same_data(b, n2, size), "all three nodes identical")
+        h.shutdown()
+
+
 TESTS = [test_rate_and_pause, test_verify, test_csums, test_zero_copy_writes_during_sync,
-         test_recv_splice_off, test_unaligned_writes, test_three_node_resync_from_both]
+         test_recv_splice_off, test_unaligned_writes, test_three_node_resync_from_both,
+         test_secondary_waits_for_primary_resync]
 
 if __name__ == "__main__":
     sys.exit(run_tests(TESTS))

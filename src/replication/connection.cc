@@ -396,7 +396,7 @@ void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
   // nodes dialing at the same moment); attempts that keep failing wait connect-int
   // (e.g. a peer that refuses them while it holds this connection, Held()).
   failed_attempts_ = was_established ? 0 : failed_attempts_ + 1;
-  if (dial_timer_ && !hold_ && failed_attempts_ <= 1) dial_timer_->cancel();  // redial now
+  if (dial_timer_ && !Held() && failed_attempts_ <= 1) dial_timer_->cancel();  // redial now
 }
 
 // ---- Handshake -------------------------------------------------------------------
@@ -517,7 +517,6 @@ asio::awaitable<Status> Connection::Handshake(std::shared_ptr<Session> s) {
     SendSizes(s, vol);
     SendUuids(s, vol);
     SendState(s, vol);
-    s->sent_current[vol] = CurrentUuid(vol);
   }
   for (size_t i = 0; i < volumes.size() * 3; ++i) {
     auto r = co_await s->data->Recv();

@@ -32,7 +32,7 @@ struct Connection::Session {
   std::shared_ptr<PacketSocket> meta;
   bool established = false;
   bool closed = false;
-  std::map<int, uint64_t> sent_current;  // per volume: the current UUID the handshake sent
+  std::map<int, uint64_t> sent_current;  // per volume: the current UUID last sent (Uuids)
   protocol::NegotiatedFeatures features;
   std::vector<uint8_t> challenge[2];  // ours, per socket (data, meta)
 

@@ -124,10 +124,12 @@ asio::awaitable<void> Connection::PingLoop(std::shared_ptr<Session> s) {
     }
     if (!s->ping_outstanding && now - s->last_ping >= cfg_.ping_int) send_ping(now);
     CheckAheadDrained(s);
-    // Once the writer paused for a second, close the open epoch so its writes leave the
-    // transfer log (busy writers close epochs by max-epoch-size, clients by flushes).
+    // Once the writer paused for 100 ms (checked every tick), close the open epoch so its
+    // writes leave the transfer log soon: a disconnect then resyncs nothing it need not
+    // (busy writers close epochs by max-epoch-size, clients by flushes). DRBD's sender
+    // closes it as soon as it is idle; a pause costs the peer one flush either way.
     if (Alive(s) && !s->tl.empty() && s->tl.back().barrier > s->barrier_nr &&
-        now - s->tl.back().sent >= std::chrono::seconds(1)) {
+        now - s->tl.back().sent >= std::chrono::milliseconds(100)) {
       SendBarrier(s, s->tl.back().volume, nullptr);
     }
   }
@@ -347,8 +349,13 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
     auto ack = [this, self, s, nr, count, vol](storage::IoResult res) {
       if (!Alive(s)) return;
       if (!res.ok()) {
-        spdlog::error("{}/{}: flush for barrier {} failed: {}", Tag(), vol, nr,
-                      res.status.message());
+        // No BarrierAck: the Primary would drop the epoch's writes from its transfer
+        // log although they may not be stable here. Ending the session marks them.
+        EndSession(s, ConnState::kNetworkFailure,
+                   fmt::format("volume {}: flush for barrier {} failed: {}", vol, nr,
+                               res.status.message()),
+                   true);
+        return;
       }
       p::BarrierAck a;
       a.barrier = nr;
@@ -579,6 +586,12 @@ void Connection::SendWrite(int volume, uint64_t offset, std::span<const uint8_t>
     }
     pos += n;
   }
+  // Every protocol's write stays in the transfer log until the epoch's BarrierAck, which
+  // the peer sends once it flushed the epoch (disk-flushes); a RecvAck (B) only says the
+  // block arrived, a WriteAck (C) that it is written, maybe only into a volatile cache. A
+  // connection lost before that marks the write out of sync (EndSession), as in DRBD.
+  s->tl.push_back({volume, offset, length, s->barrier_nr + 1, std::chrono::steady_clock::now()});
+  // (Before the barrier below: the write belongs to the epoch that barrier closes.)
   // max-epoch-size: close the epoch with a barrier (nobody waits on its ack).
   if (++s->epoch_writes >= cfg_.max_epoch_size) SendBarrier(s, volume, nullptr);
   if (CongestionChecked()) {
@@ -594,11 +607,6 @@ void Connection::SendWrite(int volume, uint64_t offset, std::span<const uint8_t>
     pst.sent_sectors += length / 512;
     pst.pending += parts;
   });
-  // Every protocol's write stays in the transfer log until the epoch's BarrierAck, which
-  // the peer sends once it flushed the epoch (disk-flushes); a RecvAck (B) only says the
-  // block arrived, a WriteAck (C) that it is written, maybe only into a volatile cache. A
-  // connection lost before that marks the write out of sync (EndSession), as in DRBD.
-  s->tl.push_back({volume, offset, length, s->barrier_nr + 1, std::chrono::steady_clock::now()});
   if (!ack_flag) {
     // Protocol A: in the send buffer is enough.
     auto cb = std::move(pw->done);
@@ -657,6 +665,7 @@ void Connection::SendUuids(const std::shared_ptr<Session>& s, int volume) {
       u.flags |= p::kUuidFlagInconsistent;
     }
   }
+  s->sent_current[volume] = u.current;
   s->data->SendPacket(u, static_cast<uint16_t>(volume));
 }
 

@@ -330,21 +330,6 @@ void Connection::DecideAndStartSync(const std::shared_ptr<Session>& s, int volum
         spdlog::info("{}/{}: same data generation but {} marked blocks: bitmap-based sync", Tag(),
                      volume, dirty);
         BeginSync(s, volume, primary, false);
-        return;
-      }
-      // Two Secondaries of one generation with blocks marked on one side only: the side
-      // with the bits sends them (both sides decide alike). E.g. we marked the writes the
-      // peer missed while it was away, and it has since caught up through the Primary,
-      // so its current UUID is ours again: without this the bits stayed set for good.
-      bool up_to_date = local.disk == DiskState::kUpToDate && peer.disk == DiskState::kUpToDate;
-      if (have_data && !primary && !peer.primary && up_to_date &&
-          (local.changes > 0) != (peer.changes > 0)) {
-        spdlog::info(
-            "{}/{}: same data generation, {} KiB marked on {} side only: bitmap-based "
-            "sync {} it",
-            Tag(), volume, (local.changes + peer.changes) * 4,
-            local.changes > 0 ? "our" : "the peer's", local.changes > 0 ? "from" : "to");
-        BeginSync(s, volume, local.changes > 0, false);
       }
       return;
     }

@@ -5,7 +5,8 @@ The Secondary's disk has a volatile write cache: its backing file is served by n
 the cache filter (cache=writeback: a write reaches the file only at a flush) behind
 nbdfuse. A power cut is kill -9 of the Secondary's bsrd and of that nbdkit: every write the
 Secondary had not flushed is gone, although it had acknowledged it (protocol C's WriteAck
-says "written", not "stable").
+says "written", not "stable"). The cut comes while writes still fly, so the Primary has
+not closed the epoch for a pause (it does 100 ms after the last write).
 
 - test_protocol_c_secondary_power_loss: protocol C writes, then the Secondary's power cut
   before any barrier. As in DRBD, the Primary keeps every write in its transfer log until
@@ -40,11 +41,13 @@ def in_sync(src, dst):
     return pd["peer-disk-state"] == "UpToDate" and pd["out-of-sync"] == 0
 
 
-def burst(h, size, count):
-    """`count` random 4 KiB writes, 16 in flight, all acknowledged: {offset: data}."""
+def writes_then_cut(h, size, count, cut):
+    """Random 4 KiB writes to distinct blocks, 16 in flight; once `count` are acknowledged,
+    cut() runs while writes still fly (so the Primary's epoch is open, not closed by a
+    pause), then the rest complete. Returns {offset: data} of those acknowledged before."""
     import nbd
-    written, inflight = {}, {}
-    offsets = random.sample(range(size // BLOCK), count)
+    acked, inflight = {}, {}
+    offsets = random.sample(range(size // BLOCK), count + 64)
     while offsets or inflight:
         while offsets and len(inflight) < 16:
             off = offsets.pop() * BLOCK
@@ -54,8 +57,12 @@ def burst(h, size, count):
         h.poll(100)
         for k in [k for k in inflight if h.aio_command_completed(k)]:
             off, data, _ = inflight.pop(k)
-            written[off] = data
-    return written
+            if len(acked) < count:
+                acked[off] = data
+                if len(acked) == count:
+                    cut()
+                    offsets = offsets[:16]
+    return acked
 
 
 def test_protocol_c_secondary_power_loss(rounds=3):
@@ -74,11 +81,10 @@ def test_protocol_c_secondary_power_loss(rounds=3):
             h = a.nbd()
             h.flush()  # everything so far is on node1's file, not only in its cache
             for rnd in range(rounds):
-                written = burst(h, size, 300)
-                # The power cut, at once: well before the Primary closes the idle epoch
-                # (a second after the last write).
-                b.kill()
-                disk.power_loss()
+                def power_cut():
+                    b.kill()
+                    disk.power_loss()
+                written = writes_then_cut(h, size, 300, power_cut)
                 lost = 0
                 with open(raw, "rb") as f:
                     for off, data in written.items():

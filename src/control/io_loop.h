@@ -14,7 +14,7 @@ namespace bsr::control {
 
 // Busy-poll budget for bsrd's io thread, in microseconds: --busy-poll-us or
 // $BSR_BUSY_POLL_US. 0 turns polling off (the thread sleeps in epoll_wait at once).
-inline constexpr uint32_t kDefaultBusyPollUs = 50;
+inline constexpr uint32_t kDefaultBusyPollUs = 200;
 inline constexpr uint32_t kMaxBusyPollUs = 10000;
 
 // Parses a budget given as text (the environment variable): a decimal number of

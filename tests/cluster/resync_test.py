@@ -432,6 +432,19 @@ def test_unaligned_writes():
             check(same_data(a, b, size), f"identical after unaligned writes (round {rnd})")
 
 
+def node0_away(c):
+    """Three nodes: node1 Primary after the initial sync, then node0 disconnected from
+    both others. Returns the nodes and the data size."""
+    a, b, n2 = c.nodes
+    c.start_mesh()
+    b.setup("primary", "r0", "--force")
+    wait_for("initial sync", lambda: synced(b, a) and synced(b, n2), timeout=60)
+    for p in (b, n2):
+        a.setup("disconnect", "r0", str(p.node_id))
+        p.setup("disconnect", "r0", str(a.node_id))
+    return a, b, n2, data_size(b)
+
+
 def test_three_node_resync_from_both():
     """Three nodes. node0 is away while node1 writes as Primary: first alone (a new data
     generation, which node2 then takes from node1), so node0 is a generation behind both.
@@ -440,14 +453,7 @@ def test_three_node_resync_from_both():
     writes ordered across the connections (Resource's received writes); all three end
     identical with nothing out of sync."""
     with Cluster(3, size_mib=24, prefix=PREFIX, net=NET) as c:
-        a, b, n2 = c.nodes
-        c.start_mesh()
-        b.setup("primary", "r0", "--force")
-        wait_for("initial sync", lambda: synced(b, a) and synced(b, n2), timeout=60)
-        size = data_size(b)
-        for p in (b, n2):
-            a.setup("disconnect", "r0", str(p.node_id))
-            p.setup("disconnect", "r0", str(a.node_id))
+        a, b, n2, size = node0_away(c)
         b.setup("disconnect", "r0", str(n2.node_id))
         n2.setup("disconnect", "r0", str(b.node_id))
         h = b.nbd()
@@ -490,14 +496,7 @@ def test_secondary_waits_for_primary_resync():
     over (before: ~700 times a second), connects to node2 once the Primary's resync is
     done; all three end identical."""
     with Cluster(3, size_mib=24, prefix=PREFIX, net=NET) as c:
-        a, b, n2 = c.nodes
-        c.start_mesh()
-        b.setup("primary", "r0", "--force")
-        wait_for("initial sync", lambda: synced(b, a) and synced(b, n2), timeout=60)
-        size = data_size(b)
-        for p in (b, n2):
-            a.setup("disconnect", "r0", str(p.node_id))
-            p.setup("disconnect", "r0", str(a.node_id))
+        a, b, n2, size = node0_away(c)
         h = b.nbd()
         h.pwrite(os.urandom(12 * MIB), 4 * MIB)
         h.flush()

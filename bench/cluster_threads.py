@@ -7,6 +7,7 @@ node0's NBD socket and, over the middle of the run, reads each thread's CPU time
 switches of both bsrd and of fio (/proc/PID/task/*/stat, status) and each CPU's time split
 (/proc/stat). Prints CPU microseconds per write per thread: which thread is busy, which
 waits. Usage (root): bench/cluster_threads.py [BUILD_DIR] [SECONDS]. Environment: QD (32),
+BS (4k) and RW (randwrite; "write" with BS=1M QD=8 is the bench's seq job),
 BENCH_VOLUME_MIB (256 here), BENCH_PIN=hosts (as the bench), BSR_NETNS_PREFIX (bsrqp),
 BSR_NET (10.93)."""
 
@@ -77,6 +78,8 @@ def main():
 
     Node.create_disk = create_disk
     qd = os.environ.get("QD", "32")
+    bs = os.environ.get("BS", "4k")
+    rw = os.environ.get("RW", "randwrite")
     c = Cluster(2, size_mib=bench.DISK_MIB, prefix=os.environ.get("BSR_NETNS_PREFIX", "bsrqp"),
                 net=os.environ.get("BSR_NET", "10.93"))
     try:
@@ -94,7 +97,7 @@ def main():
         fio = subprocess.Popen(bench.on_host(0, [
             "fio", "--ioengine=nbd", f"--size={bench.VOLUME_MIB}M", "--time_based",
             f"--runtime={SECS}", "--name=probe", f"--uri=nbd+unix:///r0/0?socket={a.nbd_path()}",
-            "--rw=randwrite", "--bs=4k", f"--iodepth={qd}", "--randrepeat=0", "--norandommap",
+            f"--rw={rw}", f"--bs={bs}", f"--iodepth={qd}", "--randrepeat=0", "--norandommap",
             "--output-format=json"]), stdout=subprocess.PIPE, text=True)
         time.sleep(1.5)
         with open(f"/proc/{fio.pid}/task/{fio.pid}/children") as f:
@@ -109,7 +112,7 @@ def main():
         out, _ = fio.communicate()
         w = json.loads(out[out.index("{"):])["jobs"][0]["write"]
         iops = w["iops"]
-        print(f"QD{qd}: {iops:.0f} IOPS, clat p50 "
+        print(f"{rw} {bs} QD{qd}: {iops:.0f} IOPS ({w['bw'] / 1024:.0f} MiB/s), clat p50 "
               f"{w['clat_ns']['percentile']['50.000000'] / 1000:.0f} us; window {window:.1f} s; "
               f"load {os.getloadavg()[0]:.2f}")
         for i, (x, y) in enumerate(zip(cpu0, cpu1)):

@@ -349,6 +349,8 @@ void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
   for (auto& [nr, cbs] : barriers) {
     for (auto& cb : cbs) cb(false);
   }
+  // Not stable on the peer: the other Secondaries keep tracking these writes.
+  for (const auto& w : tl) SettlePeerAck(w.dagtag, false);
   if (stopped_) return;
   // Writes the peer may not have on stable storage (no BarrierAck yet): resync them.
   std::set<int> marked;
@@ -371,6 +373,7 @@ void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
                    device(vol) ? device(vol)->OutOfSyncSectors(peer_id_) / 2 : 0);
     }
     p->ResetSync();
+    ApplyDeferredMarks(vol, *p);
     p->have_info = false;
   }
   if (was_established) {

@@ -81,6 +81,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
                  uint32_t dp_flags, AckCallback done);
   // Closes the epoch with a barrier; done when the peer flushed everything before it.
   void SendFlush(int volume, AckCallback done);
+  // A Primary's write (Data from another connection) is on our disk now. While we are
+  // SyncTarget of this peer, those blocks need nothing from it: its copy may be older
+  // (the Primary's write reaches it later), and a request sent now would bring that.
+  void OnPrimaryWriteApplied(int volume, uint64_t offset, uint64_t length);
+  // A peer ack (or the Primary's loss) says this peer may lack a Primary's write that is
+  // on our disk. While we are SyncTarget of this peer the mark waits for the resync's end
+  // (true): set now, it would make us request the block from the peer that lacks it.
+  bool DeferMarkWhileTarget(int volume, uint64_t offset, uint64_t length);
 
   // The local node was promoted; with `forced` a full sync to an Inconsistent peer.
   void OnPromoted(bool forced);
@@ -216,6 +224,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                    const protocol::BlockAckFields& ack, bool ok);
   void MarkStaleResync(PeerDevice& pd, uint64_t offset, uint64_t length);
   void UpdateSyncStats(int volume);
+  void ApplyDeferredMarks(int volume, PeerDevice& pd);
   // resync.cc: rate control (resync_controller.h) and pause/resume.
   void StartResyncTick(const std::shared_ptr<Session>& s, int volume);
   void ResyncTick(const std::shared_ptr<Session>& s, int volume, uint64_t run_id);
@@ -255,10 +264,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
                       const protocol::BlockAckFields& ack);
 
   // peer_ack.cc: peer acks. Primary: each write sent here joins the resource's
-  // PeerAckTracker (JoinPeerAck wraps its ack callback); settled writes leave as PeerAck
-  // packets in send order. Secondary: received writes wait for a PeerAck; nodes not in
-  // its mask, or every other peer if the session ends first, get them marked.
-  void JoinPeerAck(const std::shared_ptr<Session>& s, uint64_t length, AckCallback* done);
+  // PeerAckTracker (JoinPeerAck returns its group's dagtag, 0 for none) and settles when
+  // it leaves the transfer log (SettlePeerAck: stable with its epoch's BarrierAck, or
+  // not when the session ends first); settled writes leave as PeerAck packets in send
+  // order. Secondary: received writes wait for a PeerAck; nodes not in its mask, or
+  // every other peer if the session ends first, get them marked.
+  uint64_t JoinPeerAck(const std::shared_ptr<Session>& s, uint64_t length);
+  // `on_peer`: the peer acknowledged the write and flushed its epoch (BarrierAck).
+  void SettlePeerAck(uint64_t dagtag, bool on_peer);
   void SendPeerAcks(const std::vector<PeerAckTracker::Ready>& ready);
   void OnPeerAckReady(uint64_t session, uint32_t token, uint64_t mask);
   void NoteUnstableWrite(const std::shared_ptr<Session>& s, int volume, uint32_t seq,

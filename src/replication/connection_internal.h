@@ -81,6 +81,10 @@ struct Connection::Session {
     uint64_t offset = 0, length = 0;
     uint32_t barrier = 0;  // the barrier that closes its epoch
     std::chrono::steady_clock::time_point sent;
+    // Its peer-ack group (0: none, fewer than two peers) and acks (JoinPeerAck): the
+    // write counts as on this peer once it leaves here with its epoch's BarrierAck.
+    uint64_t dagtag = 0;
+    std::shared_ptr<PendingWrite> acks;
   };
   std::deque<SentWrite> tl;
   // Peer acks (peer_ack.cc): as Primary, our writes in send order until settled; as
@@ -137,6 +141,13 @@ struct Connection::PeerDevice {
   VerifyRun ov;
   bool user_paused = false;  // pause-sync here; kept across resyncs
   bool peer_paused = false;  // pause-sync on the peer (its replication state says so)
+  // Target, with a Primary on another connection (resync.cc): blocks the Primary wrote
+  // to our disk before the bitmap exchange ended, cleared once it has (the exchange
+  // would set them again); and marks toward this peer that a peer ack or the Primary's
+  // loss asks for meanwhile, kept until this resync ends so that they are not
+  // requested from this peer (ApplyDeferredMarks; not cleared by ResetSync).
+  std::vector<std::pair<uint64_t, uint64_t>> early_clears;
+  std::vector<std::pair<uint64_t, uint64_t>> deferred_marks;
 
   void ResetSync() {
     sync = Sync::kNone;
@@ -156,6 +167,7 @@ struct Connection::PeerDevice {
     rs.Reset();
     ov = VerifyRun{};
     peer_paused = false;
+    early_clears.clear();
   }
 };
 

@@ -271,6 +271,14 @@ asio::awaitable<Status> Connection::OnDataPacket(std::shared_ptr<Session> s,
         UpdateSyncStats(vol);
         PumpResync(s, vol);
       }
+      if (res.ok() && resource_->peers().size() > 1) {
+        // Nor from any other peer we are SyncTarget of (resync.cc, OnPrimaryWriteApplied).
+        for (const auto& [id, spec] : resource_->peers()) {
+          if (id == peer_id_) continue;
+          if (auto c = resource_->connection(id)) c->OnPrimaryWriteApplied(vol, off, len);
+        }
+        if (!Alive(s)) return;
+      }
       if (!res.ok()) {
         spdlog::error("{}/{}: replicated write at {}+{} failed: {}", Tag(), vol, off, len,
                       res.status.message());
@@ -477,7 +485,11 @@ Status Connection::OnMetaPacket(const std::shared_ptr<Session>& s, const Receive
     auto cbs = std::move(it->second);
     s->barriers.erase(it);
     s->barrier_sent.erase(ba->barrier);
-    while (!s->tl.empty() && s->tl.front().barrier <= ba->barrier) s->tl.pop_front();
+    while (!s->tl.empty() && s->tl.front().barrier <= ba->barrier) {
+      const auto& w = s->tl.front();
+      SettlePeerAck(w.dagtag, w.acks && w.acks->ok && w.acks->parts == 0);  // peer_ack.cc
+      s->tl.pop_front();
+    }
     for (auto& cb : cbs) cb(true);
     return Status::Ok();
   }
@@ -530,7 +542,7 @@ void Connection::SendWrite(int volume, uint64_t offset, std::span<const uint8_t>
                            uint64_t length, uint32_t dp_flags, AckCallback done) {
   auto s = session_;
   if (!s || s->closed) return done(false);
-  JoinPeerAck(s, length, &done);  // peer_ack.cc: wraps done
+  uint64_t dagtag = JoinPeerAck(s, length);  // peer_ack.cc
   uint32_t ack_flag = 0;
   if (cfg_.protocol == p::WireProtocol::kC) ack_flag = p::kDpSendWriteAck;
   if (cfg_.protocol == p::WireProtocol::kB) ack_flag = p::kDpSendRecvAck;
@@ -590,7 +602,8 @@ void Connection::SendWrite(int volume, uint64_t offset, std::span<const uint8_t>
   // the peer sends once it flushed the epoch (disk-flushes); a RecvAck (B) only says the
   // block arrived, a WriteAck (C) that it is written, maybe only into a volatile cache. A
   // connection lost before that marks the write out of sync (EndSession), as in DRBD.
-  s->tl.push_back({volume, offset, length, s->barrier_nr + 1, std::chrono::steady_clock::now()});
+  s->tl.push_back({volume, offset, length, s->barrier_nr + 1, std::chrono::steady_clock::now(),
+                   dagtag, dagtag != 0 ? pw : nullptr});
   // (Before the barrier below: the write belongs to the epoch that barrier closes.)
   // max-epoch-size: close the epoch with a barrier (nobody waits on its ack).
   if (++s->epoch_writes >= cfg_.max_epoch_size) SendBarrier(s, volume, nullptr);

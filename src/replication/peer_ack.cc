@@ -115,34 +115,33 @@ void Resource::BeginReplicatedWrite() {
 
 // ---- Connection: Primary side ----------------------------------------------------
 
-void Connection::JoinPeerAck(const std::shared_ptr<Session>& s, uint64_t length,
-                             AckCallback* done) {
+uint64_t Connection::JoinPeerAck(const std::shared_ptr<Session>& s, uint64_t length) {
   // With a single peer no third node could miss a write the peer has: no peer acks
   // (and no per-write cost on the two-node write path).
-  if (resource_->peers().size() < 2) return;
+  if (resource_->peers().size() < 2) return 0;
   // The Data packets of this write get the next sequence numbers (one per 1 MiB).
   uint64_t parts = std::max<uint64_t>(1, (length + p::kMaxDataSize - 1) / p::kMaxDataSize);
   auto token = static_cast<uint32_t>(s->next_seq + parts - 1);
   bool first = false;
   uint64_t dagtag = resource_->peer_acks().Join(peer_id_, s->id, token, &first);
   s->pa_order.Sent(token);
-  auto self = shared_from_this();
   if (first) {
     // Every peer of this write joins in the same synchronous loop (Device::StartWrite).
-    asio::post(io_, [self, dagtag] {
+    asio::post(io_, [self = shared_from_this(), dagtag] {
       if (!self->stopped_) self->SendPeerAcks(self->resource_->peer_acks().Close(dagtag));
     });
   }
-  // Protocol A completes at send time: the peer may not have the data, so it does not
-  // count as holding it (the other Secondaries mark the write toward it).
-  bool acked_data = cfg_.protocol != p::WireProtocol::kA;
-  *done = [self, dagtag, acked_data, done = std::move(*done)](bool ok) {
-    if (!self->stopped_) {
-      self->SendPeerAcks(
-          self->resource_->peer_acks().Done(dagtag, self->peer_id_, ok && acked_data));
-    }
-    done(ok);
-  };
+  return dagtag;
+}
+
+void Connection::SettlePeerAck(uint64_t dagtag, bool on_peer) {
+  if (dagtag == 0 || stopped_) return;
+  // Only with its epoch's BarrierAck is the write on the peer's stable storage (the
+  // peer flushed the epoch): before that a power cut there may lose it, and the other
+  // Secondaries must keep tracking it. DRBD sends P_PEER_ACK when the request leaves
+  // the transfer log, too; by then a protocol A write is on the peer as well.
+  bool has_it = on_peer;
+  SendPeerAcks(resource_->peer_acks().Done(dagtag, peer_id_, has_it));
 }
 
 void Connection::SendPeerAcks(const std::vector<PeerAckTracker::Ready>& ready) {
@@ -186,7 +185,12 @@ void Connection::MarkUnstable(const std::vector<UnstableWrite>& writes, uint64_t
     auto& dev = devs[w.volume];
     if (!dev) dev = device(w.volume);
     if (!dev) continue;
-    for (int id : toward) dev->SetPeerOutOfSync(id, w.offset, w.length);
+    for (int id : toward) {
+      // Not while we are that peer's SyncTarget: we would request the block from it.
+      auto c = resource_->connection(id);
+      if (c && c->DeferMarkWhileTarget(w.volume, w.offset, w.length)) continue;
+      dev->SetPeerOutOfSync(id, w.offset, w.length);
+    }
     bytes += w.length;
   }
   for (auto& [vol, dev] : devs) {

@@ -392,6 +392,52 @@ bool Connection::SendResyncFromPageCache(const std::shared_ptr<Session>& s, Devi
   return true;
 }
 
+void Connection::OnPrimaryWriteApplied(int volume, uint64_t offset, uint64_t length) {
+  auto it = peer_devices_.find(volume);
+  if (it == peer_devices_.end() || it->second->sync != PeerDevice::Sync::kTarget) return;
+  auto s = session_;
+  if (!s || !Alive(s)) return;
+  PeerDevice& pdv = *it->second;
+  // DRBD 9.2 makes the source serve such a request only after it has the Primary's
+  // writes up to the target's (dagtag resync requests); clearing the bits here keeps the
+  // request from being sent. Should this peer lack the write, the Primary's peer ack
+  // (or its loss) asks to mark the blocks toward it, which waits for the resync's end
+  // (DeferMarkWhileTarget). Blocks smaller than a bitmap bit (4 KiB) stay marked.
+  if (!pdv.bitmap_done || !pdv.bitmap_sent) {
+    // A full sync's SetAllPeerBits or the peer's bitmap is still to come.
+    pdv.early_clears.emplace_back(offset, length);
+    return;
+  }
+  if (auto dev = device(volume)) dev->SetPeerInSync(peer_id_, offset, length);
+  UpdateSyncStats(volume);
+  PumpResync(s, volume);  // the last bits may be gone: the resync may end
+}
+
+bool Connection::DeferMarkWhileTarget(int volume, uint64_t offset, uint64_t length) {
+  auto it = peer_devices_.find(volume);
+  if (it == peer_devices_.end() || it->second->sync != PeerDevice::Sync::kTarget) return false;
+  it->second->deferred_marks.emplace_back(offset, length);
+  return true;
+}
+
+void Connection::ApplyDeferredMarks(int volume, PeerDevice& pdv) {
+  if (pdv.deferred_marks.empty()) return;
+  auto marks = std::move(pdv.deferred_marks);
+  pdv.deferred_marks.clear();
+  auto dev = device(volume);
+  if (!dev) return;
+  uint64_t bytes = 0;
+  for (const auto& [offset, length] : marks) {
+    dev->SetPeerOutOfSync(peer_id_, offset, length);
+    bytes += length;
+  }
+  dev->UpdatePeerOosStats();
+  spdlog::info(
+      "{}/{}: {} KiB of the Primary's writes that this peer may lack, held back "
+      "while we were its SyncTarget, marked out of sync toward it",
+      Tag(), volume, bytes / 1024);
+}
+
 bool Connection::RecvSpliceEnabled() {
   static const bool enabled = [] {
     const char* env = std::getenv("BSR_RECV_SPLICE");

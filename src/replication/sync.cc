@@ -509,6 +509,10 @@ void Connection::OnBitmapExchanged(const std::shared_ptr<Session>& s, int volume
   auto dev = device(volume);
   auto& pdv = pd(volume);
   bool source = pdv.sync == PeerDevice::Sync::kSource;
+  // A Primary's writes on another connection during the exchange (OnPrimaryWriteApplied).
+  for (const auto& [offset, length] : pdv.early_clears)
+    dev->SetPeerInSync(peer_id_, offset, length);
+  pdv.early_clears.clear();
   pdv.rs_total_bits = dev->OutOfSyncSectors(peer_id_) / 8;
   pdv.started = std::chrono::steady_clock::now();
   asio::co_spawn(io_, WriteBitmapWhileSyncing(s, volume, pdv.started), [](std::exception_ptr) {});
@@ -599,6 +603,7 @@ void Connection::FinishSyncTarget(const std::shared_ptr<Session>& s, int volume)
             "spliced from the socket; {}",
             Tag(), volume, kib, secs, secs > 0 ? kib / 1024.0 / secs : 0.0, spliced_kib,
             up_to_date ? "disk UpToDate" : "disk stays Inconsistent (another peer's resync runs)");
+        ApplyDeferredMarks(volume, pdv);
         SendUuids(s, volume);
         SendState(s, volume);
         if (!up_to_date) return;

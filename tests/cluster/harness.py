@@ -312,6 +312,30 @@ class Cluster:
                     raise TestFailure(f"nft heal on node{x.index}: {p.stderr.strip()}")
                 self.cuts.discard((x.index, t))
 
+    def slow(self, a, b, rate):
+        """Limit what node a sends to node b to `rate` (tc syntax, e.g. "40mbit"): an htb
+        class on a's veth end, chosen by b's address; everything else leaves a at once.
+        The link stays up; its queue delays a's packets to b (netem is not in this kernel)."""
+        self.need_netns("slow links")
+        ns, dev = self.links[a.index]
+        for cmd in (["qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "1"],
+                    ["class", "add", "dev", dev, "parent", "1:", "classid", "1:1", "htb",
+                     "rate", "100gbit"],
+                    ["class", "add", "dev", dev, "parent", "1:", "classid", "1:2", "htb",
+                     "rate", rate],
+                    ["filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1",
+                     "u32", "match", "ip", "dst", f"{b.addr}/32", "flowid", "1:2"]):
+            p = run(["ip", "netns", "exec", ns, "tc", *cmd])
+            if p.returncode != 0:
+                raise TestFailure(f"tc {' '.join(cmd)} on node{a.index}: {p.stderr.strip()}")
+
+    def unslow(self, a):
+        """Remove the limits slow() put on node a's link."""
+        ns, dev = self.links[a.index]
+        p = run(["ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", dev, "root"])
+        if p.returncode != 0:
+            raise TestFailure(f"tc qdisc del on node{a.index}: {p.stderr.strip()}")
+
     @staticmethod
     def _ip(*args):
         p = run(["ip", *args])

@@ -13,6 +13,12 @@ not closed the epoch for a pause (it does 100 ms after the last write).
   the epoch's BarrierAck (the Secondary sends it after flushing the epoch) and marks what
   is left there out of sync when the connection is lost, so the Secondary's restart and
   resync restore the lost writes: both data areas must end identical.
+- test_secondary_power_cut_then_primary_lost: three nodes; node2's power cut and, right
+  after, the Primary's loss (kill -9). The other Secondary, promoted, must resync to node2
+  every write node2 had acknowledged but not flushed. It knows them because the Primary's
+  peer acks (which tell it that node2 holds a write, so it can stop tracking the write)
+  wait for node2's BarrierAck, as DRBD's P_PEER_ACK waits for the request to leave the
+  transfer log.
 
 Needs root for namespaces (without it: loopback addresses), python3-libnbd, nbdkit and
 nbdfuse; BSR_BIN names the binaries. Details: docs/testing.md."""
@@ -41,10 +47,11 @@ def in_sync(src, dst):
     return pd["peer-disk-state"] == "UpToDate" and pd["out-of-sync"] == 0
 
 
-def writes_then_cut(h, size, count, cut):
+def writes_then_cut(h, size, count, cut, fatal=False):
     """Random 4 KiB writes to distinct blocks, 16 in flight; once `count` are acknowledged,
     cut() runs while writes still fly (so the Primary's epoch is open, not closed by a
-    pause), then the rest complete. Returns {offset: data} of those acknowledged before."""
+    pause), then the rest complete (unless `fatal`: the cut ended the Primary, and this
+    returns at once). Returns {offset: data} of those acknowledged before."""
     import nbd
     acked, inflight = {}, {}
     offsets = random.sample(range(size // BLOCK), count + 64)
@@ -61,6 +68,8 @@ def writes_then_cut(h, size, count, cut):
                 acked[off] = data
                 if len(acked) == count:
                     cut()
+                    if fatal:
+                        return acked
                     offsets = offsets[:16]
     return acked
 
@@ -85,11 +94,7 @@ def test_protocol_c_secondary_power_loss(rounds=3):
                     b.kill()
                     disk.power_loss()
                 written = writes_then_cut(h, size, 300, power_cut)
-                lost = 0
-                with open(raw, "rb") as f:
-                    for off, data in written.items():
-                        f.seek(off)
-                        lost += f.read(BLOCK) != data
+                lost = lost_blocks(raw, written)
                 check(lost > 0, f"round {rnd + 1}: the power cut dropped acknowledged writes "
                       f"from node1's cache (else this round tests nothing)")
                 wait_for("node0 lost node1",
@@ -118,7 +123,65 @@ def test_protocol_c_secondary_power_loss(rounds=3):
             disk.stop()
 
 
-TESTS = [test_protocol_c_secondary_power_loss]
+def lost_blocks(path, written):
+    """How many of the writes in {offset: data} the file at `path` does not hold."""
+    lost = 0
+    with open(path, "rb") as f:
+        for off, data in written.items():
+            f.seek(off)
+            lost += f.read(BLOCK) != data
+    return lost
+
+
+def test_secondary_power_cut_then_primary_lost():
+    opts = ["--protocol=C"]
+    with Cluster(3, size_mib=64, prefix=PREFIX, net=NET) as c:
+        a, b, n2 = c.nodes
+        disk = KitDisk(c.work, n2.disk, ["cache"], ["cache=writeback"])
+        raw = n2.disk
+        try:
+            disk.start()
+            n2.disk = disk.path
+            c.start_mesh(opts)
+            a.setup("primary", "r0", "--force")
+            wait_for("initial sync", lambda: in_sync(a, b) and in_sync(a, n2), timeout=120)
+            size = data_size(a)
+            h = a.nbd()
+            h.flush()  # everything so far is on node2's file, not only in its cache
+
+            def double_failure():
+                n2.kill()
+                disk.power_loss()
+                a.kill()
+            written = writes_then_cut(h, size, 300, double_failure, fatal=True)
+            lost = lost_blocks(raw, written)
+            check(lost > 0, "the power cut dropped acknowledged writes from node2's cache "
+                  "(else this tests nothing)")
+            wait_for("node1 lost both peers", lambda: all(
+                b.conn(p)["connection-state"] != "Connected" for p in (0, 2)), timeout=15)
+            oos = peer_dev(b, n2)["out-of-sync"]
+            print(f"{len(written)} writes acknowledged, {lost} of them lost with node2's "
+                  f"cache; node1 marked {oos} KiB for node2", flush=True)
+            check(oos >= lost * 4, f"node1 marked the writes node2 had not flushed ({oos} KiB "
+                  f"for {lost} lost blocks)")
+            b.setup("primary", "r0")
+            disk.start()
+            n2.start()
+            n2.up_many([a, b], opts)
+            n2.setup("connect", "r0", "1")
+            wait_for("node2 resynced from node1", lambda: in_sync(b, n2), timeout=120)
+            check(same_data(b, n2, size), "node2 has node1's data after the resync")
+            h1 = b.nbd()
+            missing = sum(h1.pread(BLOCK, off) != data for off, data in written.items())
+            check(missing == 0, f"every acknowledged write is on the new Primary ({missing} "
+                  f"missing)")
+        finally:
+            for n in c.nodes:
+                n.stop()
+            disk.stop()
+
+
+TESTS = [test_protocol_c_secondary_power_loss, test_secondary_power_cut_then_primary_lost]
 
 
 if __name__ == "__main__":

@@ -445,35 +445,41 @@ def node0_away(c):
     return a, b, n2, data_size(b)
 
 
-def test_three_node_resync_from_both():
+def node0_behind_both(c, rate="4M"):
     """Three nodes. node0 is away while node1 writes as Primary: first alone (a new data
     generation, which node2 then takes from node1), so node0 is a generation behind both.
-    node0 comes back to node2 first and is its SyncTarget; node1 (the Primary) connects
-    meanwhile and resyncs node0 too, writing on. Both resyncs run into node0 at once, their
+    node0 comes back to node2 first and is its SyncTarget (slowly, at `rate`); then node1
+    (the Primary) connects. Returns the nodes, the data size and an NBD handle on node1."""
+    a, b, n2, size = node0_away(c)
+    b.setup("disconnect", "r0", str(n2.node_id))
+    n2.setup("disconnect", "r0", str(b.node_id))
+    h = b.nbd()
+    h.pwrite(os.urandom(12 * MIB), 4 * MIB)
+    h.flush()
+    connect(b, n2)
+    wait_for("node2 resynced from node1", lambda: synced(b, n2), timeout=30)
+    # node2 took the generation node1 started when node0 left (Uuids on a new current
+    # UUID), so node1's solo writes are a bitmap-based resync for it, not a split brain.
+    check("split-brain" not in b.log_text() and "bitmap-based sync as SyncTarget" in
+          n2.log_text(), "node2 followed the Primary's new generation: bitmap-based resync")
+    # Slow enough that node0's resync from node2 still runs when node1 connects.
+    for x, y in ((a, n2), (n2, a)):
+        x.setup("peer-device-options", "r0", str(y.node_id), "0", "--c-plan-ahead=0",
+                f"--resync-rate={rate}")
+    connect(a, n2)
+    wait_for("node0 SyncTarget of the Secondary node2",
+             lambda: peer_dev(a, n2)["replication-state"] == "SyncTarget", timeout=10,
+             interval=0.05)
+    connect(a, b)
+    return a, b, n2, size, h
+
+
+def test_three_node_resync_from_both():
+    """node0_behind_both, and node1 writes on: both resyncs run into node0 at once, their
     writes ordered across the connections (Resource's received writes); all three end
     identical with nothing out of sync."""
     with Cluster(3, size_mib=24, prefix=PREFIX, net=NET) as c:
-        a, b, n2, size = node0_away(c)
-        b.setup("disconnect", "r0", str(n2.node_id))
-        n2.setup("disconnect", "r0", str(b.node_id))
-        h = b.nbd()
-        h.pwrite(os.urandom(12 * MIB), 4 * MIB)
-        h.flush()
-        connect(b, n2)
-        wait_for("node2 resynced from node1", lambda: synced(b, n2), timeout=30)
-        # node2 took the generation node1 started when node0 left (Uuids on a new current
-        # UUID), so node1's solo writes are a bitmap-based resync for it, not a split brain.
-        check("split-brain" not in b.log_text() and "bitmap-based sync as SyncTarget" in
-              n2.log_text(), "node2 followed the Primary's new generation: bitmap-based resync")
-        # Slow enough that node0's resync from node2 still runs when node1 connects.
-        for x, y in ((a, n2), (n2, a)):
-            x.setup("peer-device-options", "r0", str(y.node_id), "0", "--c-plan-ahead=0",
-                    "--resync-rate=4M")
-        connect(a, n2)
-        wait_for("node0 SyncTarget of the Secondary node2",
-                 lambda: peer_dev(a, n2)["replication-state"] == "SyncTarget", timeout=10,
-                 interval=0.05)
-        connect(a, b)
+        a, b, n2, size, h = node0_behind_both(c)
         for i in range(64):  # the Primary writes while both resyncs run
             h.pwrite(os.urandom(64 * 1024), random.randrange(0, size // 65536) * 65536)
         h.flush()
@@ -486,6 +492,47 @@ def test_three_node_resync_from_both():
         h.shutdown()
         check("another peer's resync runs" in a.log_text(),
               "node0 was SyncTarget of node1 and node2 at once")
+
+
+def test_resync_source_behind_the_primary():
+    """node0_behind_both, and node1's writes reach node2 late (node1 -> node2 limited to
+    40 Mbit/s) while node0 gets them at once. A block node0 asks node2 for after the
+    Primary's newer write of it landed on node0 comes back from node2 older: node0 must
+    keep the Primary's block (DRBD 9.2 orders resync requests after the Primary's writes).
+    All three end identical."""
+    with Cluster(3, size_mib=24, prefix=PREFIX, net=NET) as c:
+        a, b, n2, size, h = node0_behind_both(c)
+        for x, y in ((b, n2), (n2, b)):  # the slow link's queue must not end the session
+            x.setup("net-options", "r0", str(y.node_id), "--ping-timeout=30")
+        c.slow(b, n2, "40mbit")
+        # Writes in node0's resync range from node2 (4..16 MiB), many in flight: node2's
+        # copy of each lags node0's by up to a second.
+        import nbd
+        t0 = time.monotonic()
+        cookies = [h.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(os.urandom(64 * 1024))),
+                                4 * MIB + random.randrange(0, 12 * MIB // 65536) * 65536)
+                   for _ in range(96)]
+        while h.aio_in_flight() > 0:
+            h.poll(-1)
+        took = time.monotonic() - t0
+        for ck in cookies:
+            h.aio_command_completed(ck)  # raises if the write failed
+        print(f"96 writes acknowledged in {took:.1f} s", flush=True)
+        # 6 MiB through 40 Mbit/s: node2's copies lagged node0's by up to ~1.3 s ...
+        check(took > 0.8, f"node1's writes reached node2 late ({took:.1f} s for 6 MiB)")
+        # ... while node0 still took blocks from node2 (else nothing could race).
+        check(peer_dev(a, n2)["replication-state"] in ("SyncTarget", "PausedSyncT"),
+              "node0 was still SyncTarget of node2 when the writes were done")
+        c.unslow(b)
+        h.flush()
+        pairs = ((b, a), (b, n2), (a, n2))
+        wait_for("all in sync, nothing out of sync",
+                 lambda: all(synced(x, y) and peer_dev(x, y)["out-of-sync"] == 0
+                             and peer_dev(y, x)["out-of-sync"] == 0 for x, y in pairs),
+                 timeout=60)
+        check(same_data(b, n2, size), "node2 has the Primary's data")
+        check(same_data(b, a, size), "node0 has the Primary's data, not node2's older blocks")
+        h.shutdown()
 
 
 def test_secondary_waits_for_primary_resync():
@@ -534,7 +581,7 @@ def test_secondary_waits_for_primary_resync():
 
 TESTS = [test_rate_and_pause, test_verify, test_csums, test_zero_copy_writes_during_sync,
          test_recv_splice_off, test_unaligned_writes, test_three_node_resync_from_both,
-         test_secondary_waits_for_primary_resync]
+         test_resync_source_behind_the_primary, test_secondary_waits_for_primary_resync]
 
 if __name__ == "__main__":
     sys.exit(run_tests(TESTS))

@@ -372,8 +372,7 @@ void Connection::EndSession(const std::shared_ptr<Session>& s, ConnState why,
       spdlog::info("{}/{}: resync interrupted ({} KiB still out of sync)", Tag(), vol,
                    device(vol) ? device(vol)->OutOfSyncSectors(peer_id_) / 2 : 0);
     }
-    p->ResetSync();
-    ApplyDeferredMarks(vol, *p);
+    p->ResetSync();  // deferred_marks stay for the next decision (sync.cc)
     p->have_info = false;
   }
   if (was_established) {

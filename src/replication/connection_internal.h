@@ -144,8 +144,9 @@ struct Connection::PeerDevice {
   // Target, with a Primary on another connection (resync.cc): blocks the Primary wrote
   // to our disk before the bitmap exchange ended, cleared once it has (the exchange
   // would set them again); and marks toward this peer that a peer ack or the Primary's
-  // loss asks for meanwhile, kept until this resync ends so that they are not
-  // requested from this peer (ApplyDeferredMarks; not cleared by ResetSync).
+  // loss asks for meanwhile, kept until a resync from this peer ends, or a session
+  // decides anything but such a resync, so that they are never requested from it
+  // (ApplyDeferredMarks; in memory only, not cleared by ResetSync or a session's end).
   std::vector<std::pair<uint64_t, uint64_t>> early_clears;
   std::vector<std::pair<uint64_t, uint64_t>> deferred_marks;
 

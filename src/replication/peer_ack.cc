@@ -21,7 +21,9 @@ namespace bsr::replication {
 namespace p = protocol;
 
 namespace {
-constexpr size_t kMaxUnstableWrites = 1 << 16;
+// Peer acks wait for every peer's BarrierAck (an epoch of up to max-epoch-size writes
+// plus the peer's flush): at 50k writes/s and a slow flush that is well above 2^16.
+constexpr size_t kMaxUnstableWrites = 1 << 18;
 }  // namespace
 
 // ---- PeerAckTracker --------------------------------------------------------------

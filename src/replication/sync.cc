@@ -320,6 +320,10 @@ void Connection::DecideAndStartSync(const std::shared_ptr<Session>& s, int volum
     if (!Alive(s)) return;
   }
   bool primary = resource_->state().role == Role::kPrimary;
+  // Marks held back while we were this peer's SyncTarget (an earlier session): only
+  // another resync from this Secondary keeps holding them (OnBitmapExchanged).
+  bool target_again = d.sync == SyncDecision::kTargetBitmap || d.sync == SyncDecision::kTargetFull;
+  if (!target_again) ApplyDeferredMarks(volume, pdv);
   switch (d.sync) {
     case SyncDecision::kNone: {
       // Same generation, but blocks written while the connection was being set up
@@ -509,9 +513,25 @@ void Connection::OnBitmapExchanged(const std::shared_ptr<Session>& s, int volume
   auto dev = device(volume);
   auto& pdv = pd(volume);
   bool source = pdv.sync == PeerDevice::Sync::kSource;
-  // A Primary's writes on another connection during the exchange (OnPrimaryWriteApplied).
-  for (const auto& [offset, length] : pdv.early_clears)
-    dev->SetPeerInSync(peer_id_, offset, length);
+  if (!source) {
+    // The Primary's writes on another connection during the exchange, and those an
+    // interrupted resync from this peer held back (OnPrimaryWriteApplied,
+    // DeferMarkWhileTarget): not from this Secondary. From a Primary they are taken:
+    // its data is the one that counts now.
+    auto it = resource_->state().connections.find(peer_id_);
+    bool from_primary =
+        it != resource_->state().connections.end() && it->second.peer_role == Role::kPrimary;
+    for (const auto& [offset, length] : pdv.early_clears) {
+      if (!from_primary) dev->SetPeerInSync(peer_id_, offset, length);
+    }
+    if (from_primary) {
+      ApplyDeferredMarks(volume, pdv);
+    } else {
+      for (const auto& [offset, length] : pdv.deferred_marks) {
+        dev->SetPeerInSync(peer_id_, offset, length);
+      }
+    }
+  }
   pdv.early_clears.clear();
   pdv.rs_total_bits = dev->OutOfSyncSectors(peer_id_) / 8;
   pdv.started = std::chrono::steady_clock::now();

@@ -89,6 +89,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // on our disk. While we are SyncTarget of this peer the mark waits for the resync's end
   // (true): set now, it would make us request the block from the peer that lacks it.
   bool DeferMarkWhileTarget(int volume, uint64_t offset, uint64_t length);
+  // A write group settled (peer_ack.cc): the PeerAck for `token` of `session` may go.
+  void OnPeerAckReady(uint64_t session, uint32_t token, uint64_t mask);
 
   // The local node was promoted; with `forced` a full sync to an Inconsistent peer.
   void OnPromoted(bool forced);
@@ -273,7 +275,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // `on_peer`: the peer acknowledged the write and flushed its epoch (BarrierAck).
   void SettlePeerAck(uint64_t dagtag, bool on_peer);
   void SendPeerAcks(const std::vector<PeerAckTracker::Ready>& ready);
-  void OnPeerAckReady(uint64_t session, uint32_t token, uint64_t mask);
   void NoteUnstableWrite(const std::shared_ptr<Session>& s, int volume, uint32_t seq,
                          uint64_t offset, uint64_t length);
   void OnPeerAck(const std::shared_ptr<Session>& s, const protocol::PeerAck& pa);

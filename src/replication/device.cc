@@ -512,6 +512,7 @@ void Device::StartWrite(uint64_t offset, uint64_t length, LocalIo io, Replica re
       op->OneDone();
     });
   }
+  if (!peers.empty()) resource_->EndReplicatedWrite();
   io(offset, length, replica, [op](IoResult r) {
     op->local = std::move(r);
     op->OneDone();

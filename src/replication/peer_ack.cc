@@ -56,6 +56,11 @@ std::vector<PeerAckTracker::Ready> PeerAckTracker::Close(uint64_t dagtag) {
   return MaybeFinish(it);
 }
 
+std::vector<PeerAckTracker::Ready> PeerAckTracker::CloseCurrent() {
+  if (new_write_) return {};
+  return Close(dagtag_);
+}
+
 std::vector<PeerAckTracker::Ready> PeerAckTracker::MaybeFinish(
     std::map<uint64_t, Group>::iterator it) {
   Group& g = it->second;
@@ -115,6 +120,15 @@ void Resource::BeginReplicatedWrite() {
   peer_acks().NextWrite();
 }
 
+void Resource::EndReplicatedWrite() {
+  // Every peer joined in Device::StartWrite's loop: close the group here, not from a
+  // handler posted by a connection, which is skipped if that connection stops first
+  // (the group then never settled, and the other sessions' PeerAcks waited behind it).
+  for (const auto& r : peer_acks().CloseCurrent()) {
+    if (auto c = connection(r.peer)) c->OnPeerAckReady(r.session, r.token, r.mask);
+  }
+}
+
 // ---- Connection: Primary side ----------------------------------------------------
 
 uint64_t Connection::JoinPeerAck(const std::shared_ptr<Session>& s, uint64_t length) {
@@ -124,15 +138,9 @@ uint64_t Connection::JoinPeerAck(const std::shared_ptr<Session>& s, uint64_t len
   // The Data packets of this write get the next sequence numbers (one per 1 MiB).
   uint64_t parts = std::max<uint64_t>(1, (length + p::kMaxDataSize - 1) / p::kMaxDataSize);
   auto token = static_cast<uint32_t>(s->next_seq + parts - 1);
-  bool first = false;
+  bool first = false;  // Resource::EndReplicatedWrite closes the group
   uint64_t dagtag = resource_->peer_acks().Join(peer_id_, s->id, token, &first);
   s->pa_order.Sent(token);
-  if (first) {
-    // Every peer of this write joins in the same synchronous loop (Device::StartWrite).
-    asio::post(io_, [self = shared_from_this(), dagtag] {
-      if (!self->stopped_) self->SendPeerAcks(self->resource_->peer_acks().Close(dagtag));
-    });
-  }
   return dagtag;
 }
 

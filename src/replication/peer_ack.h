@@ -42,6 +42,8 @@ class PeerAckTracker {
   std::vector<Ready> Done(uint64_t dagtag, int peer, bool has_it);
   // No more peers join `dagtag`.
   std::vector<Ready> Close(uint64_t dagtag);
+  // Close() for the group the Joins since the last NextWrite() opened (none: nothing).
+  std::vector<Ready> CloseCurrent();
   size_t open_writes() const { return groups_.size(); }
 
  private:

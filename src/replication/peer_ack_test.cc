@@ -43,6 +43,26 @@ TEST(PeerAckTracker, APeerWithoutTheDataIsNotInTheMask) {
   EXPECT_EQ(ready[1].mask, 0b011u);
 }
 
+TEST(PeerAckTracker, CloseCurrentClosesTheGroupOfTheLastJoins) {
+  PeerAckTracker t(0);
+  t.NextWrite();
+  EXPECT_TRUE(t.CloseCurrent().empty());  // nobody joined: no group
+  EXPECT_EQ(t.open_writes(), 0u);
+  bool first;
+  uint64_t tag = t.Join(1, kSession1, 4, &first);
+  t.Join(2, kSession2, 8, &first);
+  EXPECT_TRUE(t.Done(tag, 1, true).empty());
+  EXPECT_TRUE(t.Done(tag, 2, true).empty());  // still open for joins
+  auto ready = t.CloseCurrent();
+  ASSERT_EQ(ready.size(), 2u);
+  EXPECT_EQ(ready[0].mask, 0b111u);
+  EXPECT_TRUE(t.CloseCurrent().empty());  // closed once
+  // The next write's join opens a new group.
+  t.NextWrite();
+  EXPECT_NE(t.Join(1, kSession1, 5, &first), tag);
+  EXPECT_TRUE(first);
+}
+
 TEST(PeerAckTracker, EachWriteIsItsOwnGroup) {
   PeerAckTracker t(0);
   bool first;

@@ -88,8 +88,10 @@ class Resource {
   void Promote(bool force, std::function<void(Status)> done);
   TwoPc& twopc();  // twopc.cc
   // Peer acks (peer_ack.cc): Device::StartWrite opens a write group before it sends the
-  // write to its peers; the tracker settles it once every peer answered.
+  // write to its peers and closes it after; the tracker settles it once every peer
+  // answered.
   void BeginReplicatedWrite();
+  void EndReplicatedWrite();
   PeerAckTracker& peer_acks();
   Status Demote();
 

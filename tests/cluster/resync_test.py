@@ -474,6 +474,15 @@ def node0_behind_both(c, rate="4M"):
     return a, b, n2, size, h
 
 
+def wait_all_in_sync(a, b, n2):
+    """Every pair of the three in sync, nothing out of sync either way."""
+    pairs = ((b, a), (b, n2), (a, n2))
+    wait_for("all in sync, nothing out of sync",
+             lambda: all(synced(x, y) and peer_dev(x, y)["out-of-sync"] == 0
+                         and peer_dev(y, x)["out-of-sync"] == 0 for x, y in pairs),
+             timeout=60)
+
+
 def test_three_node_resync_from_both():
     """node0_behind_both, and node1 writes on: both resyncs run into node0 at once, their
     writes ordered across the connections (Resource's received writes); all three end
@@ -483,11 +492,7 @@ def test_three_node_resync_from_both():
         for i in range(64):  # the Primary writes while both resyncs run
             h.pwrite(os.urandom(64 * 1024), random.randrange(0, size // 65536) * 65536)
         h.flush()
-        pairs = ((b, a), (b, n2), (a, n2))
-        wait_for("all in sync, nothing out of sync",
-                 lambda: all(synced(x, y) and peer_dev(x, y)["out-of-sync"] == 0
-                             and peer_dev(y, x)["out-of-sync"] == 0 for x, y in pairs),
-                 timeout=60)
+        wait_all_in_sync(a, b, n2)
         check(same_data(b, a, size) and same_data(b, n2, size), "all three nodes identical")
         h.shutdown()
         check("another peer's resync runs" in a.log_text(),
@@ -525,11 +530,7 @@ def test_resync_source_behind_the_primary():
               "node0 was still SyncTarget of node2 when the writes were done")
         c.unslow(b)
         h.flush()
-        pairs = ((b, a), (b, n2), (a, n2))
-        wait_for("all in sync, nothing out of sync",
-                 lambda: all(synced(x, y) and peer_dev(x, y)["out-of-sync"] == 0
-                             and peer_dev(y, x)["out-of-sync"] == 0 for x, y in pairs),
-                 timeout=60)
+        wait_all_in_sync(a, b, n2)
         check(same_data(b, n2, size), "node2 has the Primary's data")
         check(same_data(b, a, size), "node0 has the Primary's data, not node2's older blocks")
         h.shutdown()

@@ -393,22 +393,28 @@ bool Connection::SendResyncFromPageCache(const std::shared_ptr<Session>& s, Devi
 }
 
 void Connection::OnPrimaryWriteApplied(int volume, uint64_t offset, uint64_t length) {
-  auto it = peer_devices_.find(volume);
-  if (it == peer_devices_.end() || it->second->sync != PeerDevice::Sync::kTarget) return;
   auto s = session_;
   if (!s || !Alive(s)) return;
-  PeerDevice& pdv = *it->second;
+  // In the handshake the decision may still make us this peer's SyncTarget.
+  bool handshake = !s->established;
+  auto it = peer_devices_.find(volume);
+  if (!handshake && (it == peer_devices_.end() || it->second->sync != PeerDevice::Sync::kTarget)) {
+    return;
+  }
+  PeerDevice& pdv = it != peer_devices_.end() ? *it->second : pd(volume);
+  auto dev = device(volume);
+  if (!dev) return;
   // DRBD 9.2 makes the source serve such a request only after it has the Primary's
   // writes up to the target's (dagtag resync requests); clearing the bits here keeps the
   // request from being sent. Should this peer lack the write, the Primary's peer ack
   // (or its loss) asks to mark the blocks toward it, which waits for the resync's end
   // (DeferMarkWhileTarget). Blocks smaller than a bitmap bit (4 KiB) stay marked.
-  if (!pdv.bitmap_done || !pdv.bitmap_sent) {
-    // A full sync's SetAllPeerBits or the peer's bitmap is still to come.
-    pdv.early_clears.emplace_back(offset, length);
+  if (handshake || !pdv.bitmap_done || !pdv.bitmap_sent) {
+    // The decision, a full sync's SetAllPeerBits or the peer's bitmap is still to come.
+    pdv.NoteEarlyClear(offset, length, dev->data_bits());
     return;
   }
-  if (auto dev = device(volume)) dev->SetPeerInSync(peer_id_, offset, length);
+  dev->SetPeerInSync(peer_id_, offset, length);
   UpdateSyncStats(volume);
   PumpResync(s, volume);  // the last bits may be gone: the resync may end
 }

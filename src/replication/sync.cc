@@ -222,6 +222,13 @@ void Connection::EndSessionAfterDecision(const std::shared_ptr<Session>& s, Conn
 void Connection::DecideAndStartSync(const std::shared_ptr<Session>& s, int volume) {
   auto dev = device(volume);
   auto& pdv = pd(volume);
+  // The Primary's writes noted in the handshake matter only to a resync from this peer.
+  struct DropEarlyClears {
+    PeerDevice& p;
+    ~DropEarlyClears() {
+      if (p.sync != PeerDevice::Sync::kTarget) p.early_clears.clear();
+    }
+  } drop_early{pdv};
   if (!dev || !dev->attached()) return;
   if (pdv.state.disk == p::DiskState::kDiskless) return;
   const auto& st = resource_->state();
@@ -353,7 +360,9 @@ void Connection::BeginSync(const std::shared_ptr<Session>& s, int volume, bool s
   auto dev = device(volume);
   auto& pdv = pd(volume);
   if (!dev || !dev->attached() || pdv.sync != PeerDevice::Sync::kNone) return;
+  auto early = std::move(pdv.early_clears);  // from the handshake (OnPrimaryWriteApplied)
   pdv.ResetSync();
+  pdv.early_clears = std::move(early);
   pdv.sync = source ? PeerDevice::Sync::kSource : PeerDevice::Sync::kTarget;
   pdv.full = full;
   pdv.total_bits = dev->data_bits();
@@ -521,8 +530,10 @@ void Connection::OnBitmapExchanged(const std::shared_ptr<Session>& s, int volume
     auto it = resource_->state().connections.find(peer_id_);
     bool from_primary =
         it != resource_->state().connections.end() && it->second.peer_role == Role::kPrimary;
-    for (const auto& [offset, length] : pdv.early_clears) {
-      if (!from_primary) dev->SetPeerInSync(peer_id_, offset, length);
+    if (!from_primary) {
+      pdv.ForEachEarlyClear([&](uint64_t first, uint64_t count) {
+        dev->SetPeerInSync(peer_id_, first * 4096, count * 4096);
+      });
     }
     if (from_primary) {
       ApplyDeferredMarks(volume, pdv);

@@ -149,6 +149,7 @@ struct Connection::PeerDevice {
   // (ApplyDeferredMarks; in memory only, not cleared by ResetSync or a session's end).
   std::vector<uint64_t> early_clears;  // one bit per whole 4 KiB block; empty: none
   std::vector<std::pair<uint64_t, uint64_t>> deferred_marks;
+  uint64_t deferred_since_uuid = 0;  // the peer's current UUID when the first was held
 
   void NoteEarlyClear(uint64_t offset, uint64_t length, uint64_t bits) {
     uint64_t first = (offset + 4095) / 4096;

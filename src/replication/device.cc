@@ -501,7 +501,7 @@ void Device::StartWrite(uint64_t offset, uint64_t length, LocalIo io, Replica re
   op->length = length;
   op->waiting = 1 + static_cast<int>(peers.size());
   op->done = std::move(done);
-  if (!peers.empty()) resource_->BeginReplicatedWrite();  // peer acks (peer_ack.cc)
+  uint64_t pa_mark = peers.empty() ? 0 : resource_->BeginReplicatedWrite();  // peer_ack.cc
   for (auto& c : peers) {
     int peer = c->peer_node_id();
     // A peer that can no longer take the write (disconnect before the ack): its bits
@@ -512,7 +512,7 @@ void Device::StartWrite(uint64_t offset, uint64_t length, LocalIo io, Replica re
       op->OneDone();
     });
   }
-  if (!peers.empty()) resource_->EndReplicatedWrite();
+  if (!peers.empty()) resource_->EndReplicatedWrite(pa_mark);
   io(offset, length, replica, [op](IoResult r) {
     op->local = std::move(r);
     op->OneDone();

@@ -56,9 +56,17 @@ std::vector<PeerAckTracker::Ready> PeerAckTracker::Close(uint64_t dagtag) {
   return MaybeFinish(it);
 }
 
-std::vector<PeerAckTracker::Ready> PeerAckTracker::CloseCurrent() {
-  if (new_write_) return {};
-  return Close(dagtag_);
+std::vector<PeerAckTracker::Ready> PeerAckTracker::CloseSince(uint64_t mark) {
+  std::vector<uint64_t> open;
+  for (auto it = groups_.upper_bound(mark); it != groups_.end(); ++it) {
+    if (!it->second.closed) open.push_back(it->first);
+  }
+  std::vector<Ready> out;
+  for (uint64_t tag : open) {
+    auto ready = Close(tag);
+    out.insert(out.end(), ready.begin(), ready.end());
+  }
+  return out;
 }
 
 std::vector<PeerAckTracker::Ready> PeerAckTracker::MaybeFinish(
@@ -116,15 +124,17 @@ PeerAckTracker& Resource::peer_acks() {
   return *peer_acks_;
 }
 
-void Resource::BeginReplicatedWrite() {
+uint64_t Resource::BeginReplicatedWrite() {
+  uint64_t mark = peer_acks().last_dagtag();
   peer_acks().NextWrite();
+  return mark;
 }
 
-void Resource::EndReplicatedWrite() {
+void Resource::EndReplicatedWrite(uint64_t mark) {
   // Every peer joined in Device::StartWrite's loop: close the group here, not from a
   // handler posted by a connection, which is skipped if that connection stops first
   // (the group then never settled, and the other sessions' PeerAcks waited behind it).
-  for (const auto& r : peer_acks().CloseCurrent()) {
+  for (const auto& r : peer_acks().CloseSince(mark)) {
     if (auto c = connection(r.peer)) c->OnPeerAckReady(r.session, r.token, r.mask);
   }
 }

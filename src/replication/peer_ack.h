@@ -36,14 +36,19 @@ class PeerAckTracker {
   // A new application write begins: the Joins that follow belong to it.
   void NextWrite() { new_write_ = true; }
   // The current write was sent to `peer` on `session`; returns its dagtag. *first is
-  // true for the write's first peer (the caller then schedules Close).
+  // true for the write's first peer.
   uint64_t Join(int peer, uint64_t session, uint32_t token, bool* first);
   // `peer` answered for `dagtag` (has_it: it holds the data now).
   std::vector<Ready> Done(uint64_t dagtag, int peer, bool has_it);
   // No more peers join `dagtag`.
   std::vector<Ready> Close(uint64_t dagtag);
-  // Close() for the group the Joins since the last NextWrite() opened (none: nothing).
-  std::vector<Ready> CloseCurrent();
+  // The newest dagtag handed out so far: the groups of a write that begins now get
+  // larger ones (CloseSince).
+  uint64_t last_dagtag() const { return dagtag_; }
+  // Close() for every group still open whose dagtag is above `mark` (a last_dagtag()
+  // taken before the write's NextWrite): the write's groups, also when another write
+  // began and ended inside it.
+  std::vector<Ready> CloseSince(uint64_t mark);
   size_t open_writes() const { return groups_.size(); }
 
  private:

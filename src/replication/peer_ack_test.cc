@@ -43,24 +43,33 @@ TEST(PeerAckTracker, APeerWithoutTheDataIsNotInTheMask) {
   EXPECT_EQ(ready[1].mask, 0b011u);
 }
 
-TEST(PeerAckTracker, CloseCurrentClosesTheGroupOfTheLastJoins) {
+TEST(PeerAckTracker, CloseSinceClosesTheGroupsOfTheWrite) {
   PeerAckTracker t(0);
+  uint64_t mark = t.last_dagtag();
   t.NextWrite();
-  EXPECT_TRUE(t.CloseCurrent().empty());  // nobody joined: no group
+  EXPECT_TRUE(t.CloseSince(mark).empty());  // nobody joined: no group
   EXPECT_EQ(t.open_writes(), 0u);
   bool first;
   uint64_t tag = t.Join(1, kSession1, 4, &first);
-  t.Join(2, kSession2, 8, &first);
-  EXPECT_TRUE(t.Done(tag, 1, true).empty());
-  EXPECT_TRUE(t.Done(tag, 2, true).empty());  // still open for joins
-  auto ready = t.CloseCurrent();
-  ASSERT_EQ(ready.size(), 2u);
-  EXPECT_EQ(ready[0].mask, 0b111u);
-  EXPECT_TRUE(t.CloseCurrent().empty());  // closed once
-  // The next write's join opens a new group.
+  // Another write begins and ends inside this one (its own group).
+  uint64_t inner_mark = t.last_dagtag();
   t.NextWrite();
-  EXPECT_NE(t.Join(1, kSession1, 5, &first), tag);
-  EXPECT_TRUE(first);
+  uint64_t inner = t.Join(2, kSession2, 6, &first);
+  EXPECT_TRUE(t.CloseSince(inner_mark).empty());          // open until node 2 answers
+  EXPECT_EQ(t.Join(2, kSession2, 8, &first), inner + 1);  // the outer write goes on
+  EXPECT_TRUE(t.Done(tag, 1, true).empty());
+  EXPECT_TRUE(t.Done(inner + 1, 2, true).empty());
+  auto ready = t.CloseSince(mark);  // closes both of the outer write's groups
+  ASSERT_EQ(ready.size(), 2u);
+  EXPECT_EQ(ready[0].token, 4u);
+  EXPECT_EQ(ready[0].mask, 0b011u);
+  EXPECT_EQ(ready[1].token, 8u);
+  EXPECT_EQ(ready[1].mask, 0b101u);
+  auto late = t.Done(inner, 2, true);
+  ASSERT_EQ(late.size(), 1u);
+  EXPECT_EQ(late[0].token, 6u);
+  EXPECT_TRUE(t.CloseSince(mark).empty());  // closed once
+  EXPECT_EQ(t.open_writes(), 0u);
 }
 
 TEST(PeerAckTracker, EachWriteIsItsOwnGroup) {

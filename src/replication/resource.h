@@ -90,8 +90,8 @@ class Resource {
   // Peer acks (peer_ack.cc): Device::StartWrite opens a write group before it sends the
   // write to its peers and closes it after; the tracker settles it once every peer
   // answered.
-  void BeginReplicatedWrite();
-  void EndReplicatedWrite();
+  uint64_t BeginReplicatedWrite();  // returns the mark for EndReplicatedWrite
+  void EndReplicatedWrite(uint64_t mark);
   PeerAckTracker& peer_acks();
   Status Demote();
 

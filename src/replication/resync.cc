@@ -422,7 +422,9 @@ void Connection::OnPrimaryWriteApplied(int volume, uint64_t offset, uint64_t len
 bool Connection::DeferMarkWhileTarget(int volume, uint64_t offset, uint64_t length) {
   auto it = peer_devices_.find(volume);
   if (it == peer_devices_.end() || it->second->sync != PeerDevice::Sync::kTarget) return false;
-  it->second->deferred_marks.emplace_back(offset, length);
+  PeerDevice& pdv = *it->second;
+  if (pdv.deferred_marks.empty()) pdv.deferred_since_uuid = pdv.uuids.current;
+  pdv.deferred_marks.emplace_back(offset, length);
   return true;
 }
 

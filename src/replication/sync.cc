@@ -327,10 +327,13 @@ void Connection::DecideAndStartSync(const std::shared_ptr<Session>& s, int volum
     if (!Alive(s)) return;
   }
   bool primary = resource_->state().role == Role::kPrimary;
-  // Marks held back while we were this peer's SyncTarget (an earlier session): only
-  // another resync from this Secondary keeps holding them (OnBitmapExchanged).
-  bool target_again = d.sync == SyncDecision::kTargetBitmap || d.sync == SyncDecision::kTargetFull;
-  if (!target_again) ApplyDeferredMarks(volume, pdv);
+  // Marks held back while we were this peer's SyncTarget (an earlier session) stay held
+  // only for another resync from this Secondary, on the data generation they were held
+  // in: after a split brain, a promotion or new writes there, its data counts and they
+  // are set (so they are taken from it).
+  bool hold = (d.sync == SyncDecision::kTargetBitmap || d.sync == SyncDecision::kTargetFull) &&
+              !d.split_brain && !peer.primary && U(pdv.uuids.current) == U(pdv.deferred_since_uuid);
+  if (!hold) ApplyDeferredMarks(volume, pdv);
   switch (d.sync) {
     case SyncDecision::kNone: {
       // Same generation, but blocks written while the connection was being set up
@@ -522,25 +525,16 @@ void Connection::OnBitmapExchanged(const std::shared_ptr<Session>& s, int volume
   auto dev = device(volume);
   auto& pdv = pd(volume);
   bool source = pdv.sync == PeerDevice::Sync::kSource;
-  if (!source) {
-    // The Primary's writes on another connection during the exchange, and those an
-    // interrupted resync from this peer held back (OnPrimaryWriteApplied,
-    // DeferMarkWhileTarget): not from this Secondary. From a Primary they are taken:
-    // its data is the one that counts now.
-    auto it = resource_->state().connections.find(peer_id_);
-    bool from_primary =
-        it != resource_->state().connections.end() && it->second.peer_role == Role::kPrimary;
-    if (!from_primary) {
-      pdv.ForEachEarlyClear([&](uint64_t first, uint64_t count) {
-        dev->SetPeerInSync(peer_id_, first * 4096, count * 4096);
-      });
-    }
-    if (from_primary) {
-      ApplyDeferredMarks(volume, pdv);
-    } else {
-      for (const auto& [offset, length] : pdv.deferred_marks) {
-        dev->SetPeerInSync(peer_id_, offset, length);
-      }
+  if (!source && pdv.state.role != p::Role::kPrimary) {
+    // The Primary's writes on another connection during the handshake and the exchange,
+    // and those an interrupted resync from this peer held back (OnPrimaryWriteApplied,
+    // DeferMarkWhileTarget; DecideAndStartSync set them if they no longer apply): not
+    // from this Secondary. (From a Primary everything is taken: its data counts.)
+    pdv.ForEachEarlyClear([&](uint64_t first, uint64_t count) {
+      dev->SetPeerInSync(peer_id_, first * 4096, count * 4096);
+    });
+    for (const auto& [offset, length] : pdv.deferred_marks) {
+      dev->SetPeerInSync(peer_id_, offset, length);
     }
   }
   pdv.early_clears.clear();

@@ -9,6 +9,7 @@
 #include <optional>
 #include <vector>
 
+#include "replication/block_set.h"
 #include "replication/connection.h"
 #include "replication/resync_controller.h"
 
@@ -147,36 +148,9 @@ struct Connection::PeerDevice {
   // loss asks for meanwhile, kept until a resync from this peer ends, or a session
   // decides anything but such a resync, so that they are never requested from it
   // (ApplyDeferredMarks; in memory only, not cleared by ResetSync or a session's end).
-  std::vector<uint64_t> early_clears;  // one bit per whole 4 KiB block; empty: none
+  BlockSet early_clears;
   std::vector<std::pair<uint64_t, uint64_t>> deferred_marks;
   uint64_t deferred_since_uuid = 0;  // the peer's current UUID when the first was held
-
-  void NoteEarlyClear(uint64_t offset, uint64_t length, uint64_t bits) {
-    uint64_t first = (offset + 4095) / 4096;
-    uint64_t end = std::min((offset + length) / 4096, bits);
-    if (first >= end) return;
-    if (early_clears.empty()) early_clears.assign((bits + 63) / 64, 0);
-    for (uint64_t b = first; b < end; ++b) early_clears[b / 64] |= uint64_t{1} << (b % 64);
-  }
-  // f(first_bit, count) for each run of early_clears bits.
-  template <typename F>
-  void ForEachEarlyClear(F f) const {
-    const uint64_t bits = early_clears.size() * 64;
-    uint64_t b = 0;
-    while (b < bits) {
-      if (early_clears[b / 64] == 0 && b % 64 == 0) {
-        b += 64;
-        continue;
-      }
-      if (!(early_clears[b / 64] >> (b % 64) & 1)) {
-        ++b;
-        continue;
-      }
-      uint64_t start = b;
-      while (b < bits && (early_clears[b / 64] >> (b % 64) & 1)) ++b;
-      f(start, b - start);
-    }
-  }
 
   void ResetSync() {
     sync = Sync::kNone;

@@ -411,7 +411,7 @@ void Connection::OnPrimaryWriteApplied(int volume, uint64_t offset, uint64_t len
   // (DeferMarkWhileTarget). Blocks smaller than a bitmap bit (4 KiB) stay marked.
   if (handshake || !pdv.bitmap_done || !pdv.bitmap_sent) {
     // The decision, a full sync's SetAllPeerBits or the peer's bitmap is still to come.
-    pdv.NoteEarlyClear(offset, length, dev->data_bits());
+    pdv.early_clears.AddCovered(offset, length, dev->data_bits(), dev->size_bytes());
     return;
   }
   dev->SetPeerInSync(peer_id_, offset, length);

@@ -530,7 +530,7 @@ void Connection::OnBitmapExchanged(const std::shared_ptr<Session>& s, int volume
     // and those an interrupted resync from this peer held back (OnPrimaryWriteApplied,
     // DeferMarkWhileTarget; DecideAndStartSync set them if they no longer apply): not
     // from this Secondary. (From a Primary everything is taken: its data counts.)
-    pdv.ForEachEarlyClear([&](uint64_t first, uint64_t count) {
+    pdv.early_clears.ForEachRun(dev->data_bits(), [&](uint64_t first, uint64_t count) {
       dev->SetPeerInSync(peer_id_, first * 4096, count * 4096);
     });
     for (const auto& [offset, length] : pdv.deferred_marks) {

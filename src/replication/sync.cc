@@ -39,6 +39,12 @@ GenerationUuids Connection::LocalUuids(int volume) const {
     if (node == peer_id_) g.bitmap = uuid;
   }
   g.history = info.history;
+  // A generation we left when we lost another node (its bitmap UUID) is one of ours too:
+  // NewCurrentUuid keeps it there, not in the history. A peer still on it (it missed
+  // our next UUID, e.g. a connection lost right after) is behind us, not split.
+  for (auto& [node, uuid] : info.bitmaps) {
+    if (node != peer_id_ && uuid != 0) g.history.push_back(uuid);
+  }
   return g;
 }
 
@@ -246,6 +252,9 @@ void Connection::DecideAndStartSync(const std::shared_ptr<Session>& s, int volum
     if (b.node_id == my_id_) peer.uuids.bitmap = b.uuid;
   }
   peer.uuids.history = pdv.uuids.history;
+  for (auto& b : pdv.uuids.bitmap) {  // as in LocalUuids
+    if (b.node_id != my_id_ && b.uuid != 0) peer.uuids.history.push_back(b.uuid);
+  }
   peer.primary = pdv.state.role == p::Role::kPrimary;
   peer.disk = pdv.state.disk;
   peer.changes = pdv.uuids.dirty_bits;

@@ -536,6 +536,37 @@ def test_resync_source_behind_the_primary():
         h.shutdown()
 
 
+def test_missed_new_uuid_is_a_resync():
+    """Three nodes, node1 Primary. node0 leaves; node1 starts a new data generation and
+    sends it to node2, which never gets it (the node1 <-> node2 link is cut silently), and
+    then node1 and node2 are disconnected too. node1 writes alone; after the heal node2,
+    still on the old generation, must be resynced from node1, not split-brained: the old
+    generation is node1's bitmap UUID for node0, which counts as its history. (Seen once
+    in 112 runs of the three-node tests, when node1 lost node2 right after node0.)"""
+    with Cluster(3, size_mib=24, prefix=PREFIX, net=NET) as c:
+        a, b, n2 = c.nodes
+        c.start_mesh()
+        b.setup("primary", "r0", "--force")
+        wait_for("initial sync", lambda: synced(b, a) and synced(b, n2), timeout=60)
+        c.cut(b, n2)
+        for p in (b, n2):
+            a.setup("disconnect", "r0", str(p.node_id))
+            p.setup("disconnect", "r0", str(a.node_id))
+        time.sleep(0.3)  # node1's new generation goes out to node2 and is dropped
+        b.setup("disconnect", "r0", str(n2.node_id))
+        n2.setup("disconnect", "r0", str(b.node_id))
+        c.heal(b, n2)
+        size = data_size(b)
+        h = b.nbd()
+        h.pwrite(os.urandom(4 * MIB), 2 * MIB)
+        h.flush()
+        connect(b, n2)
+        wait_for("node2 resynced from node1", lambda: synced(b, n2), timeout=30)
+        check("split-brain" not in b.log_text() + n2.log_text(), "no split brain")
+        check(same_data(b, n2, size), "node2 has node1's data")
+        h.shutdown()
+
+
 def test_secondary_waits_for_primary_resync():
     """Three nodes; node0 is a generation behind both others. It connects to the Primary
     node1 first (a slow resync) and then to the Secondary node2, which has the same newer
@@ -582,7 +613,8 @@ def test_secondary_waits_for_primary_resync():
 
 TESTS = [test_rate_and_pause, test_verify, test_csums, test_zero_copy_writes_during_sync,
          test_recv_splice_off, test_unaligned_writes, test_three_node_resync_from_both,
-         test_resync_source_behind_the_primary, test_secondary_waits_for_primary_resync]
+         test_resync_source_behind_the_primary, test_missed_new_uuid_is_a_resync,
+         test_secondary_waits_for_primary_resync]
 
 if __name__ == "__main__":
     sys.exit(run_tests(TESTS))

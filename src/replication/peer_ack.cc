@@ -1,6 +1,7 @@
 // Peer acks: the bookkeeping (peer_ack.h) and its use by Connection and Resource. On a
-// Primary every replicated write joins a PeerAckTracker group; when all peers answered,
-// each gets PeerAck{mask, dagtag} in send order. On a Secondary the writes received wait
+// Primary every replicated write joins a PeerAckTracker group; when it settled on every
+// peer (left its transfer log: BarrierAck, or the session's end), each gets
+// PeerAck{mask, dagtag} in send order. On a Secondary the writes received wait
 // in the session's UnstableWrites until a PeerAck covers them: nodes missing from its mask
 // get the blocks marked out of sync, and if the Primary is lost first, every other peer
 // does (the survivors resync them from the node promoted next). io thread only.

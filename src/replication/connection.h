@@ -274,7 +274,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uint64_t JoinPeerAck(const std::shared_ptr<Session>& s, uint64_t length);
   // `on_peer`: the peer acknowledged the write and flushed its epoch (BarrierAck).
   void SettlePeerAck(uint64_t dagtag, bool on_peer);
-  void SendPeerAcks(const std::vector<PeerAckTracker::Ready>& ready);
   void NoteUnstableWrite(const std::shared_ptr<Session>& s, int volume, uint32_t seq,
                          uint64_t offset, uint64_t length);
   void OnPeerAck(const std::shared_ptr<Session>& s, const protocol::PeerAck& pa);

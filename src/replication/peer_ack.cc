@@ -135,7 +135,11 @@ void Resource::EndReplicatedWrite(uint64_t mark) {
   // Every peer joined in Device::StartWrite's loop: close the group here, not from a
   // handler posted by a connection, which is skipped if that connection stops first
   // (the group then never settled, and the other sessions' PeerAcks waited behind it).
-  for (const auto& r : peer_acks().CloseSince(mark)) {
+  SendPeerAcks(peer_acks().CloseSince(mark));
+}
+
+void Resource::SendPeerAcks(const std::vector<PeerAckTracker::Ready>& ready) {
+  for (const auto& r : ready) {
     if (auto c = connection(r.peer)) c->OnPeerAckReady(r.session, r.token, r.mask);
   }
 }
@@ -161,15 +165,7 @@ void Connection::SettlePeerAck(uint64_t dagtag, bool on_peer) {
   // peer flushed the epoch): before that a power cut there may lose it, and the other
   // Secondaries must keep tracking it. DRBD sends P_PEER_ACK when the request leaves
   // the transfer log, too; by then a protocol A write is on the peer as well.
-  bool has_it = on_peer;
-  SendPeerAcks(resource_->peer_acks().Done(dagtag, peer_id_, has_it));
-}
-
-void Connection::SendPeerAcks(const std::vector<PeerAckTracker::Ready>& ready) {
-  for (const auto& r : ready) {
-    auto c = resource_->connection(r.peer);
-    if (c) c->OnPeerAckReady(r.session, r.token, r.mask);
-  }
+  resource_->SendPeerAcks(resource_->peer_acks().Done(dagtag, peer_id_, on_peer));
 }
 
 void Connection::OnPeerAckReady(uint64_t session, uint32_t token, uint64_t mask) {

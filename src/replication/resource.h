@@ -92,6 +92,8 @@ class Resource {
   // answered.
   uint64_t BeginReplicatedWrite();  // returns the mark for EndReplicatedWrite
   void EndReplicatedWrite(uint64_t mark);
+  // Hands each settled write's PeerAck to the connection it goes out on.
+  void SendPeerAcks(const std::vector<PeerAckTracker::Ready>& ready);
   PeerAckTracker& peer_acks();
   Status Demote();
 

@@ -23,6 +23,7 @@ not closed the epoch for a pause (it does 100 ms after the last write).
 Needs root for namespaces (without it: loopback addresses), python3-libnbd, nbdkit and
 nbdfuse; BSR_BIN names the binaries. Details: docs/testing.md."""
 
+import contextlib
 import os
 import random
 import re
@@ -74,21 +75,36 @@ def writes_then_cut(h, size, count, cut, fatal=False):
     return acked
 
 
+@contextlib.contextmanager
+def primary_with_cached_disk(c, node, opts):
+    """`node`'s disk behind nbdkit's cache filter (cache=writeback: a volatile write
+    cache), the mesh up with `opts`, node0 Primary after the initial sync, and a flush:
+    everything so far is on `node`'s file, not only in its cache. Yields the KitDisk, the
+    raw file's path, the data size and an NBD handle on node0; at the end stops every
+    node, then the disk."""
+    a = c.nodes[0]
+    disk = KitDisk(c.work, node.disk, ["cache"], ["cache=writeback"])
+    raw = node.disk
+    try:
+        disk.start()
+        node.disk = disk.path
+        c.start_mesh(opts)
+        a.setup("primary", "r0", "--force")
+        wait_for("initial sync", lambda: all(in_sync(a, n) for n in c.nodes[1:]), timeout=120)
+        h = a.nbd()
+        h.flush()
+        yield disk, raw, data_size(a), h
+    finally:
+        for n in c.nodes:
+            n.stop()
+        disk.stop()
+
+
 def test_protocol_c_secondary_power_loss(rounds=3):
     opts = ["--protocol=C"]
     with Cluster(2, size_mib=64, prefix=PREFIX, net=NET) as c:
         a, b = c.nodes
-        disk = KitDisk(c.work, b.disk, ["cache"], ["cache=writeback"])
-        raw = b.disk
-        try:
-            disk.start()
-            b.disk = disk.path
-            c.start_mesh(opts)
-            a.setup("primary", "r0", "--force")
-            wait_for("initial sync", lambda: in_sync(a, b), timeout=120)
-            size = data_size(a)
-            h = a.nbd()
-            h.flush()  # everything so far is on node1's file, not only in its cache
+        with primary_with_cached_disk(c, b, opts) as (disk, raw, size, h):
             for rnd in range(rounds):
                 def power_cut():
                     b.kill()
@@ -117,10 +133,6 @@ def test_protocol_c_secondary_power_loss(rounds=3):
                 # No flush before the next round: the resync's own writes must be stable
                 # when it ends (its metadata update flushes the disk), or the next power cut
                 # loses them with node1 UpToDate.
-        finally:
-            for n in c.nodes:
-                n.stop()
-            disk.stop()
 
 
 def lost_blocks(path, written):
@@ -137,18 +149,7 @@ def test_secondary_power_cut_then_primary_lost():
     opts = ["--protocol=C"]
     with Cluster(3, size_mib=64, prefix=PREFIX, net=NET) as c:
         a, b, n2 = c.nodes
-        disk = KitDisk(c.work, n2.disk, ["cache"], ["cache=writeback"])
-        raw = n2.disk
-        try:
-            disk.start()
-            n2.disk = disk.path
-            c.start_mesh(opts)
-            a.setup("primary", "r0", "--force")
-            wait_for("initial sync", lambda: in_sync(a, b) and in_sync(a, n2), timeout=120)
-            size = data_size(a)
-            h = a.nbd()
-            h.flush()  # everything so far is on node2's file, not only in its cache
-
+        with primary_with_cached_disk(c, n2, opts) as (disk, raw, size, h):
             def double_failure():
                 n2.kill()
                 disk.power_loss()
@@ -175,10 +176,6 @@ def test_secondary_power_cut_then_primary_lost():
             missing = sum(h1.pread(BLOCK, off) != data for off, data in written.items())
             check(missing == 0, f"every acknowledged write is on the new Primary ({missing} "
                   f"missing)")
-        finally:
-            for n in c.nodes:
-                n.stop()
-            disk.stop()
 
 
 TESTS = [test_protocol_c_secondary_power_loss, test_secondary_power_cut_then_primary_lost]
